@@ -1,0 +1,1 @@
+"""Offices, calls, cases and their workflow: the domain the hotline feeds."""

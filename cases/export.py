@@ -1,0 +1,44 @@
+"""The JSON export of cases: one object per case, personal data masked."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from cases.models import Case
+
+
+def case_record(case: Case) -> dict[str, Any]:
+    recording = case.recordings[-1] if case.recordings else None
+    return {
+        "reference": case.reference,
+        "status": str(case.status),
+        "category": str(case.category),
+        "ivr_category": str(case.ivr_category),
+        "language": case.language,
+        "province_code": case.province_code,
+        "office_code": case.office.code,
+        "callback_requested": case.callback_requested,
+        "caller_number_masked": case.callback_number_masked if case.callback_requested else None,
+        "opened_by": case.opened_by,
+        "recording_sid": recording.recording_sid if recording else None,
+        "recording_status": recording.status if recording else None,
+        "transcript_status": recording.transcript_status if recording else None,
+        "transcript_text": recording.transcript_text if recording else None,
+        "created_at": case.created_at.isoformat().replace("+00:00", "Z"),
+    }
+
+
+def iter_case_records(session: Session, batch: int = 500) -> Iterator[dict[str, Any]]:
+    """Every case, oldest first, loaded in batches so a large table does not fill memory."""
+    stmt = (
+        select(Case)
+        .options(selectinload(Case.office), selectinload(Case.recordings))
+        .order_by(Case.id)
+        .execution_options(yield_per=batch)
+    )
+    for case in session.scalars(stmt):
+        yield case_record(case)

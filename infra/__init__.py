@@ -1,0 +1,1 @@
+"""Shared infrastructure: configuration, database, clock and field encryption."""

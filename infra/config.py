@@ -1,0 +1,210 @@
+"""Typed, frozen service configuration built once from the environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+
+DEFAULT_FLOW_FILE = Path(__file__).resolve().parent.parent / "ivr_flows" / "hotline.yaml"
+# A syntactically valid SID for a machine with no Twilio account; the simulator uses the same one.
+DEV_ACCOUNT_SID = "AC" + "0" * 32
+LOCAL_SECRETS_FILE = "local-secrets.json"
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or wrong; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the service reads from its environment, validated."""
+
+    instance_dir: Path
+    data_dir: Path
+    database_url: str
+    public_base_url: str
+    twilio_account_sid: str
+    twilio_auth_token: str
+    twilio_api_base: str
+    timezone_name: str
+    secret_key: str
+    data_key: str
+    flow_file: Path = DEFAULT_FLOW_FILE
+    transfer_number: str | None = None
+    voice_th: str = "Google.th-TH-Standard-A"
+    voice_en: str = "Google.en-US-Standard-C"
+    production: bool = False
+    # True when the Twilio token came from the local secrets file, not from the environment.
+    dev_credentials: bool = False
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def timezone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone_name)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def recordings_dir(self) -> Path:
+        return self.data_dir / "recordings"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.data_dir / "spool"
+
+    def with_overrides(self, **changes: Any) -> Config:
+        return replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
+        """Build the configuration from environment variables (see README), then apply overrides."""
+        env = dict(os.environ if environ is None else environ)
+        env.update({k: str(v) for k, v in overrides.pop("env", {}).items()})
+        production = _flag(env, "HOTLINE_ENV_PRODUCTION", env.get("HOTLINE_ENV", "") == "production")
+
+        instance_dir = Path(env.get("HOTLINE_INSTANCE_DIR", "instance")).resolve()
+        data_dir = Path(env.get("HOTLINE_DATA_DIR") or instance_dir / "data").resolve()
+
+        local: dict[str, str] = {}
+        missing_in_production = [
+            name
+            for name in (
+                "TWILIO_ACCOUNT_SID",
+                "TWILIO_AUTH_TOKEN",
+                "PUBLIC_BASE_URL",
+                "DATABASE_URL",
+                "HOTLINE_SECRET_KEY",
+                "HOTLINE_DATA_KEY",
+            )
+            if not env.get(name)
+        ]
+        if production and missing_in_production:
+            raise ConfigError(
+                "HOTLINE_ENV=production needs these variables set: " + ", ".join(missing_in_production)
+            )
+        if not production:
+            local = _local_secrets(instance_dir)
+
+        auth_token = env.get("TWILIO_AUTH_TOKEN") or local.get("twilio_auth_token", "")
+        account_sid = env.get("TWILIO_ACCOUNT_SID") or DEV_ACCOUNT_SID
+        if not (account_sid.startswith("AC") and len(account_sid) == 34):
+            raise ConfigError(f"TWILIO_ACCOUNT_SID={account_sid!r} is not an account SID (AC + 32 hex)")
+
+        public_base_url = _url(env, "PUBLIC_BASE_URL", "http://127.0.0.1:5000").rstrip("/")
+        twilio_api_base = _url(env, "TWILIO_API_BASE", "https://api.twilio.com").rstrip("/")
+        if production and not public_base_url.startswith("https://"):
+            raise ConfigError(f"PUBLIC_BASE_URL={public_base_url!r} must be https in production")
+
+        tz_name = env.get("HOTLINE_TIMEZONE", "Asia/Bangkok")
+        try:
+            ZoneInfo(tz_name)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ConfigError(f"HOTLINE_TIMEZONE={tz_name!r} is not an IANA time zone") from exc
+
+        database_url = env.get("DATABASE_URL") or f"sqlite:///{instance_dir / 'hotline.db'}"
+        scheme = database_url.split(":", 1)[0].split("+", 1)[0]
+        if scheme not in ("sqlite", "postgresql"):
+            raise ConfigError(
+                f"DATABASE_URL must be sqlite:/// or postgresql://, got scheme of {database_url!r}"
+            )
+
+        flow_file = Path(env.get("HOTLINE_FLOW_FILE") or DEFAULT_FLOW_FILE)
+        transfer = env.get("HOTLINE_TRANSFER_NUMBER") or None
+        if transfer is not None:
+            transfer = _e164(transfer, "HOTLINE_TRANSFER_NUMBER")
+
+        config = cls(
+            instance_dir=instance_dir,
+            data_dir=data_dir,
+            database_url=database_url,
+            public_base_url=public_base_url,
+            twilio_account_sid=account_sid,
+            twilio_auth_token=auth_token,
+            twilio_api_base=twilio_api_base,
+            timezone_name=tz_name,
+            secret_key=env.get("HOTLINE_SECRET_KEY") or local.get("secret_key", ""),
+            data_key=env.get("HOTLINE_DATA_KEY") or local.get("data_key", ""),
+            flow_file=flow_file,
+            transfer_number=transfer,
+            voice_th=env.get("HOTLINE_VOICE_TH", cls.voice_th),
+            voice_en=env.get("HOTLINE_VOICE_EN", cls.voice_en),
+            production=production,
+            dev_credentials=not env.get("TWILIO_AUTH_TOKEN"),
+        )
+        return replace(config, **overrides) if overrides else config
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a yes/no value (use 1/0, true/false)")
+
+
+def _url(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name) or default
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{name}={value!r} is not an http(s) URL")
+    if parts.query or parts.fragment:
+        raise ConfigError(f"{name}={value!r} must not have a query or fragment")
+    return value
+
+
+def _e164(value: str, name: str) -> str:
+    try:
+        parsed = phonenumbers.parse(value, "TH")
+    except phonenumbers.NumberParseException as exc:
+        raise ConfigError(f"{name} is not a phone number: {exc}") from exc
+    if not phonenumbers.is_valid_number(parsed):
+        raise ConfigError(f"{name} is not a valid phone number")
+    return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
+
+
+def _local_secrets(instance_dir: Path) -> dict[str, str]:
+    """Read, or create once, development secrets kept beside the SQLite file (mode 0600)."""
+    path = instance_dir / LOCAL_SECRETS_FILE
+    wanted = {
+        "twilio_auth_token": lambda: secrets.token_hex(16),
+        "secret_key": lambda: secrets.token_urlsafe(32),
+        "data_key": _new_data_key,
+    }
+    data: dict[str, str] = {}
+    if path.exists():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{path} is not readable JSON: {exc}") from exc
+    if all(k in data for k in wanted):
+        return data
+    for key, make in wanted.items():
+        data.setdefault(key, make())
+    instance_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, stat.S_IRUSR | stat.S_IWUSR)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(data, fh)
+    os.replace(tmp, path)
+    return data
+
+
+def _new_data_key() -> str:
+    from cryptography.fernet import Fernet
+
+    return Fernet.generate_key().decode("ascii")

@@ -1,0 +1,57 @@
+"""Encryption of personal fields at rest, keyed hashes for look-ups, and masking for display."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+import phonenumbers
+from cryptography.fernet import Fernet, InvalidToken
+
+
+class DataKeyError(ValueError):
+    """The data key is missing or cannot decrypt a stored value."""
+
+
+class FieldCipher:
+    """Encrypts reporter phone numbers (and other personal fields) with the service's data key."""
+
+    def __init__(self, key: str) -> None:
+        if not key:
+            raise DataKeyError("HOTLINE_DATA_KEY is empty: personal data cannot be stored")
+        try:
+            self._fernet = Fernet(key.encode("ascii"))
+        except (ValueError, UnicodeEncodeError) as exc:
+            raise DataKeyError("HOTLINE_DATA_KEY is not a Fernet key (32 url-safe base64 bytes)") from exc
+        self._hash_key = hashlib.sha256(b"lookup:" + key.encode("ascii")).digest()
+
+    def encrypt(self, value: str) -> str:
+        return self._fernet.encrypt(value.encode("utf-8")).decode("ascii")
+
+    def decrypt(self, token: str) -> str:
+        try:
+            return self._fernet.decrypt(token.encode("ascii")).decode("utf-8")
+        except InvalidToken as exc:
+            raise DataKeyError("a stored value cannot be decrypted with HOTLINE_DATA_KEY") from exc
+
+    def lookup_hash(self, value: str) -> str:
+        """A keyed hash to find records by a personal value without storing it in the clear."""
+        return hmac.new(self._hash_key, value.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def mask_phone(e164: str | None) -> str | None:
+    """Mask a phone number for display: '+66812345678' -> '+66 8x xxx x678'."""
+    if not e164:
+        return None
+    try:
+        parsed = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return "x" * max(len(e164) - 3, 0) + e164[-3:]
+    national = str(parsed.national_number)
+    if len(national) < 5:
+        return f"+{parsed.country_code} " + "x" * len(national)
+    body = national[0] + "x" * (len(national) - 4) + national[-3:]
+    # Group like the national format (2, then threes, then 4) so it reads naturally.
+    end = len(body) - 4
+    groups = [body[:2]] + [body[i : min(i + 3, end)] for i in range(2, end, 3)] + [body[-4:]]
+    return f"+{parsed.country_code} " + " ".join(g for g in groups if g)

@@ -1,0 +1,1 @@
+"""IVR flows as data (YAML); nothing executable lives here."""

@@ -1,0 +1,1 @@
+"""Recordings and their transcripts: download, storage, decoding and offline recognition."""
