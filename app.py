@@ -161,6 +161,33 @@ def _register_commands(app: Flask) -> None:
         )
         sys.exit(code)
 
+    @app.cli.command("demo")
+    @click.option(
+        "--keys", default=None, help="The caller's inputs (default: a violence report from Bangkok)."
+    )
+    def demo(keys: str | None) -> None:
+        """Quick start: migrate the embedded database, load offices, serve, place one simulated call."""
+        from cases.offices import load_offices
+        from telephony.simulator_cli import DEMO_KEYS, simulate_call
+
+        cfg: Config = current_app.config["HOTLINE"]
+        click.echo(f"database: {cfg.database_url}")
+        upgrade_database(cfg.database_url)
+        with get_database().session() as session:
+            report = load_offices(session)
+        click.echo(f"offices: {report.total}")
+        keys = keys or DEMO_KEYS
+        click.echo(f"calling the hotline as a caller who keys {keys!r}:")
+        code = simulate_call(
+            current_app._get_current_object(),  # type: ignore[attr-defined]
+            connect_base=None,
+            keys=keys,
+            from_number="+66812345678",
+            wav=None,
+            quiet=False,
+        )
+        sys.exit(code)
+
 
 def main() -> None:  # pragma: no cover - for `python app.py`
     configure_logging()
