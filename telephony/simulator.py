@@ -1,0 +1,1402 @@
+"""A call simulator that plays Twilio's part against a running app.
+
+Trainers and developers "call" the hotline with it, and the end-to-end tests and the benchmark drive it.
+It requests our webhooks the way Twilio does (signed, with the standard voice parameters), follows the
+TwiML it gets back verb by verb, and is strict where Twilio is strict: a call that would fail on Twilio
+fails here, with the Twilio error code.
+
+Usage::
+
+    config = SimulatorConfig(connect_base="http://127.0.0.1:5001", public_base="https://hotline.example",
+                             account_sid="AC...", auth_token="...")
+    result = run_call(config, CallScript.parse("1,10#,1,3,record:5,1"))
+    print(result.ended_by, result.spoken_text())
+
+Twilio behaviour this module relies on (checked against Twilio's documentation and issue threads in the
+search corpus; searched: "TwiML Record verb recordingStatusCallback no audio", "Gather actionOnEmptyResult
+finishOnKey numDigits", "error 12200 schema validation", "error 12300 Invalid Content-Type", "11205 HTTP
+connection failure", "Dial action DialCallStatus", "Reject reason", "voice webhook MIME types"):
+
+* Signature: HMAC-SHA1 over the public URL (+ sorted POST params) with the auth token
+  (``RequestValidator.compute_signature``). GET requests carry the parameters in the query string and are
+  signed over the full URL only.
+* The first webhook of an inbound call carries ``CallStatus=ringing`` (Twilio answers the call only once it
+  has TwiML that is not ``<Reject>``); later requests carry ``in-progress``, and requests made after the
+  caller hung up carry ``completed``. Configurable via ``SimulatorConfig.first_call_status``.
+* Responses (docs "TwiML Voice: Your Response"): ``text/xml``, ``application/xml`` and also ``text/html``
+  are parsed as TwiML; ``text/plain`` is read aloud then the call hangs up; ``audio/*`` is played then the
+  call hangs up; any other type is error 12300. Twilio follows HTTP redirects like a browser (11215 when
+  there are too many). Non-2xx is 11200 (the error dictionary also lists 11217 for 4xx/5xx; we report
+  11200 and keep the status). Twilio waits 15 s in total for an answer, else 11205. A body that does not
+  parse or whose root is not ``<Response>`` is 12100. Verb names are case sensitive; an unknown verb or an
+  element nested where the schema does not allow it is 12200 (a "warning" in the dictionary, but the call
+  ends with an application error), detected when the document is loaded, before any verb runs.
+* ``<Gather>``: ``action`` defaults to the current document URL, ``method`` POST, ``finishOnKey`` ``#``
+  (the empty string disables it), ``timeout`` 5, ``input`` ``dtmf``. If the timeout passes with no input,
+  or the caller presses only the finish key, Twilio does not request the action: it goes on to the verb
+  after the ``<Gather>``; ``actionOnEmptyResult="true"`` makes it post the action with empty ``Digits``.
+  The finish key is not part of ``Digits``; with ``numDigits`` input ends when that many digits came.
+  Speech posts ``SpeechResult`` and ``Confidence``.
+* ``<Record>``: ``action`` defaults to the current document URL (unlike ``<Dial>``), ``finishOnKey``
+  ``1234567890*#``, ``maxLength`` 3600, ``timeout`` 5. The action gets ``RecordingUrl``, ``RecordingSid``,
+  ``RecordingDuration`` and ``Digits`` (the key, or ``hangup``). **If the recording is empty (caller
+  silent), Twilio does not request the action URL and continues with the next verb of the current
+  document.** ``recordingStatusCallbackEvent`` (``in-progress``, ``completed``, ``absent``; default
+  ``completed``) chooses the callbacks; ``absent`` is the status of a recording with no audio (too short or
+  silent). The callback is asynchronous: here it is posted right after the action response arrived, so it
+  reaches the app after the action webhook, as it may on Twilio. After a caller hangs up the action is still
+  requested (``Digits=hangup``) but the TwiML it returns is not executed.
+* ``<Dial>``: no default ``action``; without one the call goes on with the next verb. With one, it posts
+  ``DialCallStatus`` (``completed``, ``busy``, ``no-answer``, ``failed``, ``canceled``), ``DialCallSid``
+  and ``DialCallDuration``, and verbs after the ``<Dial>`` are unreachable.
+* ``<Redirect>`` defaults to POST. ``<Reject>`` as the first verb leaves the call unanswered: status
+  ``busy`` (``reason="busy"``) or ``no-answer`` (default ``rejected``). The end of a document hangs up.
+* Media: ``RecordingUrl`` has no extension (``.wav`` default, ``.mp3`` also exists), and with "enforce HTTP
+  auth on media" it needs basic auth (account SID, auth token); Twilio answers 401 with
+  ``WWW-Authenticate: Basic realm="Twilio API"``. ``DELETE`` on the recording path removes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import array
+import base64
+import email.utils
+import hmac
+import io
+import math
+import os
+import re
+import secrets
+import sys
+import threading
+import time
+import uuid
+import wave
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Final, Literal
+from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
+
+import requests
+from twilio.request_validator import RequestValidator
+
+__all__ = [
+    "SCRIPT_GRAMMAR",
+    "CallEvent",
+    "CallResult",
+    "CallScript",
+    "CallerAction",
+    "EndedBy",
+    "EventKind",
+    "MediaServer",
+    "ScriptError",
+    "SimulatorConfig",
+    "generate_wav",
+    "main",
+    "parse_token",
+    "run_call",
+    "wav_duration",
+]
+
+EventKind = Literal[
+    "say",
+    "play",
+    "pause",
+    "gather-prompt",
+    "input",
+    "record",
+    "dial",
+    "redirect",
+    "request",
+    "error",
+    "warning",
+    "hangup",
+    "reject",
+]
+EndedBy = Literal["hangup-verb", "end-of-document", "caller-hangup", "error", "loop-guard"]
+ActionKind = Literal["digits", "silence", "speech", "record", "hangup", "dial"]
+
+API_VERSION: Final = "2010-04-01"
+TWIML_CONTENT_TYPES: Final = frozenset({"text/xml", "application/xml", "text/html"})
+DIAL_STATUSES: Final = frozenset({"completed", "no-answer", "busy", "failed", "canceled"})
+SPEECH_CONFIDENCE: Final = "0.9"
+DEFAULT_RECORD_SECONDS: Final = 5
+DEFAULT_DIAL_SECONDS: Final = 10
+MAX_HTTP_REDIRECTS: Final = 10
+EXCERPT_CHARS: Final = 300
+
+# Verbs Twilio knows. Those in _SKIPPED_VERBS do not block the call flow and are skipped with a warning;
+# the other known-but-unsimulated ones end the call (the simulator cannot say what Twilio would do next).
+_SIMULATED_VERBS: Final = frozenset(
+    {"Say", "Play", "Pause", "Gather", "Record", "Dial", "Redirect", "Hangup", "Reject"}
+)
+_SKIPPED_VERBS: Final = frozenset({"Start", "Stop"})
+_UNSIMULATED_VERBS: Final = frozenset({"Enqueue", "Leave", "Connect", "Pay", "Refer", "Echo", "Sms", "Queue"})
+_GATHER_CHILDREN: Final = frozenset({"Say", "Play", "Pause"})
+_DIAL_CHILDREN: Final = frozenset({"Number", "Client", "Sip", "Conference", "Queue", "Application"})
+_CHILDLESS_VERBS: Final = frozenset({"Play", "Pause", "Record", "Redirect", "Hangup", "Reject"})
+_NO_FETCH_ATTR: Final = "{urn:simulator}no-fetch"
+
+
+# --------------------------------------------------------------------------------------------------
+# Configuration, events, results
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    """Where the app is, what it believes its public URL is, and the Twilio account it expects."""
+
+    connect_base: str
+    public_base: str
+    account_sid: str
+    auth_token: str
+    from_number: str = "+66812345678"
+    to_number: str = "+6621266565"
+    max_requests: int = 200
+    timeout_s: float = 15.0
+    from_country: str = "TH"
+    to_country: str = "TH"
+    voice_path: str = "/twilio/voice"
+    status_path: str = "/twilio/status"
+    first_call_status: str = "ringing"
+    recording_wav: bytes | None = None
+    fetch_media: bool = True
+
+    def public_url(self, path: str) -> str:
+        return self.public_base.rstrip("/") + "/" + path.lstrip("/")
+
+
+@dataclass(frozen=True)
+class CallEvent:
+    """One thing that happened on the simulated call. Fields not relevant to ``kind`` are None."""
+
+    kind: EventKind
+    text: str = ""
+    language: str | None = None
+    voice: str | None = None
+    url: str | None = None
+    method: str | None = None
+    status: int | None = None
+    elapsed_ms: float | None = None
+    code: int | None = None
+    body_excerpt: str | None = None
+    purpose: str | None = None
+    outcome: str | None = None
+    seconds: float | None = None
+    params: Mapping[str, str] | None = None
+
+    def describe(self) -> str:
+        """A one-line, human-readable rendering (for terminals and test failure messages)."""
+        if self.kind == "say":
+            return f"SAY [{self.language or '-'} / {self.voice or 'default'}] {self.text}"
+        if self.kind == "play":
+            return f"PLAY {self.url or self.text}"
+        if self.kind == "pause":
+            return f"PAUSE {self.seconds:g}s" if self.seconds is not None else "PAUSE"
+        if self.kind == "request":
+            status = self.status if self.status is not None else "no answer"
+            ms = f"{self.elapsed_ms:.0f} ms" if self.elapsed_ms is not None else "-"
+            return f"HTTP {self.method} {self.url} ({self.purpose}) -> {status} in {ms}"
+        if self.kind in ("error", "warning"):
+            code = f" {self.code}" if self.code is not None else ""
+            status = f" [HTTP {self.status}]" if self.status is not None else ""
+            return f"{self.kind.upper()}{code}{status}: {self.text}"
+        parts = [self.kind.upper(), self.text]
+        if self.outcome:
+            parts.append(f"-> {self.outcome}")
+        if self.url:
+            parts.append(self.url)
+        return " ".join(p for p in parts if p)
+
+
+@dataclass
+class CallResult:
+    call_sid: str
+    events: list[CallEvent] = field(default_factory=list)
+    ended_by: EndedBy = "end-of-document"
+    recordings: list[str] = field(default_factory=list)
+    call_status: str = "completed"
+    duration_s: int = 0
+
+    def spoken_text(self) -> str:
+        """All ``<Say>`` text, in order, joined with newlines."""
+        return "\n".join(e.text for e in self.events if e.kind == "say")
+
+    def of_kind(self, kind: EventKind) -> list[CallEvent]:
+        return [e for e in self.events if e.kind == kind]
+
+    def errors(self) -> list[CallEvent]:
+        return self.of_kind("error")
+
+    def requests(self, purpose: str | None = None) -> list[CallEvent]:
+        return [e for e in self.events if e.kind == "request" and (purpose is None or e.purpose == purpose)]
+
+
+class ScriptError(ValueError):
+    """The caller's script does not fit what the call asked for (or a token is malformed).
+
+    When raised from :func:`run_call`, the call has been ended as a caller hang-up (the status callback was
+    posted) and ``result`` holds what happened up to that point.
+    """
+
+    def __init__(self, message: str, result: CallResult | None = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+# --------------------------------------------------------------------------------------------------
+# The caller's script
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CallerAction:
+    """One parsed script token."""
+
+    kind: ActionKind
+    raw: str  # the token as written
+    digits: str = ""
+    speech: str = ""
+    seconds: int = 0
+    finish_key: str = "#"
+    hangup_during: bool = False
+    dial_status: str = "completed"
+
+
+_DIGITS_RE: Final = re.compile(r"[0-9*#]+")
+_RECORD_RE: Final = re.compile(r"record(?::(\d+))?(?::(hangup|[0-9*#]))?", re.IGNORECASE)
+_DIAL_RE: Final = re.compile(r"dial(?::([a-z-]+))?(?::(\d+))?", re.IGNORECASE)
+
+SCRIPT_GRAMMAR: Final = (
+    "digits like 1, 10#, 0812345678# (keys 0-9 * #); '-' or 'silence' for no input; "
+    "'speech:TEXT'; 'record', 'record:SECONDS', 'record:SECONDS:hangup' or 'record:SECONDS:KEY'; "
+    "'dial', 'dial:STATUS' or 'dial:STATUS:SECONDS' (STATUS: completed, no-answer, busy, failed, canceled); "
+    "'hangup'"
+)
+
+
+def parse_token(token: str, position: int | None = None) -> CallerAction:
+    """Parse one script token; raise :class:`ScriptError` (a ValueError) naming it and its position."""
+    raw = token.strip()
+    where = f" at position {position}" if position is not None else ""
+
+    def bad(reason: str) -> ScriptError:
+        return ScriptError(f"bad script token {token!r}{where}: {reason}; expected {SCRIPT_GRAMMAR}")
+
+    if not raw:
+        raise bad("empty token")
+    low = raw.lower()
+    if low in ("-", "silence"):
+        return CallerAction(kind="silence", raw=raw)
+    if low == "hangup":
+        return CallerAction(kind="hangup", raw=raw)
+    if _DIGITS_RE.fullmatch(raw):
+        return CallerAction(kind="digits", raw=raw, digits=raw)
+    if low.startswith("speech:"):
+        text = raw[len("speech:") :].strip()
+        if not text:
+            raise bad("speech needs text after 'speech:'")
+        return CallerAction(kind="speech", raw=raw, speech=text)
+    if low.startswith("record"):
+        m = _RECORD_RE.fullmatch(raw)
+        if m is None:
+            raise bad("malformed record token")
+        seconds = int(m.group(1)) if m.group(1) is not None else DEFAULT_RECORD_SECONDS
+        if seconds > 86400:
+            raise bad("a recording cannot be longer than 86400 seconds")
+        tail = (m.group(2) or "#").lower()
+        if tail == "hangup":
+            return CallerAction(kind="record", raw=raw, seconds=seconds, hangup_during=True)
+        return CallerAction(kind="record", raw=raw, seconds=seconds, finish_key=tail)
+    if low.startswith("dial"):
+        m = _DIAL_RE.fullmatch(raw)
+        if m is None:
+            raise bad("malformed dial token")
+        status = (m.group(1) or "completed").lower()
+        if status not in DIAL_STATUSES:
+            raise bad(f"unknown dial outcome {status!r}")
+        default = DEFAULT_DIAL_SECONDS if status == "completed" else 0
+        seconds = int(m.group(2)) if m.group(2) is not None else default
+        return CallerAction(kind="dial", raw=raw, dial_status=status, seconds=seconds)
+    raise bad("not a known token")
+
+
+class CallScript:
+    """The caller's inputs: one token per ``<Gather>``/``<Record>`` (and optionally per ``<Dial>``).
+
+    The script itself is immutable; every :func:`run_call` reads it from the start, so one script can be
+    used for many calls. When it runs out, ``input_fn`` (if given, e.g. ``input`` on a terminal) is asked
+    with a prompt that says what the call is waiting for; without one the caller hangs up.
+
+    A ``<Dial>`` uses the next token only if it is a ``dial…`` or ``hangup`` token; otherwise the dialled
+    party answers (``completed``) and no token is used.
+    """
+
+    def __init__(
+        self, actions: Iterable[CallerAction] = (), *, input_fn: Callable[[str], str] | None = None
+    ) -> None:
+        self.actions: tuple[CallerAction, ...] = tuple(actions)
+        self.input_fn = input_fn
+
+    @classmethod
+    def parse(cls, text: str | Sequence[str], *, input_fn: Callable[[str], str] | None = None) -> CallScript:
+        """Parse ``"1,10#,1,3,record:5,1"`` (or a list of tokens). Positions in errors are 1-based."""
+        tokens = (text.split(",") if text.strip() else []) if isinstance(text, str) else list(text)
+        return cls((parse_token(t, i) for i, t in enumerate(tokens, start=1)), input_fn=input_fn)
+
+    def __repr__(self) -> str:
+        tokens = ",".join(a.raw for a in self.actions)
+        return f"CallScript.parse({tokens!r}{', input_fn=...' if self.input_fn else ''})"
+
+
+class _ScriptCursor:
+    def __init__(self, script: CallScript) -> None:
+        self._script = script
+        self._pos = 0
+
+    def peek(self) -> CallerAction | None:
+        if self._pos < len(self._script.actions):
+            return self._script.actions[self._pos]
+        return None
+
+    def take(self, verb: str, accepts: frozenset[ActionKind], prompt: str) -> CallerAction | None:
+        """Next action for ``verb``; None when the script ran out and nobody can be asked."""
+        action = self.peek()
+        if action is not None:
+            self._pos += 1
+            if action.kind not in accepts:
+                raise ScriptError(
+                    f"script token {action.raw!r} at position {self._pos} does not fit the {verb} the call "
+                    f"is waiting for ({prompt}); it accepts {', '.join(sorted(accepts))}"
+                )
+            return action
+        if self._script.input_fn is None:
+            return None
+        return self._ask(verb, accepts, prompt)
+
+    def _ask(self, verb: str, accepts: frozenset[ActionKind], prompt: str) -> CallerAction:
+        fn = self._script.input_fn
+        assert fn is not None
+        note = ""
+        for _attempt in range(5):
+            try:
+                answer = fn(f"{note}[{verb}: {prompt}] > ")
+            except EOFError:
+                return CallerAction(kind="hangup", raw="hangup")
+            if verb == "Dial" and not answer.strip():
+                return CallerAction(kind="dial", raw="dial", seconds=DEFAULT_DIAL_SECONDS)
+            try:
+                action = parse_token(answer)
+            except ScriptError as exc:
+                note = f"{exc}\n"
+                continue
+            if action.kind in accepts:
+                return action
+            note = f"{action.raw!r} does not fit a {verb}; it accepts {', '.join(sorted(accepts))}\n"
+        raise ScriptError(f"no usable answer for the {verb} after 5 attempts")
+
+
+# --------------------------------------------------------------------------------------------------
+# Audio helpers
+# --------------------------------------------------------------------------------------------------
+
+
+def generate_wav(seconds: float, *, rate: int = 8000, frequency: float = 440.0, level: float = 0.05) -> bytes:
+    """``seconds`` of a quiet sine tone as 16-bit mono PCM WAV (8 kHz by default, like a phone line)."""
+    n = max(0, round(seconds * rate))
+    amplitude = level * 32767
+    step = 2 * math.pi * frequency / rate
+    samples = array.array("h", (round(amplitude * math.sin(step * i)) for i in range(n)))
+    if sys.byteorder != "little":
+        samples.byteswap()
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(samples.tobytes())
+    return buf.getvalue()
+
+
+def wav_duration(wav_bytes: bytes) -> float | None:
+    """Duration in seconds of a WAV file, or None if it is not one ``wave`` can read."""
+    try:
+        with wave.open(io.BytesIO(wav_bytes), "rb") as w:
+            return w.getnframes() / float(w.getframerate())
+    except (wave.Error, EOFError):
+        return None
+
+
+# --------------------------------------------------------------------------------------------------
+# MediaServer: Twilio's recording media behind HTTP basic auth
+# --------------------------------------------------------------------------------------------------
+
+_MEDIA_PATH_RE: Final = re.compile(
+    r"/2010-04-01/Accounts/(?P<account>[^/]+)/Recordings/(?P<sid>[^/.]+)(?P<ext>\.[A-Za-z0-9]+)?"
+)
+
+
+class _MediaHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    media: MediaServer
+
+
+class _MediaHandler(BaseHTTPRequestHandler):
+    server: _MediaHTTPServer
+    server_version = "Twilio.MediaSimulator/1.0"
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+    def do_GET(self) -> None:
+        self._handle(send_body=True)
+
+    def do_HEAD(self) -> None:
+        self._handle(send_body=False)
+
+    def do_DELETE(self) -> None:
+        media = self.server.media
+        path = self.path.split("?", 1)[0]
+        media._count(path)
+        if not self._authorized():
+            return self._unauthorized()
+        m = _MEDIA_PATH_RE.fullmatch(path)
+        if m is None or m["account"] != media.account_sid or m["ext"] not in (None, ".json"):
+            return self._not_found(path)
+        if not media.delete(m["sid"]):
+            return self._not_found(path)
+        self.send_response(204)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _handle(self, *, send_body: bool) -> None:
+        media = self.server.media
+        path = self.path.split("?", 1)[0]
+        media._count(path)
+        if not self._authorized():
+            return self._unauthorized(send_body=send_body)
+        m = _MEDIA_PATH_RE.fullmatch(path)
+        wav = media._get(m["sid"]) if m is not None else None
+        if m is None or m["account"] != media.account_sid or m["ext"] not in (None, ".wav") or wav is None:
+            return self._not_found(path, send_body=send_body)
+        self.send_response(200)
+        self.send_header("Content-Type", "audio/x-wav")
+        self.send_header("Content-Length", str(len(wav)))
+        self.end_headers()
+        if send_body:
+            self.wfile.write(wav)
+
+    def _authorized(self) -> bool:
+        media = self.server.media
+        header = self.headers.get("Authorization", "")
+        scheme, _, encoded = header.partition(" ")
+        if scheme.lower() != "basic" or not encoded:
+            return False
+        try:
+            decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            return False
+        user, sep, password = decoded.partition(":")
+        expected_user = media.account_sid.encode()
+        expected_password = media.auth_token.encode()
+        user_ok = hmac.compare_digest(user.encode(), expected_user)
+        password_ok = hmac.compare_digest(password.encode(), expected_password)
+        return bool(sep) and user_ok and password_ok
+
+    def _json(
+        self, status: int, body: str, *, send_body: bool = True, extra: Mapping[str, str] | None = None
+    ) -> None:
+        data = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in (extra or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if send_body:
+            self.wfile.write(data)
+
+    def _unauthorized(self, *, send_body: bool = True) -> None:
+        self._json(
+            401,
+            '{"code": 20003, "message": "Authenticate", "more_info": "https://www.twilio.com/docs/errors/20003",'
+            ' "status": 401}',
+            send_body=send_body,
+            extra={"WWW-Authenticate": 'Basic realm="Twilio API"'},
+        )
+
+    def _not_found(self, path: str, *, send_body: bool = True) -> None:
+        self._json(
+            404,
+            '{"code": 20404, "message": "The requested resource was not found", '
+            '"more_info": "https://www.twilio.com/docs/errors/20404", "status": 404}',
+            send_body=send_body,
+        )
+
+
+class MediaServer:
+    """Serves recordings like Twilio's media with "enforce HTTP auth on media" on.
+
+    ``GET /2010-04-01/Accounts/{AccountSid}/Recordings/{RecordingSid}[.wav]`` with basic auth
+    (account SID, auth token) returns the WAV (``audio/x-wav``); missing or wrong credentials get 401 with
+    ``WWW-Authenticate: Basic realm="Twilio API"``; unknown SIDs, other accounts and ``.mp3`` get 404.
+    ``DELETE`` on the same path (or ``.json``) removes a recording (204), like the REST API.
+    """
+
+    def __init__(self, account_sid: str, auth_token: str, *, host: str = "127.0.0.1") -> None:
+        self.account_sid = account_sid
+        self.auth_token = auth_token
+        self._host = host
+        self._lock = threading.Lock()
+        self._recordings: dict[str, bytes] = {}
+        self._counts: dict[str, int] = {}
+        self._server: _MediaHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # lifecycle
+    def start(self) -> MediaServer:
+        if self._server is not None:
+            return self
+        server = _MediaHTTPServer((self._host, 0), _MediaHandler)
+        server.media = self
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="twilio-media-sim", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        server, thread = self._server, self._thread
+        self._server = self._thread = None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+
+    def __enter__(self) -> MediaServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # URLs and content
+    @property
+    def base_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("MediaServer is not running; use it as a context manager or call start()")
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def recording_url(self, recording_sid: str) -> str:
+        return f"{self.base_url}/{API_VERSION}/Accounts/{self.account_sid}/Recordings/{recording_sid}"
+
+    def register(self, recording_sid: str, wav_bytes: bytes) -> str:
+        """Store a recording; returns its RecordingUrl (no extension, like Twilio)."""
+        with self._lock:
+            self._recordings[recording_sid] = bytes(wav_bytes)
+        return self.recording_url(recording_sid)
+
+    def delete(self, recording_sid: str) -> bool:
+        with self._lock:
+            return self._recordings.pop(recording_sid, None) is not None
+
+    def has(self, recording_sid: str) -> bool:
+        with self._lock:
+            return recording_sid in self._recordings
+
+    def _get(self, recording_sid: str) -> bytes | None:
+        with self._lock:
+            return self._recordings.get(recording_sid)
+
+    # request accounting
+    def _count(self, path: str) -> None:
+        with self._lock:
+            self._counts[path] = self._counts.get(path, 0) + 1
+
+    def request_count(self, path_or_url: str) -> int:
+        """Requests received for a path (a full URL is accepted too; its query is ignored)."""
+        path = urlsplit(path_or_url).path if "://" in path_or_url else path_or_url.split("?", 1)[0]
+        with self._lock:
+            return self._counts.get(path, 0)
+
+    @property
+    def request_counts(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
+
+
+# --------------------------------------------------------------------------------------------------
+# The call engine
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Document:
+    url: str  # public URL the document was fetched from (relative URLs resolve against it)
+    root: ET.Element
+
+
+class _FetchError(Exception):
+    def __init__(
+        self,
+        code: int | None,
+        message: str,
+        *,
+        url: str,
+        status: int | None = None,
+        excerpt: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.url = url
+        self.status = status
+        self.excerpt = excerpt
+
+
+class _CallEnded(Exception):
+    def __init__(self, ended_by: EndedBy, call_status: str = "completed") -> None:
+        super().__init__(ended_by)
+        self.ended_by: EndedBy = ended_by
+        self.call_status = call_status
+
+
+def _origin(url: str) -> tuple[str, str, int]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    return scheme, (parts.hostname or "").lower(), port or (443 if scheme == "https" else 80)
+
+
+def _excerpt(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 1] + "…"
+
+
+def _with_query(url: str, params: Mapping[str, str]) -> str:
+    if not params:
+        return url
+    return url + ("&" if "?" in url else "?") + urlencode(list(params.items()))
+
+
+def _int_attr(el: ET.Element, name: str, default: int) -> int:
+    value = el.get(name)
+    if value is None or not value.strip():
+        return default
+    try:
+        return int(value.strip())
+    except ValueError:
+        return default
+
+
+def _new_sid(prefix: str) -> str:
+    return prefix + secrets.token_hex(16)
+
+
+def _rfc2822_now() -> str:
+    return email.utils.format_datetime(datetime.now(UTC).replace(microsecond=0))
+
+
+class _Call:
+    def __init__(
+        self,
+        config: SimulatorConfig,
+        script: CallScript,
+        media: MediaServer,
+        session: requests.Session,
+        on_event: Callable[[CallEvent], None] | None,
+        recording_wav: bytes | None,
+    ) -> None:
+        self.config = config
+        self.cursor = _ScriptCursor(script)
+        self.media = media
+        self.session = session
+        self.on_event = on_event
+        self.recording_wav = recording_wav if recording_wav is not None else config.recording_wav
+        self.validator = RequestValidator(config.auth_token)
+        self.call_sid = _new_sid("CA")
+        self.result = CallResult(call_sid=self.call_sid)
+        self.call_status = config.first_call_status
+        self.answered = False
+        self.document_requests = 0
+        self.clock_s = 0.0
+        self._public_origin = _origin(config.public_base)
+        self._public_path = urlsplit(config.public_base).path.rstrip("/")
+        self._connect_base = config.connect_base.rstrip("/")
+
+    # ---- plumbing ----
+    def emit(self, event: CallEvent) -> None:
+        self.result.events.append(event)
+        if self.on_event is not None:
+            self.on_event(event)
+
+    def standard_params(self) -> dict[str, str]:
+        c = self.config
+        return {
+            "AccountSid": c.account_sid,
+            "ApiVersion": API_VERSION,
+            "CallSid": self.call_sid,
+            "CallStatus": self.call_status,
+            "Called": c.to_number,
+            "Caller": c.from_number,
+            "Direction": "inbound",
+            "From": c.from_number,
+            "To": c.to_number,
+            "FromCountry": c.from_country,
+            "ToCountry": c.to_country,
+            "CallerCountry": c.from_country,
+            "CalledCountry": c.to_country,
+        }
+
+    def is_public(self, url: str) -> bool:
+        if _origin(url) != self._public_origin:
+            return False
+        path = urlsplit(url).path
+        return not self._public_path or path == self._public_path or path.startswith(self._public_path + "/")
+
+    def to_connect(self, public_url: str) -> str:
+        parts = urlsplit(public_url)
+        rest = parts.path[len(self._public_path) :] or "/"
+        return self._connect_base + rest + (f"?{parts.query}" if parts.query else "")
+
+    def send(
+        self, method: str, public_url: str, params: Mapping[str, str], purpose: str
+    ) -> tuple[requests.Response, str]:
+        """Signed request to a public URL (mapped onto connect_base); follows HTTP redirects.
+
+        Returns the response (body read) and the public URL that finally answered.
+        """
+        method = method.upper()
+        url = urlunsplit(urlsplit(public_url)._replace(fragment=""))
+        for _hop in range(MAX_HTTP_REDIRECTS + 1):
+            if not self.is_public(url):
+                raise _FetchError(
+                    11205,
+                    f"{url} is not under the public base {self.config.public_base}: Twilio cannot reach it",
+                    url=url,
+                )
+            if method == "GET":
+                signed_url, body, sign_params = _with_query(url, params), None, {}
+            else:
+                signed_url, body, sign_params = url, dict(params), dict(params)
+            headers = {
+                "X-Twilio-Signature": self.validator.compute_signature(signed_url, sign_params),
+                "User-Agent": "TwilioProxy/1.1",
+                "I-Twilio-Idempotency-Token": str(uuid.uuid4()),
+            }
+            started = time.perf_counter()
+            try:
+                resp = self.session.request(
+                    method,
+                    self.to_connect(signed_url),
+                    data=body,
+                    headers=headers,
+                    timeout=self.config.timeout_s,
+                    allow_redirects=False,
+                )
+                _ = resp.content  # read the body inside the timeout window, release the connection
+            except requests.Timeout:
+                self._request_event(method, signed_url, purpose, None, started, params)
+                raise _FetchError(
+                    11205, f"no answer within {self.config.timeout_s:g} s", url=signed_url
+                ) from None
+            except requests.RequestException as exc:
+                self._request_event(method, signed_url, purpose, None, started, params)
+                raise _FetchError(11205, f"connection failed: {exc}", url=signed_url) from None
+            self._request_event(method, signed_url, purpose, resp.status_code, started, params)
+            location = resp.headers.get("Location")
+            if resp.status_code in (301, 302, 303, 307, 308) and location:
+                url = urljoin(signed_url, location)
+                if resp.status_code in (301, 302, 303):
+                    method = "GET"
+                params = {}
+                continue
+            return resp, signed_url
+        raise _FetchError(11215, "too many HTTP redirects", url=url)
+
+    def _request_event(
+        self,
+        method: str,
+        url: str,
+        purpose: str,
+        status: int | None,
+        started: float,
+        params: Mapping[str, str],
+    ) -> None:
+        self.emit(
+            CallEvent(
+                kind="request",
+                method=method,
+                url=url,
+                purpose=purpose,
+                status=status,
+                elapsed_ms=(time.perf_counter() - started) * 1000,
+                params=dict(params),
+            )
+        )
+
+    def load(self, public_url: str, method: str, extra: Mapping[str, str], purpose: str) -> _Document:
+        """Request TwiML and return the validated document (raises _FetchError / _CallEnded)."""
+        if self.document_requests >= self.config.max_requests:
+            self.emit(
+                CallEvent(
+                    kind="error",
+                    text=f"loop guard: {self.document_requests} TwiML requests in one call, giving up",
+                    url=public_url,
+                )
+            )
+            raise _CallEnded("loop-guard")
+        self.document_requests += 1
+        params = {**self.standard_params(), **extra}
+        resp, url = self.send(method, public_url, params, purpose)
+        text = resp.text
+        if not 200 <= resp.status_code < 300:
+            raise _FetchError(
+                11200,
+                f"HTTP retrieval failure: the app answered {resp.status_code}",
+                url=url,
+                status=resp.status_code,
+                excerpt=_excerpt(text),
+            )
+        content_type = resp.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+        if content_type == "text/plain":
+            root = ET.Element("Response")
+            ET.SubElement(root, "Say").text = text
+            return _Document(url, root)
+        if content_type.startswith("audio/"):
+            root = ET.Element("Response")
+            play = ET.SubElement(root, "Play")
+            play.text = url
+            play.set(_NO_FETCH_ATTR, "1")  # already fetched: it is this response
+            return _Document(url, root)
+        if content_type not in TWIML_CONTENT_TYPES:
+            raise _FetchError(
+                12300,
+                f"Invalid Content-Type {content_type or '(none)'!r}: not TwiML (text/xml, application/xml)",
+                url=url,
+                status=resp.status_code,
+                excerpt=_excerpt(text),
+            )
+        try:
+            root = ET.fromstring(resp.content)  # noqa: S314 - TwiML from the app under test
+        except ET.ParseError as exc:
+            raise _FetchError(
+                12100,
+                f"Document parse failure: {exc}",
+                url=url,
+                status=resp.status_code,
+                excerpt=_excerpt(text),
+            ) from None
+        if root.tag != "Response":
+            raise _FetchError(
+                12100,
+                f"Document parse failure: root element is <{root.tag}>, not <Response>",
+                url=url,
+                status=resp.status_code,
+                excerpt=_excerpt(text),
+            )
+        problem = _schema_problem(root)
+        if problem is not None:
+            raise _FetchError(
+                12200,
+                f"Schema validation: {problem}",
+                url=url,
+                status=resp.status_code,
+                excerpt=_excerpt(text),
+            )
+        return _Document(url, root)
+
+    def callback(self, public_url: str, method: str, params: Mapping[str, str], purpose: str) -> None:
+        """A fire-and-forget callback (status, recording status): failures are warnings, not call errors."""
+        try:
+            resp, url = self.send(method, public_url, params, purpose)
+        except _FetchError as err:
+            self.emit(CallEvent(kind="warning", code=err.code, text=f"{purpose}: {err.message}", url=err.url))
+            return
+        if not 200 <= resp.status_code < 300:
+            self.emit(
+                CallEvent(
+                    kind="warning",
+                    code=11200,
+                    text=f"{purpose}: the app answered {resp.status_code}",
+                    url=url,
+                    status=resp.status_code,
+                    body_excerpt=_excerpt(resp.text),
+                )
+            )
+
+    def error_event(self, err: _FetchError) -> None:
+        self.emit(
+            CallEvent(
+                kind="error",
+                code=err.code,
+                text=err.message,
+                url=err.url,
+                status=err.status,
+                body_excerpt=err.excerpt,
+            )
+        )
+
+    # ---- the call ----
+    def run(self) -> CallResult:
+        script_error: ScriptError | None = None
+        try:
+            doc = self.load(self.config.public_url(self.config.voice_path), "POST", {}, "voice")
+            while True:
+                doc = self.execute(doc)
+        except _FetchError as err:
+            self.error_event(err)
+            self.result.ended_by = "error"
+        except _CallEnded as end:
+            self.result.ended_by = end.ended_by
+            self.result.call_status = end.call_status
+        except ScriptError as exc:
+            script_error = exc
+            self.emit(CallEvent(kind="hangup", text=f"caller hangs up: script error: {exc}"))
+            self.result.ended_by = "caller-hangup"
+        finally:
+            self.result.duration_s = 0 if not self.answered else max(1, math.ceil(self.clock_s))
+            self.call_status = self.result.call_status
+            params = {
+                **self.standard_params(),
+                "CallDuration": str(self.result.duration_s),
+                "Timestamp": _rfc2822_now(),
+                "CallbackSource": "call-progress-events",
+                "SequenceNumber": "0",
+            }
+            self.callback(self.config.public_url(self.config.status_path), "POST", params, "status-callback")
+        if script_error is not None:
+            script_error.result = self.result
+            raise script_error
+        return self.result
+
+    def execute(self, doc: _Document) -> _Document:
+        for el in doc.root:
+            if el.tag != "Reject":
+                self.answer()
+            nxt = self.verb(doc, el)
+            if nxt is not None:
+                return nxt
+        self.emit(CallEvent(kind="hangup", text="end of document"))
+        raise _CallEnded("end-of-document")
+
+    def answer(self) -> None:
+        if not self.answered:
+            self.answered = True
+            self.call_status = "in-progress"
+
+    def caller_hangs_up(self, why: str) -> _CallEnded:
+        self.emit(CallEvent(kind="hangup", text=f"caller hangs up: {why}"))
+        self.call_status = "completed"
+        return _CallEnded("caller-hangup")
+
+    def verb(self, doc: _Document, el: ET.Element) -> _Document | None:
+        tag = el.tag
+        if tag in ("Say", "Play", "Pause"):
+            self.speak(doc, el)
+            return None
+        if tag == "Gather":
+            return self.gather(doc, el)
+        if tag == "Record":
+            return self.record(doc, el)
+        if tag == "Dial":
+            return self.dial(doc, el)
+        if tag == "Redirect":
+            url = urljoin(doc.url, (el.text or "").strip())
+            method = (el.get("method") or "POST").upper()
+            self.emit(CallEvent(kind="redirect", url=url, method=method))
+            return self.load(url, method, {}, "redirect")
+        if tag == "Hangup":
+            self.emit(CallEvent(kind="hangup", text="<Hangup>"))
+            raise _CallEnded("hangup-verb")
+        if tag == "Reject":
+            reason = el.get("reason") or "rejected"
+            self.emit(CallEvent(kind="reject", text=reason))
+            if self.answered:
+                raise _CallEnded("hangup-verb")
+            raise _CallEnded("hangup-verb", "busy" if reason == "busy" else "no-answer")
+        if tag in _SKIPPED_VERBS:
+            self.emit(CallEvent(kind="warning", text=f"<{tag}> is not simulated; skipped"))
+            return None
+        raise _FetchError(None, f"<{tag}> is a Twilio verb the simulator does not implement", url=doc.url)
+
+    def speak(self, doc: _Document, el: ET.Element) -> None:
+        loop = max(1, _int_attr(el, "loop", 1))
+        if el.tag == "Say":
+            text = "".join(el.itertext()).strip()
+            language = el.get("language") or "en-US"
+            voice = el.get("voice")
+            if language.lower().startswith("th") and not (voice or "").startswith("Google."):
+                self.emit(
+                    CallEvent(
+                        kind="warning",
+                        text=f"<Say language={language!r}> with voice {voice or '(default)'!r}: only Google "
+                        "voices speak Thai",
+                    )
+                )
+            self.emit(CallEvent(kind="say", text=text, language=language, voice=voice))
+            self.clock_s += loop * max(1.0, len(text) / 12)
+        elif el.tag == "Play":
+            digits = el.get("digits")
+            url = urljoin(doc.url, (el.text or "").strip()) if (el.text or "").strip() else None
+            self.emit(CallEvent(kind="play", url=url, text=digits or ""))
+            self.clock_s += loop * 3.0
+            fetch = self.config.fetch_media and el.get(_NO_FETCH_ATTR) is None
+            if url is not None and fetch and self.is_public(url):
+                self.check_media(url)
+        else:  # Pause
+            length = _int_attr(el, "length", 1)
+            self.emit(CallEvent(kind="pause", seconds=float(length)))
+            self.clock_s += length
+
+    def check_media(self, url: str) -> None:
+        try:
+            resp, _ = self.send("GET", url, {}, "play-media")
+        except _FetchError as err:
+            self.emit(CallEvent(kind="warning", code=err.code, text=f"<Play> {err.message}", url=url))
+            return
+        ctype = resp.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+        if not 200 <= resp.status_code < 300:
+            self.emit(
+                CallEvent(
+                    kind="warning",
+                    code=11200,
+                    text="<Play> media not found",
+                    url=url,
+                    status=resp.status_code,
+                )
+            )
+        elif not ctype.startswith("audio/"):
+            self.emit(
+                CallEvent(
+                    kind="warning", code=13420, text=f"<Play> content type {ctype!r} is not audio", url=url
+                )
+            )
+
+    # ---- Gather ----
+    def gather(self, doc: _Document, el: ET.Element) -> _Document | None:
+        for child in el:
+            self.speak(doc, child)
+        modes = set((el.get("input") or "dtmf").lower().split())
+        finish = el.get("finishOnKey", "#")
+        num_digits = _int_attr(el, "numDigits", 0)
+        timeout = _int_attr(el, "timeout", 5)
+        action = urljoin(doc.url, el.get("action") or "") if el.get("action") else doc.url
+        method = (el.get("method") or "POST").upper()
+        on_empty = (el.get("actionOnEmptyResult") or "false").lower() == "true"
+        asks = []
+        if "dtmf" in modes:
+            asks.append(
+                f"digits (numDigits={num_digits or 'any'}, finishOnKey={finish!r}, timeout={timeout}s)"
+            )
+        if "speech" in modes:
+            language = el.get("language") or "en-US"
+            hints = el.get("hints")
+            asks.append(f"speech (language={language}{', hints=' + hints if hints else ''})")
+        prompt = " or ".join(asks) or f"input {el.get('input')!r}"
+        self.emit(CallEvent(kind="gather-prompt", text=prompt, url=action, method=method))
+        accepts: frozenset[ActionKind] = frozenset({"digits", "speech", "silence", "hangup"})
+        act = self.cursor.take("Gather", accepts, prompt)
+        if act is None:
+            raise self.caller_hangs_up("the script ran out at a <Gather>")
+        if act.kind == "hangup":
+            self.emit(CallEvent(kind="input", text=act.raw, outcome="hangup"))
+            raise self.caller_hangs_up("during <Gather>")
+        params: dict[str, str] | None = None
+        outcome = "no input"
+        if act.kind == "digits":
+            if "dtmf" in modes:
+                digits, how = _collect_digits(act.digits, finish, num_digits)
+                if digits:
+                    params = {"Digits": digits}
+                    outcome = f"Digits={digits} ({how})"
+                else:
+                    outcome = f"no digits ({how})"
+            else:
+                outcome = "keys ignored: the <Gather> does not listen for dtmf"
+            self.clock_s += 1 + len(act.digits) * 0.5
+        elif act.kind == "speech":
+            if "speech" in modes:
+                params = {"SpeechResult": act.speech, "Confidence": SPEECH_CONFIDENCE}
+                outcome = f"SpeechResult={act.speech}"
+            else:
+                outcome = "speech ignored: the <Gather> does not listen for speech"
+            self.clock_s += 2
+        else:
+            self.clock_s += timeout
+        self.emit(CallEvent(kind="input", text=act.raw, outcome=outcome))
+        if params is None:
+            if not on_empty:
+                return None
+            params = {"Digits": ""} if "dtmf" in modes else {}
+        return self.load(action, method, params, "gather-action")
+
+    # ---- Record ----
+    def record(self, doc: _Document, el: ET.Element) -> _Document | None:
+        action = urljoin(doc.url, el.get("action") or "") if el.get("action") else doc.url
+        method = (el.get("method") or "POST").upper()
+        max_length = _int_attr(el, "maxLength", 3600) or 3600
+        timeout = _int_attr(el, "timeout", 5)
+        finish = el.get("finishOnKey", "1234567890*#")
+        beep = (el.get("playBeep") or "true").lower() != "false"
+        rsc = el.get("recordingStatusCallback")
+        rsc_url = urljoin(doc.url, rsc) if rsc else None
+        rsc_method = (el.get("recordingStatusCallbackMethod") or "POST").upper()
+        rsc_events = set(re.split(r"[\s,]+", (el.get("recordingStatusCallbackEvent") or "completed").strip()))
+        prompt = f"record (maxLength={max_length}s, finishOnKey={finish!r}, timeout={timeout}s)"
+        accepts: frozenset[ActionKind] = frozenset({"record", "silence", "hangup"})
+        act = self.cursor.take("Record", accepts, prompt)
+        if act is None:
+            raise self.caller_hangs_up("the script ran out at a <Record>")
+        sid = _new_sid("RE")
+        started = _rfc2822_now()
+
+        def recording_callback(status: str, extra: Mapping[str, str]) -> None:
+            if rsc_url is None or status not in rsc_events:
+                return
+            params = {
+                "AccountSid": self.config.account_sid,
+                "CallSid": self.call_sid,
+                "RecordingSid": sid,
+                "RecordingStatus": status,
+                "RecordingChannels": "1",
+                "RecordingSource": "RecordVerb",
+                "RecordingStartTime": started,
+                **extra,
+            }
+            self.callback(rsc_url, rsc_method, params, "recording-status")
+
+        if act.kind != "record" or act.seconds == 0:
+            # Nothing recorded: Twilio skips the action and goes on with the next verb.
+            self.emit(
+                CallEvent(
+                    kind="record", text=act.raw, outcome="empty recording: action not requested", seconds=0
+                )
+            )
+            self.clock_s += timeout
+            recording_callback("absent", {"RecordingDuration": "0", "ErrorCode": "16101"})
+            if act.kind == "hangup":
+                raise self.caller_hangs_up("at the <Record> beep")
+            return None
+
+        duration = min(act.seconds, max_length)
+        digits: str | None
+        if act.hangup_during:
+            digits = "hangup"
+        elif act.seconds > max_length:
+            digits = None  # stopped by maxLength
+        elif act.finish_key in finish:
+            digits = act.finish_key
+        else:
+            digits = None  # the key does not end this recording: silence timeout does
+        wav = self.recording_wav if self.recording_wav is not None else generate_wav(duration)
+        measured = wav_duration(wav)
+        if self.recording_wav is not None and measured is not None:
+            duration = round(measured)
+        recording_url = self.media.register(sid, wav)
+        self.result.recordings.append(sid)
+        recording_callback("in-progress", {"RecordingUrl": recording_url})
+        self.emit(
+            CallEvent(
+                kind="record",
+                text=act.raw,
+                url=recording_url,
+                outcome=f"RecordingSid={sid} Digits={digits}{' (beep)' if beep else ''}",
+                seconds=float(duration),
+            )
+        )
+        self.clock_s += duration + (0 if digits else timeout)
+        params = {"RecordingUrl": recording_url, "RecordingSid": sid, "RecordingDuration": str(duration)}
+        if digits is not None:
+            params["Digits"] = digits
+        completed = {"RecordingUrl": recording_url, "RecordingDuration": str(duration)}
+        if act.hangup_during:
+            self.call_status = "completed"
+            self.emit(CallEvent(kind="hangup", text="caller hangs up during <Record>"))
+            try:
+                self.load(action, method, params, "record-action")  # TwiML returned is not executed
+            except _FetchError as err:
+                self.emit(
+                    CallEvent(kind="warning", code=err.code, text=err.message, url=err.url, status=err.status)
+                )
+            finally:
+                recording_callback("completed", completed)
+            raise _CallEnded("caller-hangup")
+        try:
+            nxt = self.load(action, method, params, "record-action")
+        except _FetchError as err:
+            self.error_event(err)
+            recording_callback("completed", completed)
+            raise _CallEnded("error") from None
+        except _CallEnded:
+            recording_callback("completed", completed)
+            raise
+        recording_callback("completed", completed)
+        return nxt
+
+    # ---- Dial ----
+    def dial(self, doc: _Document, el: ET.Element) -> _Document | None:
+        targets = [(c.text or "").strip() for c in el if c.tag in _DIAL_CHILDREN]
+        if (el.text or "").strip():
+            targets.insert(0, (el.text or "").strip())
+        action = urljoin(doc.url, el.get("action") or "") if el.get("action") else None
+        method = (el.get("method") or "POST").upper()
+        timeout = _int_attr(el, "timeout", 30)
+        prompt = f"dial outcome for {', '.join(targets) or '(nobody)'} [completed]"
+        upcoming = self.cursor.peek()
+        act: CallerAction | None = None
+        if upcoming is None or upcoming.kind in ("dial", "hangup"):
+            act = self.cursor.take("Dial", frozenset({"dial", "hangup"}), prompt)
+        if act is None:
+            act = CallerAction(kind="dial", raw="(default)", seconds=DEFAULT_DIAL_SECONDS)
+        caller_hung_up = act.kind == "hangup"
+        status = "completed" if caller_hung_up else act.dial_status
+        duration = act.seconds if status == "completed" else 0
+        self.emit(
+            CallEvent(
+                kind="dial",
+                text=", ".join(targets),
+                outcome=status,
+                seconds=float(duration),
+                url=action,
+                method=method if action else None,
+            )
+        )
+        self.clock_s += duration if status == "completed" else (timeout if status == "no-answer" else 1)
+        params = {"DialCallStatus": status, "DialCallSid": _new_sid("CA"), "DialCallDuration": str(duration)}
+        if caller_hung_up:
+            self.call_status = "completed"
+            self.emit(CallEvent(kind="hangup", text="caller hangs up during <Dial>"))
+            if action is not None:
+                try:
+                    self.load(action, method, params, "dial-action")
+                except _FetchError as err:
+                    self.emit(CallEvent(kind="warning", code=err.code, text=err.message, url=err.url))
+            raise _CallEnded("caller-hangup")
+        if action is None:
+            return None
+        return self.load(action, method, params, "dial-action")
+
+
+def _collect_digits(keys: str, finish: str, num_digits: int) -> tuple[str, str]:
+    collected: list[str] = []
+    for key in keys:
+        if finish and key in finish:
+            return "".join(collected), f"finished with {key!r}"
+        collected.append(key)
+        if num_digits and len(collected) >= num_digits:
+            return "".join(collected), f"numDigits={num_digits} reached"
+    return "".join(collected), "timeout"
+
+
+def _schema_problem(root: ET.Element) -> str | None:
+    for el in root:
+        tag = el.tag
+        if not isinstance(tag, str):
+            continue
+        if tag not in _SIMULATED_VERBS | _SKIPPED_VERBS | _UNSIMULATED_VERBS:
+            return f"<{tag}> is not a TwiML verb (verbs are case sensitive)"
+        allowed: frozenset[str] | None = None
+        if tag == "Gather":
+            allowed = _GATHER_CHILDREN
+        elif tag == "Dial":
+            allowed = _DIAL_CHILDREN
+        elif tag in _CHILDLESS_VERBS:
+            allowed = frozenset()
+        if allowed is not None:
+            for child in el:
+                if isinstance(child.tag, str) and child.tag not in allowed:
+                    return f"<{child.tag}> is not allowed inside <{tag}>"
+    return None
+
+
+def run_call(
+    config: SimulatorConfig,
+    script: CallScript,
+    *,
+    media: MediaServer | None = None,
+    session: requests.Session | None = None,
+    on_event: Callable[[CallEvent], None] | None = None,
+    recording_wav: bytes | None = None,
+) -> CallResult:
+    """Simulate one inbound call against the app at ``config.connect_base``.
+
+    Without ``media`` a MediaServer runs only for the duration of the call (recording URLs die with it);
+    pass one to keep recordings fetchable afterwards. ``recording_wav`` (or ``config.recording_wav``)
+    replaces the generated tone as the audio of every recording.
+    Raises :class:`ScriptError` when the script does not fit the call (after ending it as a hang-up).
+    """
+    own_session = session is None
+    sess = session if session is not None else requests.Session()
+    own_media = media is None
+    server = media if media is not None else MediaServer(config.account_sid, config.auth_token)
+    try:
+        if own_media:
+            server.start()
+        call = _Call(config, script, server, sess, on_event, recording_wav)
+        return call.run()
+    finally:
+        if own_media:
+            server.close()
+        if own_session:
+            sess.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# Command line: python -m telephony.simulator --script "1,2,record:5"
+# --------------------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Call the hotline app the way Twilio would.")
+    parser.add_argument("--connect", default=os.environ.get("SIM_CONNECT_BASE", "http://127.0.0.1:5001"))
+    parser.add_argument("--public", default=os.environ.get("PUBLIC_BASE_URL"))
+    parser.add_argument("--account-sid", default=os.environ.get("TWILIO_ACCOUNT_SID"))
+    parser.add_argument("--auth-token", default=os.environ.get("TWILIO_AUTH_TOKEN"))
+    parser.add_argument("--from", dest="from_number", default="+66812345678")
+    parser.add_argument("--script", default="", help=SCRIPT_GRAMMAR)
+    parser.add_argument(
+        "--interactive", action="store_true", help="ask on the terminal when the script runs out"
+    )
+    parser.add_argument("--recording", help="WAV file to use as the caller's recorded audio")
+    args = parser.parse_args(argv)
+    if not args.account_sid or not args.auth_token:
+        parser.error("--account-sid and --auth-token (or TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN) are required")
+    wav = None
+    if args.recording:
+        with open(args.recording, "rb") as fh:
+            wav = fh.read()
+    config = SimulatorConfig(
+        connect_base=args.connect,
+        public_base=args.public or args.connect,
+        account_sid=args.account_sid,
+        auth_token=args.auth_token,
+        from_number=args.from_number,
+        recording_wav=wav,
+    )
+    script = CallScript.parse(args.script, input_fn=input if args.interactive else None)
+
+    def show(event: CallEvent) -> None:
+        print(event.describe(), flush=True)
+
+    with MediaServer(config.account_sid, config.auth_token) as media:
+        result = run_call(config, script, media=media, on_event=show)
+    print(f"call {result.call_sid} ended by {result.ended_by} ({result.call_status}, {result.duration_s}s)")
+    return 0 if result.ended_by != "error" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
