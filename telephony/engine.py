@@ -268,8 +268,8 @@ def _run(flow: Flow, state: State, ctx: Context, said: list[Instruction], events
             continue
         if isinstance(node, BranchNode):
             taken = node.then if _condition(node.condition, ctx) else node.otherwise
-            events.append(FlowEvent(node.id, "branch", {"to": taken}))
-            state = replace(state, node=taken, phase="ask", tries=0)
+            events.append(FlowEvent(node.id, "branch", {"to": str(taken.next)}))
+            state = _take(state, taken, events, said, node)
             continue
         if isinstance(node, SubmitNode):
             events.append(FlowEvent(node.id, "submit"))

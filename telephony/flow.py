@@ -228,11 +228,14 @@ class TransferNode(Node):
 class BranchNode(Node):
     type: ClassVar[str] = "branch"
     condition: str
-    then: str
-    otherwise: str
+    then: Branch
+    otherwise: Branch
 
     def targets(self) -> list[tuple[str, str]]:
-        return [("then", self.then), ("else", self.otherwise)]
+        return _branch_targets("then", self.then) + _branch_targets("else", self.otherwise)
+
+    def prompts(self) -> list[tuple[str, Prompt]]:
+        return _branch_prompts("then.prompt", self.then) + _branch_prompts("else.prompt", self.otherwise)
 
 
 @dataclass(frozen=True)
@@ -315,7 +318,11 @@ FLOW_SCHEMA: dict[str, Any] = {
         "nodes": {
             "type": "array",
             "minItems": 1,
-            "items": {"type": "object", "required": ["id", "type"]},
+            "items": {
+                "type": "object",
+                "required": ["id", "type"],
+                "properties": {"type": {"type": "string"}},
+            },
         },
     },
     "additionalProperties": False,
@@ -432,7 +439,13 @@ def _parse_prompt(value: Any, reader: _Reader, key: str) -> Prompt:
     for lang, t in text.items():
         if not isinstance(t, str):
             raise reader.fail(f"{key}.{lang}", "must be text")
-        for _, name, _, _ in string.Formatter().parse(t):
+        try:
+            parts = list(string.Formatter().parse(t))
+        except ValueError as exc:
+            raise reader.fail(
+                f"{key}.{lang}", f"is not a valid template ({exc}); write {{{{ or }}}} for a brace"
+            ) from exc
+        for _, name, _, _ in parts:
             if name is not None and name not in PLACEHOLDERS:
                 raise reader.fail(f"{key}.{lang}", f"uses unknown placeholder {{{name}}}")
     audio = value.get("audio", {}) or {}
@@ -451,7 +464,7 @@ def _parse_hours(r: _Reader) -> OfficeHours:
     tz = raw.get("timezone", "Asia/Bangkok")
     try:
         ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    except (ZoneInfoNotFoundError, ValueError, TypeError) as exc:
         raise r.fail("hours.timezone", f"{tz!r} is not an IANA time zone") from exc
     days = raw.get("days", list(DAY_NAMES[:5]))
     if not isinstance(days, list) or not days or any(d not in DAY_NAMES for d in days):
@@ -587,7 +600,13 @@ def _build_branch(r: _Reader) -> Node:
     condition = r.str_("if")
     if condition not in CONDITIONS:
         raise r.fail("if", f"unknown condition {condition!r} (known: {sorted(CONDITIONS)})")
-    return BranchNode(id=r.node, condition=condition, then=r.str_("then"), otherwise=r.str_("else"))
+    # A branch may set variables on the way (a caller without caller ID who asked to be called back
+    # "on this number" keys another number, so the callback becomes "other").
+    then, otherwise = r.branch("then"), r.branch("else")
+    for key, taken in (("then", then), ("else", otherwise)):
+        if taken.repeat or taken.next is None:
+            raise r.fail(key, "must name the next node: a branch node cannot repeat")
+    return BranchNode(id=r.node, condition=condition, then=then, otherwise=otherwise)
 
 
 def _build_submit(r: _Reader) -> Node:
@@ -626,6 +645,12 @@ def parse_flow(data: Any, path: Path | str = "<flow>", audio_dir: Path | None = 
             raw_node = data["nodes"][loc[1]]
             node_id = str(raw_node.get("id", f"#{loc[1]}")) if isinstance(raw_node, Mapping) else f"#{loc[1]}"
             loc = loc[2:]
+        if isinstance(err.instance, Mapping):
+            # Name the missing or unexpected key itself, not the mapping that holds it.
+            if err.validator == "required":
+                loc += [k for k in err.validator_value if k not in err.instance][:1]
+            elif err.validator == "additionalProperties":
+                loc += sorted(str(k) for k in err.instance if k not in err.schema.get("properties", {}))[:1]
         field_name = ".".join(str(p) for p in loc) or None
         raise FlowError(path, node_id, field_name, err.message)
 

@@ -53,9 +53,13 @@ def province_by_speech(text: str) -> Accepted | None:
         return None
     code = _province_names().get(key)
     if code is None:
-        # Speech often wraps the name ("จังหวัดเชียงใหม่ค่ะ"): accept exactly one name inside it.
-        found = {c for name, c in _province_names().items() if len(name) >= 3 and name in key}
-        code = found.pop() if len(found) == 1 else None
+        # Speech often wraps the name ("จังหวัดเชียงใหม่ค่ะ"): accept exactly one name inside it. Short
+        # names are also words ("เลย" in "เชียงใหม่เลยค่ะ"): when names of several provinces are found,
+        # the longest one alone decides.
+        found = [(len(name), c) for name, c in _province_names().items() if len(name) >= 3 and name in key]
+        longest = max((n for n, _ in found), default=0)
+        codes = {c for n, c in found if n == longest}
+        code = codes.pop() if len(codes) == 1 else None
     return province_by_code(code) if code else None
 
 
