@@ -31,7 +31,7 @@ class FieldCipher:
     def decrypt(self, token: str) -> str:
         try:
             return self._fernet.decrypt(token.encode("ascii")).decode("utf-8")
-        except InvalidToken as exc:
+        except (InvalidToken, UnicodeEncodeError) as exc:
             raise DataKeyError("a stored value cannot be decrypted with HOTLINE_DATA_KEY") from exc
 
     def lookup_hash(self, value: str) -> str:

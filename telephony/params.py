@@ -11,9 +11,13 @@ import phonenumbers
 
 from telephony.engine import CallerInput, InputKind, Recording
 
-CALL_SID = re.compile(r"^CA[0-9a-fA-F]{32}$")
-RECORDING_SID = re.compile(r"^RE[0-9a-fA-F]{32}$")
-KEYS = re.compile(r"^[0-9*#]{0,64}$")
+# \Z, not $: `$` also matches before a trailing newline, which would let "CA…\n" or "1\n" through.
+CALL_SID = re.compile(r"^CA[0-9a-fA-F]{32}\Z")
+RECORDING_SID = re.compile(r"^RE[0-9a-fA-F]{32}\Z")
+KEYS = re.compile(r"^[0-9*#]{0,64}\Z")
+# The step number our own action URLs carry; str.isdigit() would also pass "²" and "١" (then int() fails or
+# reads "١" as 1), and int() refuses more than 4300 digits.
+SEQ = re.compile(r"^[0-9]{1,9}\Z")
 # What Twilio sends as From when the caller withheld their number.
 WITHHELD = {"anonymous", "restricted", "unknown", "private", "+266696687", "+7378742833", "+86282452253"}
 DIAL_STATUSES = {"completed", "answered", "busy", "no-answer", "failed", "canceled"}
@@ -40,6 +44,11 @@ def call_params(form: Mapping[str, str]) -> CallParams:
         raise BadRequest("CallSid missing or malformed")
     status = form.get("CallStatus")
     return CallParams(sid, caller_number(form.get("From")), status if status in CALL_STATUSES else None)
+
+
+def step_number(raw: str) -> int | None:
+    """The seq of one of our action URLs, or None for anything those URLs never carry."""
+    return int(raw) if SEQ.match(raw) else None
 
 
 def caller_number(raw: str | None) -> str | None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -25,6 +25,7 @@ from transcription.models import Recording
 
 log = logging.getLogger(__name__)
 ENCRYPTED = "enc:"
+CALL_ENDED = ("completed", "busy", "no-answer", "failed", "canceled")
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ def incoming_call(session: Session, tel: Telephony, form: Mapping[str, str]) -> 
     p = params.call_params(form)
     call = _find_call(session, p.call_sid)
     if call is not None:
-        return call.last_response or _replay(session, tel, call)
+        return _last_response(tel, call) or _replay(session, tel, call)
     call = Call(call_sid=p.call_sid, status=p.status or "in-progress", language=tel.flow.default_language)
     if p.caller:
         call.caller_number_enc = tel.cipher.encrypt(p.caller)
@@ -60,7 +61,7 @@ def incoming_call(session: Session, tel: Telephony, form: Mapping[str, str]) -> 
         # The same webhook, concurrently, created the call first: answer what it answered.
         existing = _find_call(session, p.call_sid)
         assert existing is not None
-        return existing.last_response or _replay(session, tel, existing)
+        return _last_response(tel, existing) or _replay(session, tel, existing)
     outcome = engine.start(tel.flow, _context(tel, call))
     return _commit_outcome(session, tel, call, outcome)
 
@@ -72,10 +73,10 @@ def caller_action(session: Session, tel: Telephony, form: Mapping[str, str], seq
     if call is None:
         log.warning("ivr action for unknown call %s: taking a message instead", p.call_sid)
         return twiml.render_rescue(tel.flow.rescue, tel.flow.default_language, tel.voices)
-    if not seq.isdigit() or int(seq) != call.seq:
+    if params.step_number(seq) != call.seq:
         # A retried or stale request: it was applied already, so answer the same again.
         log.info("repeated ivr request for call %s (seq %r, current %d)", call.call_sid, seq[:8], call.seq)
-        return call.last_response or _replay(session, tel, call)
+        return _last_response(tel, call) or _replay(session, tel, call)
     inp = params.caller_input(kind, form)
     if inp.recording is not None:
         _upsert_recording(session, call, inp.recording, status=None)
@@ -96,7 +97,9 @@ def call_status(session: Session, tel: Telephony, form: Mapping[str, str]) -> No
     raw_duration = form.get("CallDuration", "")
     if raw_duration.isdigit() and len(raw_duration) < 7:
         call.duration_s = int(raw_duration)
-    if p.status in ("completed", "busy", "no-answer", "failed", "canceled") and call.ended_at is None:
+    if p.status not in CALL_ENDED:
+        return  # the caller may still be on the line: what they left is kept when the call ends
+    if call.ended_at is None:
         call.ended_at = tel.clock()
         _add_events(session, call, [engine.FlowEvent(_state_node(call), "call_ended", {"status": p.status})])
     if call.case is None:
@@ -140,11 +143,19 @@ def rescue_recording(session: Session, tel: Telephony, form: Mapping[str, str]) 
     if rec is not None and rec.duration_s != 0:
         _upsert_recording(session, call, rec, status=None)
         state = _load_state(tel, call)
+        # A message the caller recorded before the fault (say, one that failed at "send") is theirs too.
+        earlier = state.vars.get("recording_sid")
         state = replace(state, vars={**state.vars, "recording_sid": rec.sid, "recording_url": rec.url})
         _save_state(tel, call, state)
         _add_events(session, call, [engine.FlowEvent("rescue", "recorded", {"sid": rec.sid})])
         if call.case is None:
-            _open_case(session, tel, call, state, opened_by="rescue")
+            case = _open_case(session, tel, call, state, opened_by="rescue")
+            if earlier and earlier != rec.sid:
+                session.execute(
+                    update(Recording)
+                    .where(Recording.recording_sid == earlier, Recording.case_id.is_(None))
+                    .values(case_id=case.id)
+                )
     session.flush()
     return twiml.render_thanks(tel.flow.rescue, call.language, tel.voices)
 
@@ -204,12 +215,25 @@ def _commit_outcome(session: Session, tel: Telephony, call: Call, outcome: engin
         events.extend(resumed.events)
     _add_events(session, call, events)
     _save_state(tel, call, outcome.state)
+    if outcome.state.vars.get("callback") == CallbackChoice.NONE:
+        # Anonymous from the moment it is chosen, not only once a case is opened: a caller who then
+        # hangs up leaves no number behind either.
+        call.caller_number_enc = None
+        call.caller_number_masked = None
     call.language = outcome.state.language
     call.seq += 1
     body = twiml.render(outcome.instructions, call.seq, tel.voices)
-    call.last_response = body
+    # Encrypted at rest: a read-back of a number being keyed is in it.
+    call.last_response = ENCRYPTED + tel.cipher.encrypt(body)
     session.flush()
     return body
+
+
+def _last_response(tel: Telephony, call: Call) -> str | None:
+    stored = call.last_response
+    if stored and stored.startswith(ENCRYPTED):
+        return tel.cipher.decrypt(stored[len(ENCRYPTED) :])
+    return stored
 
 
 def _open_case(session: Session, tel: Telephony, call: Call, state: engine.State, *, opened_by: str) -> Case:

@@ -77,8 +77,8 @@ def server(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
             try:
                 if requests.get(base + "/healthz", timeout=1).status_code == 200:
                     break
-            except requests.ConnectionError:
-                pass
+            except requests.RequestException:
+                pass  # not listening yet, or a worker still booting
             assert proc.poll() is None, (tmp_path / "gunicorn.log").read_text()
             assert time.monotonic() < deadline, "server did not come up"
             time.sleep(0.2)
