@@ -9,10 +9,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from cases.models import Case
+from transcription.models import Recording, StorageStatus
 
 
 def case_record(case: Case) -> dict[str, Any]:
     recording = case.recordings[-1] if case.recordings else None
+    transcript = recording.transcript if recording else None
     return {
         "reference": case.reference,
         "status": str(case.status),
@@ -25,18 +27,25 @@ def case_record(case: Case) -> dict[str, Any]:
         "caller_number_masked": case.callback_number_masked if case.callback_requested else None,
         "opened_by": case.opened_by,
         "recording_sid": recording.recording_sid if recording else None,
-        "recording_status": recording.status if recording else None,
-        "transcript_status": recording.transcript_status if recording else None,
-        "transcript_text": recording.transcript_text if recording else None,
+        # Our copy's state once we know it (stored, unavailable, absent), else what Twilio said.
+        "recording_status": _recording_status(recording) if recording else None,
+        "transcript_status": str(transcript.status) if transcript else None,
+        "transcript_text": transcript.text if transcript else None,
         "created_at": case.created_at.isoformat().replace("+00:00", "Z"),
     }
+
+
+def _recording_status(recording: Recording) -> str:
+    if recording.storage_status != StorageStatus.PENDING:
+        return str(recording.storage_status)
+    return recording.status
 
 
 def iter_case_records(session: Session, batch: int = 500) -> Iterator[dict[str, Any]]:
     """Every case, oldest first, loaded in batches so a large table does not fill memory."""
     stmt = (
         select(Case)
-        .options(selectinload(Case.office), selectinload(Case.recordings))
+        .options(selectinload(Case.office), selectinload(Case.recordings).selectinload(Recording.transcript))
         .order_by(Case.id)
         .execution_options(yield_per=batch)
     )

@@ -36,3 +36,5 @@ def configure_logging(level: int = logging.INFO) -> None:
         handler.addFilter(PhoneMaskFilter())
         root.addHandler(handler)
     root.setLevel(level)
+    # APScheduler logs every run (and every coalesced one) at INFO/WARNING; our sweeps log what they did.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)

@@ -21,6 +21,7 @@ from infra.clock import Clock, utcnow
 from infra.crypto import FieldCipher, mask_phone
 from telephony import engine, params, twiml
 from telephony.flow import Flow
+from transcription import ingest
 from transcription.models import Recording
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ def caller_action(session: Session, tel: Telephony, form: Mapping[str, str], seq
         return _last_response(tel, call) or _replay(session, tel, call)
     inp = params.caller_input(kind, form)
     if inp.recording is not None:
-        _upsert_recording(session, call, inp.recording, status=None)
+        _note_recording(session, call, inp.recording)
     state = _load_state(tel, call)
     outcome = engine.advance(tel.flow, state, inp, _context(tel, call))
     return _commit_outcome(session, tel, call, outcome)
@@ -115,7 +116,18 @@ def recording_status(session: Session, tel: Telephony, form: Mapping[str, str]) 
         log.warning("recording status for call %s without a valid RecordingSid/Url/Status", p.call_sid)
         return
     call = _find_call(session, p.call_sid)
-    row = _upsert_recording(session, call, rec, status=status, call_sid=p.call_sid)
+    row = ingest.apply_status_callback(
+        session,
+        recording_sid=rec.sid,
+        call_sid=p.call_sid,
+        status=status,
+        media_url=rec.url,
+        duration_s=rec.duration_s if rec.duration_s >= 0 else None,
+        language=call.language if call else None,
+        now=tel.clock(),
+    )
+    if row is None:
+        return  # this (RecordingSid, status) was applied before: a retried callback changes nothing
     if (
         row.case_id is None
         and call is not None
@@ -141,7 +153,7 @@ def rescue_recording(session: Session, tel: Telephony, form: Mapping[str, str]) 
         session.add(call)
         session.flush()
     if rec is not None and rec.duration_s != 0:
-        _upsert_recording(session, call, rec, status=None)
+        _note_recording(session, call, rec)
         state = _load_state(tel, call)
         # A message the caller recorded before the fault (say, one that failed at "send") is theirs too.
         earlier = state.vars.get("recording_sid")
@@ -285,36 +297,15 @@ def _open_case_for_unfinished_call(session: Session, tel: Telephony, call: Call)
         _open_case(session, tel, call, state, opened_by="callback_only")
 
 
-def _upsert_recording(
-    session: Session,
-    call: Call | None,
-    rec: engine.Recording,
-    *,
-    status: str | None,
-    call_sid: str | None = None,
-) -> Recording:
-    row = session.scalar(select(Recording).where(Recording.recording_sid == rec.sid).with_for_update())
-    if row is None:
-        row = Recording(
-            recording_sid=rec.sid,
-            call_sid=call.call_sid if call else (call_sid or ""),
-            media_url=rec.url,
-            duration_s=rec.duration_s if rec.duration_s >= 0 else None,
-            status=status or "reported",
-        )
-        try:
-            with session.begin_nested():
-                session.add(row)
-                session.flush()
-        except IntegrityError:
-            found = session.scalar(select(Recording).where(Recording.recording_sid == rec.sid))
-            assert found is not None
-            row = found
-    if status and status != row.status and status != "in-progress":
-        row.status = status
-    if row.duration_s is None and rec.duration_s >= 0:
-        row.duration_s = rec.duration_s
-    return row
+def _note_recording(session: Session, call: Call, rec: engine.Recording) -> Recording:
+    return ingest.note_recording(
+        session,
+        recording_sid=rec.sid,
+        call_sid=call.call_sid,
+        media_url=rec.url,
+        duration_s=rec.duration_s if rec.duration_s >= 0 else None,
+        language=call.language,
+    )
 
 
 def _add_events(session: Session, call: Call, events: list[engine.FlowEvent]) -> None:

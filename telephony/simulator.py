@@ -93,6 +93,7 @@ __all__ = [
     "CallerAction",
     "EndedBy",
     "EventKind",
+    "MediaFault",
     "MediaServer",
     "ScriptError",
     "SimulatorConfig",
@@ -442,6 +443,17 @@ _MEDIA_PATH_RE: Final = re.compile(
 )
 
 
+MediaFault = Literal["http500", "http503", "http404", "slow", "stall", "truncated", "html"]
+_MEDIA_FAULTS: Final = frozenset({"http500", "http503", "http404", "slow", "stall", "truncated", "html"})
+
+
+@dataclass
+class _Fault:
+    kind: MediaFault
+    remaining: int | None  # requests it still spoils; None: every one
+    delay_s: float
+
+
 class _MediaHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     media: MediaServer
@@ -463,12 +475,14 @@ class _MediaHandler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         media = self.server.media
         path = self.path.split("?", 1)[0]
-        media._count(path)
+        media._count(path, "DELETE")
         if not self._authorized():
             return self._unauthorized()
         m = _MEDIA_PATH_RE.fullmatch(path)
         if m is None or m["account"] != media.account_sid or m["ext"] not in (None, ".json"):
             return self._not_found(path)
+        if media._misbehave(self, "DELETE", m["sid"], None, send_body=True):
+            return
         if not media.delete(m["sid"]):
             return self._not_found(path)
         self.send_response(204)
@@ -478,19 +492,24 @@ class _MediaHandler(BaseHTTPRequestHandler):
     def _handle(self, *, send_body: bool) -> None:
         media = self.server.media
         path = self.path.split("?", 1)[0]
-        media._count(path)
+        media._count(path, self.command)
         if not self._authorized():
             return self._unauthorized(send_body=send_body)
         m = _MEDIA_PATH_RE.fullmatch(path)
         wav = media._get(m["sid"]) if m is not None else None
         if m is None or m["account"] != media.account_sid or m["ext"] not in (None, ".wav") or wav is None:
             return self._not_found(path, send_body=send_body)
+        if media._misbehave(self, "GET", m["sid"], wav, send_body=send_body):
+            return
         self.send_response(200)
         self.send_header("Content-Type", "audio/x-wav")
         self.send_header("Content-Length", str(len(wav)))
         self.end_headers()
         if send_body:
-            self.wfile.write(wav)
+            try:
+                self.wfile.write(wav)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True  # the client gave up (a "slow" fault outlasted its timeout)
 
     def _authorized(self) -> bool:
         media = self.server.media
@@ -547,6 +566,11 @@ class MediaServer:
     (account SID, auth token) returns the WAV (``audio/x-wav``); missing or wrong credentials get 401 with
     ``WWW-Authenticate: Basic realm="Twilio API"``; unknown SIDs, other accounts and ``.mp3`` get 404.
     ``DELETE`` on the same path (or ``.json``) removes a recording (204), like the REST API.
+
+    For tests, :meth:`inject` makes the next requests for one recording misbehave the ways Twilio's media
+    and the network do (errors, slowness, cut-off or non-audio bodies); without it nothing changes.
+    :meth:`requests` lists what was asked, in order, and ``observer`` (if set) is called with the method and
+    path of each request before it is answered, in the server's thread.
     """
 
     def __init__(self, account_sid: str, auth_token: str, *, host: str = "127.0.0.1") -> None:
@@ -556,6 +580,10 @@ class MediaServer:
         self._lock = threading.Lock()
         self._recordings: dict[str, bytes] = {}
         self._counts: dict[str, int] = {}
+        self._log: list[tuple[str, str]] = []
+        self._faults: dict[tuple[str, str], list[_Fault]] = {}
+        self._closing = threading.Event()
+        self.observer: Callable[[str, str], None] | None = None
         self._server: _MediaHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -565,6 +593,7 @@ class MediaServer:
             return self
         server = _MediaHTTPServer((self._host, 0), _MediaHandler)
         server.media = self
+        self._closing.clear()
         self._server = server
         self._thread = threading.Thread(
             target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="twilio-media-sim", daemon=True
@@ -575,6 +604,7 @@ class MediaServer:
     def close(self) -> None:
         server, thread = self._server, self._thread
         self._server = self._thread = None
+        self._closing.set()  # a request held back by a "slow" or "stall" fault gives up at once
         if server is not None:
             server.shutdown()
             server.server_close()
@@ -618,10 +648,117 @@ class MediaServer:
         with self._lock:
             return self._recordings.get(recording_sid)
 
+    # fault injection (tests)
+    def inject(
+        self,
+        recording_sid: str,
+        fault: MediaFault,
+        *,
+        times: int | None = 1,
+        delay_s: float = 2.0,
+        method: Literal["GET", "DELETE"] = "GET",
+    ) -> None:
+        """Make the next `times` authorised `method` requests for a recording fail with `fault`, then serve.
+
+        Faults queue in the order injected; ``times=None`` repeats one for good (until :meth:`clear_faults`).
+        ``"http500"``, ``"http503"``, ``"http404"``: Twilio's JSON error with that status.
+        ``"slow"``: answer normally after `delay_s` (a client whose read timeout is shorter gives up).
+        ``"stall"``: send the headers and half the body, then hold the connection for `delay_s`.
+        ``"truncated"``: announce the full Content-Length, send half the body, close the connection.
+        ``"html"``: 200 with an HTML page instead of audio (a proxy's or a portal's answer).
+        Credentials are checked before any fault: wrong ones always get 401.
+        """
+        if fault not in _MEDIA_FAULTS:
+            raise ValueError(f"unknown media fault {fault!r}; one of {', '.join(sorted(_MEDIA_FAULTS))}")
+        if times is not None and times < 1:
+            raise ValueError("times must be at least 1 (or None for every request)")
+        with self._lock:
+            self._faults.setdefault((method, recording_sid), []).append(_Fault(fault, times, delay_s))
+
+    def clear_faults(self, recording_sid: str | None = None) -> None:
+        with self._lock:
+            if recording_sid is None:
+                self._faults.clear()
+            else:
+                for key in [k for k in self._faults if k[1] == recording_sid]:
+                    del self._faults[key]
+
+    def _take_fault(self, method: str, recording_sid: str) -> _Fault | None:
+        with self._lock:
+            queue = self._faults.get((method, recording_sid))
+            if not queue:
+                return None
+            fault = queue[0]
+            if fault.remaining is not None:
+                fault.remaining -= 1
+                if fault.remaining == 0:
+                    queue.pop(0)
+            return fault
+
+    def _misbehave(
+        self, handler: _MediaHandler, method: str, recording_sid: str, wav: bytes | None, *, send_body: bool
+    ) -> bool:
+        """Answer with the next injected fault for this request, if any; True when it was answered."""
+        fault = self._take_fault(method, recording_sid)
+        if fault is None:
+            return False
+        try:
+            if fault.kind in ("http500", "http503", "http404"):
+                status = int(fault.kind[4:])
+                message = {500: "Internal Server Error", 503: "Service Unavailable", 404: "Not Found"}[status]
+                code = 20404 if status == 404 else 20500
+                handler._json(
+                    status,
+                    f'{{"code": {code}, "message": "{message}", "more_info": '
+                    f'"https://www.twilio.com/docs/errors/{code}", "status": {status}}}',
+                    send_body=send_body,
+                    extra={"Retry-After": "1"} if status == 503 else None,
+                )
+            elif fault.kind == "slow":
+                # Late, but then served normally (unless the server is closing meanwhile).
+                return self._closing.wait(fault.delay_s)
+            elif fault.kind == "html":
+                page = b"<!DOCTYPE html><html><body><h1>Temporarily unavailable</h1></body></html>"
+                handler.send_response(200)
+                handler.send_header("Content-Type", "text/html; charset=utf-8")
+                handler.send_header("Content-Length", str(len(page)))
+                handler.end_headers()
+                if send_body:
+                    handler.wfile.write(page)
+            elif wav is None:  # "stall" and "truncated" only make sense for a recording's body
+                handler.send_response(500)
+                handler.send_header("Content-Length", "0")
+                handler.end_headers()
+            else:
+                half = wav[: len(wav) // 2]
+                handler.send_response(200)
+                handler.send_header("Content-Type", "audio/x-wav")
+                handler.send_header("Content-Length", str(len(wav)))
+                handler.end_headers()
+                if send_body:
+                    handler.wfile.write(half)
+                    handler.wfile.flush()
+                    if fault.kind == "stall":
+                        self._closing.wait(fault.delay_s)
+                        handler.wfile.write(wav[len(half) :])
+                handler.close_connection = True
+        except (BrokenPipeError, ConnectionResetError):
+            handler.close_connection = True  # the client gave up first, as a timed-out client does
+        return True
+
     # request accounting
-    def _count(self, path: str) -> None:
+    def _count(self, path: str, method: str = "GET") -> None:
+        observer = self.observer
         with self._lock:
             self._counts[path] = self._counts.get(path, 0) + 1
+            self._log.append((method, path))
+        if observer is not None:
+            observer(method, path)
+
+    def requests(self, method: str | None = None) -> list[tuple[str, str]]:
+        """(method, path) of every request received, in order; only `method`'s when given."""
+        with self._lock:
+            return [entry for entry in self._log if method is None or entry[0] == method]
 
     def request_count(self, path_or_url: str) -> int:
         """Requests received for a path (a full URL is accepted too; its query is ignored)."""

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
+import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +23,8 @@ from cases.export import case_record
 from cases.models import Call
 from infra.config import Config
 from infra.db import Database
-from telephony.simulator import CallEvent, CallScript, ScriptError, SimulatorConfig, run_call
+from telephony.simulator import CallEvent, CallScript, MediaServer, ScriptError, SimulatorConfig, run_call
+from transcription.models import Recording, StorageStatus, TranscriptStatus
 
 DEMO_KEYS = "1,10,1,1,record:6,1"
 
@@ -48,6 +53,8 @@ def simulate_call(
     from_number: str,
     wav: Path | None,
     quiet: bool,
+    media: MediaServer | None = None,
+    wait_for_transcript_s: float = 0.0,
 ) -> int:
     """Place one simulated call; print what the caller hears and the case it opened. Returns an exit code."""
     cfg: Config = app.config["HOTLINE"]
@@ -76,16 +83,76 @@ def simulate_call(
             auth_token=cfg.twilio_auth_token,
             from_number=from_number,
         )
-        result = run_call(sim, script, on_event=show, recording_wav=wav.read_bytes() if wav else None)
+        result = run_call(
+            sim, script, media=media, on_event=show, recording_wav=wav.read_bytes() if wav else None
+        )
         click.echo(f"call {result.call_sid} ended: {result.ended_by}")
         for err in result.errors():
             click.echo(f"error: {err.describe()}", err=True)
-        return _print_case(app, result.call_sid) if not result.errors() else 1
+        if result.errors():
+            return 1
+        if wait_for_transcript_s > 0:
+            _wait_for_transcript(app, result.call_sid, wait_for_transcript_s)
+        return _print_case(app, result.call_sid)
 
     if connect_base:
         return place(connect_base.rstrip("/"))
     with serve_in_thread(app) as base:
         return place(base)
+
+
+def _wait_for_transcript(app: Flask, call_sid: str, timeout_s: float) -> None:
+    """Wait until the worker has stored the recording and finished (or given up on) its transcript."""
+    db: Database = app.extensions["hotline.db"]
+    click.echo("waiting for the worker to download and transcribe the message …")
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with db.session() as session:
+            rec = session.scalar(
+                select(Recording).where(Recording.call_sid == call_sid).order_by(Recording.id.desc())
+            )
+            if rec is not None and (
+                rec.storage_status in (StorageStatus.UNAVAILABLE, StorageStatus.ABSENT)
+                or (rec.transcript is not None and rec.transcript.status != TranscriptStatus.QUEUED)
+            ):
+                return
+        time.sleep(0.5)
+    click.echo(f"the worker did not finish within {timeout_s:.0f} s; the case is shown as it stands")
+
+
+def run_demo(app: Flask, keys: str, *, worker_timeout_s: float = 120.0) -> int:
+    """The quick start: the worker beside the web app, one simulated call, the case with its transcript."""
+    cfg: Config = app.config["HOTLINE"]
+    with MediaServer(cfg.twilio_account_sid, cfg.twilio_auth_token) as media:
+        env = dict(os.environ)
+        env.update(
+            TWILIO_API_BASE=media.base_url,  # the worker fetches the simulated recording from here
+            HOTLINE_INSTANCE_DIR=str(cfg.instance_dir),
+            DATABASE_URL=cfg.database_url,
+            HOTLINE_SWEEP_SECONDS="0.5",
+        )
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "flask", "--app", "app", "worker"],
+            cwd=Path(__file__).resolve().parent.parent,
+            env=env,
+        )
+        try:
+            return simulate_call(
+                app,
+                connect_base=None,
+                keys=keys,
+                from_number="+66812345678",
+                wav=None,
+                quiet=False,
+                media=media,
+                wait_for_transcript_s=worker_timeout_s,
+            )
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
 
 
 def _print_case(app: Flask, call_sid: str) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,9 +26,56 @@ ACCOUNT_SID = "AC" + "1" * 32
 PUBLIC_BASE = "https://hotline.example.org"
 
 
+_created_databases: set[str] = set()
+
+
+def on_postgresql() -> bool:
+    return os.environ.get("HOTLINE_TEST_DATABASE") == "postgresql"
+
+
 def database_url(tmp_path: Path) -> str:
-    """SQLite in the test's folder, or a fresh schema on the PostgreSQL named by HOTLINE_TEST_DATABASE_URL."""
-    return os.environ.get("HOTLINE_TEST_DATABASE_URL") or f"sqlite:///{tmp_path / 'hotline.db'}"
+    """SQLite in the test's folder; with HOTLINE_TEST_DATABASE=postgresql, a fresh database per test.
+
+    `./hotline test` starts a private PostgreSQL and sets HOTLINE_TEST_PG_ADMIN_URL for the second run.
+    """
+    if not on_postgresql():
+        return f"sqlite:///{tmp_path / 'hotline.db'}"
+    admin = os.environ["HOTLINE_TEST_PG_ADMIN_URL"]
+    name = "t_" + hashlib.sha256(str(tmp_path).encode()).hexdigest()[:16]
+    if name not in _created_databases:
+        template = _pg_template(admin)
+        with _pg_admin(admin) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        _created_databases.add(name)
+    return admin.rsplit("/", 1)[0] + "/" + name
+
+
+def _pg_template(admin: str) -> str:
+    """A database migrated once per run (schema only), copied for each test: migrating is the slow part."""
+    name = f"t_template_{os.getpid()}"
+    if name not in _created_databases:
+        with _pg_admin(admin) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}"')
+        _created_databases.add(name)
+        upgrade_database(admin.rsplit("/", 1)[0] + "/" + name)
+    return name
+
+
+def _pg_admin(url: str) -> Any:
+    import psycopg
+
+    return psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_test_databases() -> Iterator[None]:
+    yield
+    if _created_databases:
+        with _pg_admin(os.environ["HOTLINE_TEST_PG_ADMIN_URL"]) as conn:
+            for name in sorted(_created_databases):
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def make_config(tmp_path: Path, **overrides: Any) -> Config:
