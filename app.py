@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -11,15 +12,25 @@ from typing import Any
 
 import click
 from flask import Flask, Response, current_app
-from sqlalchemy import text
+from flask_wtf.csrf import CSRFProtect
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
 
+from cases import console
+from cases.models import Office
+from cases.staff import User
 from infra.config import Config, ConfigError
 from infra.crypto import FieldCipher
 from infra.db import Database
 from infra.logs import configure_logging
+from infra.scheduler import Sweep, build_scheduler
 from telephony import twiml, webhooks
 from telephony.flow import FlowError, load_flow
 from telephony.service import Telephony
+from transcription.jobs import JobSettings, TranscriptionJobs
+from transcription.media import MediaClient
+from transcription.pool import TranscriberPool
+from transcription.registry import ModelError, discover_models
 
 ROOT = Path(__file__).resolve().parent
 MIGRATIONS_DIR = ROOT / "migrations"
@@ -34,6 +45,16 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
 
     app = Flask(__name__, instance_path=str(cfg.instance_dir))
     app.config.update(SECRET_KEY=cfg.secret_key, HOTLINE=cfg, MAX_CONTENT_LENGTH=256 * 1024)
+    https = cfg.public_base_url.startswith("https://")
+    app.config.update(
+        # __Host-: only ever sent to this host over https, for the whole site.
+        SESSION_COOKIE_NAME="__Host-hotline" if https else "hotline",
+        SESSION_COOKIE_SECURE=https,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        # The session's own lifetimes bound the token; an hour-long summary must not lose its form.
+        WTF_CSRF_TIME_LIMIT=None,
+    )
     cfg.instance_dir.mkdir(parents=True, exist_ok=True)
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
 
@@ -47,6 +68,11 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
         spool_dir=cfg.spool_dir,
     )
     webhooks.init_app(app, tel, str(AUDIO_DIR))
+
+    # Every form carries a CSRF token; Twilio's webhooks are exempt because their signature protects them.
+    csrf = CSRFProtect(app)
+    csrf.exempt(webhooks.bp)
+    console.init_app(app, FieldCipher(cfg.data_key))
 
     @app.get("/healthz")
     def healthz() -> Response:
@@ -139,6 +165,104 @@ def _register_commands(app: Flask) -> None:
                 out.write(("," if i else "") + "\n  " + json.dumps(record, ensure_ascii=False))
             out.write("\n]\n")
 
+    @app.cli.group("users")
+    def users_group() -> None:
+        """Staff accounts and their roles (the first admin is made here)."""
+
+    @users_group.command("create")
+    @click.argument("username")
+    @click.option("--name", "display_name", required=True, help="The person's name as staff see it.")
+    @click.option("--email", default=None)
+    @click.option("--locale", type=click.Choice(["th", "en"]), default="th", show_default=True)
+    @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+    def users_create(
+        username: str, display_name: str, email: str | None, locale: str, password_stdin: bool
+    ) -> None:
+        """Create a staff account; give it roles with `users grant`."""
+        from cases.auth import AccountError, create_user
+
+        password = _read_password(password_stdin)
+        with get_database().session() as session:
+            try:
+                user = create_user(session, username, display_name, password, locale=locale, email=email)
+            except AccountError as exc:
+                raise click.ClickException(str(exc)) from exc
+            click.echo(f"created user {user.username} (id {user.id})")
+
+    @users_group.command("password")
+    @click.argument("username")
+    @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+    def users_password(username: str, password_stdin: bool) -> None:
+        """Set a new password; unlocks the account and ends all its sessions."""
+        from cases.auth import AccountError, set_password
+
+        password = _read_password(password_stdin)
+        with get_database().session() as session:
+            user = _user(session, username)
+            try:
+                set_password(session, user, password)
+            except AccountError as exc:
+                raise click.ClickException(str(exc)) from exc
+            click.echo(f"password of {user.username} changed; its sessions are ended")
+
+    @users_group.command("grant")
+    @click.argument("username")
+    @click.argument("role", type=click.Choice(["agent", "operator", "head", "action", "admin"]))
+    @click.argument("office_code")
+    def users_grant(username: str, role: str, office_code: str) -> None:
+        """Give USERNAME the ROLE at the office OFFICE_CODE (central, 2-digit province, 4-digit district)."""
+        from cases import workflow
+        from cases.staff import Role
+
+        with get_database().session() as session:
+            user, office = _user(session, username), _office(session, office_code)
+            try:
+                workflow.grant_role(session, office, user, Role(role), actor=None)
+            except workflow.WorkflowError as exc:
+                raise click.ClickException(str(exc)) from exc
+            click.echo(f"{user.username} is now {role} at {office.code} ({office.name_en})")
+
+    @users_group.command("revoke")
+    @click.argument("username")
+    @click.argument("role", type=click.Choice(["agent", "operator", "head", "action", "admin"]))
+    @click.argument("office_code")
+    def users_revoke(username: str, role: str, office_code: str) -> None:
+        """Take the ROLE at OFFICE_CODE away from USERNAME."""
+        from cases import workflow
+        from cases.staff import Role
+
+        with get_database().session() as session:
+            user, office = _user(session, username), _office(session, office_code)
+            try:
+                workflow.revoke_role(session, office, user, Role(role), actor=None)
+            except workflow.WorkflowError as exc:
+                raise click.ClickException(str(exc)) from exc
+            click.echo(f"{user.username} is no longer {role} at {office.code}")
+
+    @users_group.command("list")
+    def users_list() -> None:
+        """Every account with its roles (role@office) and whether it is locked."""
+        from cases.staff import RoleAssignment
+        from infra.clock import utcnow
+
+        with get_database().session() as session:
+            roles: dict[int, list[str]] = {}
+            for user_id, role, code in session.execute(
+                select(RoleAssignment.user_id, RoleAssignment.role, Office.code)
+                .join(Office, Office.id == RoleAssignment.office_id)
+                .order_by(Office.code, RoleAssignment.role)
+            ):
+                roles.setdefault(user_id, []).append(f"{role}@{code}")
+            now = utcnow()
+            for user in session.scalars(select(User).order_by(User.username)):
+                flags = [] if user.active else ["inactive"]
+                if user.locked_until and user.locked_until > now:
+                    flags.append("locked")
+                extra = f" [{', '.join(flags)}]" if flags else ""
+                click.echo(
+                    f"{user.username}\t{user.display_name}\t{' '.join(roles.get(user.id, [])) or '-'}{extra}"
+                )
+
     @app.cli.command("simulate-call")
     @click.option("--url", "connect_base", default=None, help="A running app to call (default: start one).")
     @click.option("--keys", default="", help="The caller's inputs, e.g. '1,10,1,1,record:5,1'.")
@@ -161,6 +285,32 @@ def _register_commands(app: Flask) -> None:
         )
         sys.exit(code)
 
+    @app.cli.command("worker")
+    @click.option("--once", is_flag=True, help="Run every sweep once and exit (for cron or tests).")
+    def worker_cmd(once: bool) -> None:
+        """Run the background worker: downloads, transcription, reconciliation (APScheduler)."""
+        configure_logging()
+        cfg: Config = current_app.config["HOTLINE"]
+        try:
+            worker = build_worker(current_app._get_current_object())  # type: ignore[attr-defined]
+        except (ModelError, ConfigError) as exc:
+            raise click.ClickException(str(exc)) from exc
+        with worker:
+            if once:
+                for sweep in worker.sweeps():
+                    sweep.func()
+                return
+            scheduler = build_scheduler(cfg.timezone_name, worker.sweeps(), threads=4)
+
+            def stop(signum: int, _frame: object) -> None:
+                log.info("worker stopping (signal %d)", signum)
+                scheduler.shutdown(wait=False)
+
+            signal.signal(signal.SIGTERM, stop)
+            signal.signal(signal.SIGINT, stop)
+            log.info("worker started: %s", ", ".join(s.id for s in worker.sweeps()))
+            scheduler.start()
+
     @app.cli.command("demo")
     @click.option(
         "--keys", default=None, help="The caller's inputs (default: a violence report from Bangkok)."
@@ -168,7 +318,7 @@ def _register_commands(app: Flask) -> None:
     def demo(keys: str | None) -> None:
         """Quick start: migrate the embedded database, load offices, serve, place one simulated call."""
         from cases.offices import load_offices
-        from telephony.simulator_cli import DEMO_KEYS, simulate_call
+        from telephony.simulator_cli import DEMO_KEYS, run_demo
 
         cfg: Config = current_app.config["HOTLINE"]
         click.echo(f"database: {cfg.database_url}")
@@ -177,16 +327,74 @@ def _register_commands(app: Flask) -> None:
             report = load_offices(session)
         click.echo(f"offices: {report.total}")
         keys = keys or DEMO_KEYS
-        click.echo(f"calling the hotline as a caller who keys {keys!r}:")
-        code = simulate_call(
-            current_app._get_current_object(),  # type: ignore[attr-defined]
-            connect_base=None,
-            keys=keys,
-            from_number="+66812345678",
-            wav=None,
-            quiet=False,
-        )
-        sys.exit(code)
+        click.echo(f"starting the worker; calling the hotline as a caller who keys {keys!r}:")
+        sys.exit(run_demo(current_app._get_current_object(), keys))  # type: ignore[attr-defined]
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    value: str = click.prompt("password", hide_input=True, confirmation_prompt=True)
+    return value
+
+
+def _user(session: Session, username: str) -> User:
+    user = session.scalar(select(User).where(User.username == username.strip().lower()))
+    if user is None:
+        raise click.ClickException(f"no user {username!r}")
+    return user
+
+
+def _office(session: Session, code: str) -> Office:
+    office = session.scalar(select(Office).where(Office.code == code.strip()))
+    if office is None:
+        raise click.ClickException(f"no office with code {code!r} (run `flask --app app offices load`?)")
+    return office
+
+
+class Worker:
+    """The worker's parts: the transcriber pool (child processes) and the sweeps over the database."""
+
+    def __init__(self, jobs: TranscriptionJobs, pool: TranscriberPool, interval_s: float) -> None:
+        self.jobs, self.pool, self.interval_s = jobs, pool, interval_s
+
+    def sweeps(self) -> list[Sweep]:
+        return [
+            Sweep("transcription.downloads", self.jobs.sweep_downloads, self.interval_s),
+            Sweep("transcription.transcripts", self.jobs.sweep_transcripts, self.interval_s),
+            Sweep("transcription.reconcile", self.jobs.reconcile, max(60.0, self.interval_s)),
+        ]
+
+    def __enter__(self) -> Worker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.pool.close()
+
+
+def build_worker(app: Flask) -> Worker:
+    """Check the models (a clear error naming the folder), start the transcribers, wire the sweeps."""
+    cfg: Config = app.config["HOTLINE"]
+    models = discover_models(cfg.vosk_models)
+    for info in models.values():
+        log.info("model %s: %s (%d Hz, from %s)", info.language, info.path, info.sample_rate, info.source)
+    pool = TranscriberPool(
+        models,
+        size=cfg.transcriber_processes,
+        job_timeout_s=cfg.transcribe_timeout_s,
+        max_audio_s=cfg.max_audio_s,
+        max_jobs_per_process=cfg.transcriber_max_jobs,
+    )
+    media = MediaClient(cfg.twilio_api_base, cfg.twilio_account_sid, cfg.twilio_auth_token)
+    settings = JobSettings(
+        download_attempts=cfg.download_attempts,
+        backoff_base_s=cfg.download_backoff_s,
+        delete_after_download=cfg.delete_after_download,
+        transcribe_parallel=cfg.transcriber_processes,
+        batch=max(4, cfg.transcriber_processes * 2),
+    )
+    jobs = TranscriptionJobs(get_database(app), media, pool, cfg.recordings_dir, settings)
+    return Worker(jobs, pool, cfg.sweep_interval_s)
 
 
 def main() -> None:  # pragma: no cover - for `python app.py`

@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from infra.clock import utcnow
@@ -29,7 +29,12 @@ class OfficeKind(enum.StrEnum):
 
 
 class CaseStatus(enum.StrEnum):
-    DRAFT = "draft"
+    DRAFT = "draft"  # opened by the IVR; waits for a call-centre agent at the central Safety Center
+    ROUTED = "routed"  # at an office, waiting for its SC-Operators
+    PROPOSED = "proposed"  # a forwarding waits for the head SC-Operator's approval
+    ASSIGNED = "assigned"  # forwarded to SC-Action staff or a committee, not yet acknowledged
+    IN_ACTION = "in_action"  # acknowledged: being worked
+    RESOLVED = "resolved"
 
 
 class CallbackChoice(enum.StrEnum):
@@ -116,10 +121,14 @@ class Case(Base):
     call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id"))
     # Why the case was opened without the caller pressing "send", if so.
     opened_by: Mapped[str] = mapped_column(String(32), default="caller")
+    summary: Mapped[str | None] = mapped_column(Text)
+    # The office that forwarded the case to the office it is at now (a province to its district).
+    forwarded_from_office_id: Mapped[int | None] = mapped_column(ForeignKey("offices.id"), index=True)
+    outcome: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
-    office: Mapped[Office] = relationship()
+    office: Mapped[Office] = relationship(foreign_keys=[office_id])
     call: Mapped[Call | None] = relationship(back_populates="case")
     recordings: Mapped[list[Recording]] = relationship(
         primaryjoin="Case.id == foreign(Recording.case_id)", order_by="Recording.id", viewonly=True
@@ -132,3 +141,89 @@ class Case(Base):
     @property
     def anonymous(self) -> bool:
         return self.callback_choice == CallbackChoice.NONE
+
+
+class CaseEvent(Base):
+    """Every move and edit of a case: who, when, what, from which state. Append-only."""
+
+    __tablename__ = "case_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    action: Mapped[str] = mapped_column(String(32))
+    from_status: Mapped[str | None] = mapped_column(String(24))
+    to_status: Mapped[str | None] = mapped_column(String(24))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class ForwardingProposal(Base):
+    """An SC-Operator's proposal to forward a case; nothing goes out before a head approves it."""
+
+    __tablename__ = "forwarding_proposals"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    office_id: Mapped[int] = mapped_column(ForeignKey("offices.id"), index=True)  # the proposing office
+    proposed_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    proposed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    to_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    to_committee_id: Mapped[int | None] = mapped_column(ForeignKey("committees.id"))
+    to_office_id: Mapped[int | None] = mapped_column(ForeignKey("offices.id"))
+    note: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(
+        String(16), default="pending", index=True
+    )  # pending|approved|rejected
+    decided_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+class Assignment(Base):
+    """A case given to one SC-Action person or to a committee (whose members each acknowledge)."""
+
+    __tablename__ = "assignments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    committee_id: Mapped[int | None] = mapped_column(ForeignKey("committees.id"), index=True)
+    proposal_id: Mapped[int] = mapped_column(ForeignKey("forwarding_proposals.id"))
+    assigned_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class Acknowledgement(Base):
+    __tablename__ = "acknowledgements"
+    __table_args__ = (UniqueConstraint("assignment_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    assignment_id: Mapped[int] = mapped_column(ForeignKey("assignments.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CaseAction(Base):
+    """What SC-Action staff did on a case."""
+
+    __tablename__ = "case_actions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    text: Mapped[str] = mapped_column(Text)
+
+
+class TranscriptCorrection(Base):
+    """A person's correction of a machine transcript; the machine text stays untouched beside it."""
+
+    __tablename__ = "transcript_corrections"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    text: Mapped[str] = mapped_column(Text)

@@ -43,6 +43,18 @@ class Config:
     transfer_number: str | None = None
     voice_th: str = "Google.th-TH-Standard-A"
     voice_en: str = "Google.en-US-Standard-C"
+    delete_after_download: bool = False
+    vosk_models: Mapping[str, Path] = field(default_factory=dict)
+    transcriber_processes: int = 2
+    transcribe_timeout_s: float = 300.0
+    max_audio_s: float = 900.0
+    transcriber_max_jobs: int = 200
+    sweep_interval_s: float = 2.0
+    download_attempts: int = 6
+    download_backoff_s: float = 30.0
+    # Staff console sessions: ended after this long without a request, and this long after sign-in.
+    session_idle_minutes: int = 30
+    session_max_hours: int = 12
     production: bool = False
     # True when the Twilio token came from the local secrets file, not from the environment.
     dev_credentials: bool = False
@@ -140,6 +152,19 @@ class Config:
             transfer_number=transfer,
             voice_th=env.get("HOTLINE_VOICE_TH", cls.voice_th),
             voice_en=env.get("HOTLINE_VOICE_EN", cls.voice_en),
+            delete_after_download=_flag(env, "TWILIO_DELETE_AFTER_DOWNLOAD", False),
+            vosk_models=_model_spec(env.get("HOTLINE_VOSK_MODELS", "")),
+            transcriber_processes=_number(env, "HOTLINE_TRANSCRIBERS", os.cpu_count() or 1, 1, 64, int),
+            transcribe_timeout_s=_number(
+                env, "HOTLINE_TRANSCRIBE_TIMEOUT_SECONDS", 300.0, 1.0, 7200.0, float
+            ),
+            max_audio_s=_number(env, "HOTLINE_MAX_AUDIO_SECONDS", 900.0, 10.0, 7200.0, float),
+            transcriber_max_jobs=_number(env, "HOTLINE_TRANSCRIBER_MAX_JOBS", 200, 1, 100000, int),
+            sweep_interval_s=_number(env, "HOTLINE_SWEEP_SECONDS", 2.0, 0.1, 3600.0, float),
+            download_attempts=_number(env, "HOTLINE_DOWNLOAD_ATTEMPTS", 6, 1, 50, int),
+            download_backoff_s=_number(env, "HOTLINE_DOWNLOAD_BACKOFF_SECONDS", 30.0, 0.0, 86400.0, float),
+            session_idle_minutes=_number(env, "HOTLINE_SESSION_IDLE_MINUTES", 30, 1, 24 * 60, int),
+            session_max_hours=_number(env, "HOTLINE_SESSION_MAX_HOURS", 12, 1, 7 * 24, int),
             production=production,
             dev_credentials=not env.get("TWILIO_AUTH_TOKEN"),
         )
@@ -155,6 +180,31 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     if raw.lower() in ("0", "false", "no", "off"):
         return False
     raise ConfigError(f"{name}={raw!r} is not a yes/no value (use 1/0, true/false)")
+
+
+def _number(env: Mapping[str, str], name: str, default: Any, low: Any, high: Any, kind: type) -> Any:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a {kind.__name__}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={raw!r} must be between {low} and {high}")
+    return value
+
+
+def _model_spec(raw: str) -> dict[str, Path]:
+    """'th=/srv/models/vosk-th,ko=/srv/models/vosk-ko' -> {'th': Path(...), 'ko': Path(...)}."""
+    models: dict[str, Path] = {}
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        lang, sep, path = part.partition("=")
+        lang = lang.strip()
+        if not sep or not lang.isalpha() or not path.strip():
+            raise ConfigError(f"HOTLINE_VOSK_MODELS: {part!r} is not LANGUAGE=/path/to/model")
+        models[lang.lower()] = Path(path.strip())
+    return models
 
 
 def _url(env: Mapping[str, str], name: str, default: str) -> str:

@@ -7,7 +7,8 @@ from typing import Any, Literal
 from alembic import context
 from alembic.autogenerate.api import AutogenContext
 
-import cases.models  # noqa: F401 - registers the tables on Base.metadata
+import cases.models
+import cases.staff  # noqa: F401
 import transcription.models  # noqa: F401
 from infra.db import Base, UTCDateTime, make_engine
 

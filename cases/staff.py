@@ -1,0 +1,97 @@
+"""Staff: users, their roles in offices, committees, and the audit trail of what they saw."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from infra.clock import utcnow
+from infra.db import Base, UTCDateTime
+
+
+class Role(enum.StrEnum):
+    AGENT = "agent"  # call-centre agent, central Safety Center
+    OPERATOR = "operator"  # SC-Operator
+    HEAD = "head"  # head SC-Operator: approves forwarding (and is an SC-Operator)
+    ACTION = "action"  # SC-Action
+    ADMIN = "admin"  # office admin: staff, roles, committees
+
+
+# What a role also is by position (the guideline: every SC-Operator is SC-Action of their office).
+IMPLIED: dict[Role, frozenset[Role]] = {
+    Role.HEAD: frozenset({Role.HEAD, Role.OPERATOR, Role.ACTION}),
+    Role.OPERATOR: frozenset({Role.OPERATOR, Role.ACTION}),
+    Role.AGENT: frozenset({Role.AGENT}),
+    Role.ACTION: frozenset({Role.ACTION}),
+    Role.ADMIN: frozenset({Role.ADMIN}),
+}
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(80), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(200))
+    password_hash: Mapped[str] = mapped_column(String(300))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    locale: Mapped[str] = mapped_column(String(8), default="th")
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Changing it ends every session of the user (logout everywhere, password change).
+    session_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    roles: Mapped[list[RoleAssignment]] = relationship(back_populates="user", cascade="all, delete-orphan")
+
+
+class RoleAssignment(Base):
+    __tablename__ = "role_assignments"
+    __table_args__ = (UniqueConstraint("user_id", "office_id", "role"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    office_id: Mapped[int] = mapped_column(ForeignKey("offices.id"), index=True)
+    role: Mapped[Role] = mapped_column(String(16))
+
+    user: Mapped[User] = relationship(back_populates="roles")
+
+
+class Committee(Base):
+    __tablename__ = "committees"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    office_id: Mapped[int] = mapped_column(ForeignKey("offices.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+
+    members: Mapped[list[CommitteeMember]] = relationship(cascade="all, delete-orphan")
+
+
+class CommitteeMember(Base):
+    __tablename__ = "committee_members"
+    __table_args__ = (UniqueConstraint("committee_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    committee_id: Mapped[int] = mapped_column(ForeignKey("committees.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+
+    user: Mapped[User] = relationship()
+
+
+class AuditEvent(Base):
+    """Who saw or tried to see what: reveals of a reporter's number, refused look-ups. Append-only."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    action: Mapped[str] = mapped_column(String(40))
+    case_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    reason: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,880 @@
+"""The case workflow: one table of allowed moves, who may make them, and an event for every move.
+
+Service functions take the session, the acting user and the case; they check the rule, change the
+case, write a CaseEvent, flush, and leave the commit to the request. A refused move raises a named
+WorkflowError whose message is shown to the user as it is.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, false, func, or_, select, true
+from sqlalchemy.orm import Session
+
+from cases.models import (
+    CENTRAL_OFFICE_CODE,
+    Acknowledgement,
+    Assignment,
+    Case,
+    CaseAction,
+    CaseEvent,
+    CaseStatus,
+    ForwardingProposal,
+    HazardGroup,
+    Office,
+    OfficeKind,
+    TranscriptCorrection,
+)
+from cases.staff import IMPLIED, AuditEvent, Committee, CommitteeMember, Role, RoleAssignment, User
+from infra.clock import Clock, utcnow
+from infra.crypto import FieldCipher
+from transcription.models import Recording
+
+
+class Move(enum.StrEnum):
+    ROUTE = "route"
+    PROPOSE = "propose"
+    APPROVE = "approve"
+    REJECT = "reject"
+    ACKNOWLEDGE = "acknowledge"
+    RECORD_ACTION = "record_action"
+    RESOLVE = "resolve"
+
+
+S = CaseStatus
+# The whole state machine. A move not in this table is illegal from that state, whoever asks.
+TRANSITIONS: dict[tuple[CaseStatus, Move], CaseStatus] = {
+    (S.DRAFT, Move.ROUTE): S.ROUTED,
+    (S.ROUTED, Move.ROUTE): S.ROUTED,  # an agent may correct the routing before anyone proposed
+    (S.ROUTED, Move.PROPOSE): S.PROPOSED,
+    (S.PROPOSED, Move.REJECT): S.ROUTED,
+    # APPROVE leads to ASSIGNED (to staff or a committee) or back to ROUTED at a district office.
+    (S.PROPOSED, Move.APPROVE): S.ASSIGNED,
+    (S.ASSIGNED, Move.ACKNOWLEDGE): S.IN_ACTION,
+    (S.IN_ACTION, Move.ACKNOWLEDGE): S.IN_ACTION,
+    (S.IN_ACTION, Move.RECORD_ACTION): S.IN_ACTION,
+    (S.IN_ACTION, Move.RESOLVE): S.RESOLVED,
+}
+# States in which the case's content (summary, hazard group, transcript) may still be edited.
+EDITABLE = {S.DRAFT, S.ROUTED}
+
+STATUS_WORDS = {
+    S.DRAFT: "new from the phone line",
+    S.ROUTED: "at an office",
+    S.PROPOSED: "waiting for approval",
+    S.ASSIGNED: "assigned",
+    S.IN_ACTION: "being worked",
+    S.RESOLVED: "resolved",
+}
+
+
+MOVE_WORDS = {
+    Move.ROUTE: "routed",
+    Move.PROPOSE: "proposed for forwarding",
+    Move.APPROVE: "approved for forwarding",
+    Move.REJECT: "rejected",
+    Move.ACKNOWLEDGE: "acknowledged",
+    Move.RECORD_ACTION: "given an action",
+    Move.RESOLVE: "resolved",
+}
+ROLE_WORDS = {
+    Role.AGENT: "a call-centre agent",
+    Role.OPERATOR: "an SC-Operator",
+    Role.HEAD: "a head SC-Operator",
+    Role.ACTION: "SC-Action staff",
+    Role.ADMIN: "an office admin",
+}
+
+
+class WorkflowError(Exception):
+    """A refused action; the message says why in words a user understands."""
+
+
+class IllegalMove(WorkflowError):
+    def __init__(self, move: Move, status: CaseStatus) -> None:
+        super().__init__(f"A case that is {STATUS_WORDS[status]} cannot be {MOVE_WORDS[move]}.")
+        self.move, self.status = move, status
+
+
+class NotPermitted(WorkflowError):
+    pass
+
+
+class SelfApproval(NotPermitted):
+    def __init__(self) -> None:
+        super().__init__("Nobody approves their own proposal: another head SC-Operator must decide.")
+
+
+class InvalidInput(WorkflowError):
+    pass
+
+
+# ---- who is who ---------------------------------------------------------------------------------------
+
+
+def roles_in(session: Session, user: User, office_id: int) -> frozenset[Role]:
+    """The user's roles at an office, with those implied by position (an SC-Operator is SC-Action)."""
+    held = session.scalars(
+        select(RoleAssignment.role).where(
+            RoleAssignment.user_id == user.id, RoleAssignment.office_id == office_id
+        )
+    ).all()
+    out: set[Role] = set()
+    for r in held:
+        out |= IMPLIED[Role(r)]
+    return frozenset(out)
+
+
+def office_ids_of(session: Session, user: User) -> set[int]:
+    return set(session.scalars(select(RoleAssignment.office_id).where(RoleAssignment.user_id == user.id)))
+
+
+def is_central(session: Session, user: User) -> bool:
+    return bool(
+        session.scalar(
+            select(RoleAssignment.id)
+            .join(Office, Office.id == RoleAssignment.office_id)
+            .where(RoleAssignment.user_id == user.id, Office.code == CENTRAL_OFFICE_CODE)
+            .limit(1)
+        )
+    )
+
+
+def visibility(session: Session, user: User) -> ColumnElement[bool]:
+    """Cases a user may see: their offices' cases, cases their offices forwarded, their assignments.
+
+    The central Safety Center sees every case.
+    """
+    if not user.active:
+        return false()
+    if is_central(session, user):
+        return true()
+    offices = office_ids_of(session, user)
+    committees = select(CommitteeMember.committee_id).where(CommitteeMember.user_id == user.id)
+    # An uncorrelated IN, not EXISTS: each branch of the OR can then use its index, where a correlated
+    # subquery would be run once per case of the whole table (the queue counts every visible case).
+    assigned = select(Assignment.case_id).where(
+        or_(Assignment.user_id == user.id, Assignment.committee_id.in_(committees))
+    )
+    # A draft is the call centre's work until an agent routes it, even when the IVR guessed its office.
+    return and_(
+        Case.status != CaseStatus.DRAFT,
+        or_(Case.office_id.in_(offices), Case.forwarded_from_office_id.in_(offices), Case.id.in_(assigned)),
+    )
+
+
+def can_view(session: Session, user: User, case: Case) -> bool:
+    return bool(session.scalar(select(Case.id).where(Case.id == case.id, visibility(session, user))))
+
+
+def _require(session: Session, user: User, office_id: int, role: Role, doing: str) -> None:
+    if role not in roles_in(session, user, office_id):
+        raise NotPermitted(f"Only {ROLE_WORDS[role]} of that office can {doing}.")
+
+
+def _move(
+    session: Session,
+    case: Case,
+    actor: User,
+    move: Move,
+    *,
+    to: CaseStatus | None = None,
+    detail: dict[str, Any] | None = None,
+    clock: Clock = utcnow,
+) -> None:
+    current = CaseStatus(case.status)
+    target = TRANSITIONS.get((current, move))
+    if target is None:
+        raise IllegalMove(move, current)
+    new = to or target
+    _event(session, case, actor, move.value, current, new, detail or {}, clock)
+    case.status = new
+    case.updated_at = clock()
+    session.flush()
+
+
+def _event(
+    session: Session,
+    case: Case,
+    actor: User | None,
+    action: str,
+    from_status: CaseStatus | None,
+    to_status: CaseStatus | None,
+    detail: dict[str, Any],
+    clock: Clock = utcnow,
+) -> None:
+    session.add(
+        CaseEvent(
+            case_id=case.id,
+            at=clock(),
+            actor_id=actor.id if actor else None,
+            action=action,
+            from_status=str(from_status) if from_status else None,
+            to_status=str(to_status) if to_status else None,
+            detail=detail,
+        )
+    )
+
+
+# ---- call-centre agents -------------------------------------------------------------------------------
+
+
+def route_case(
+    session: Session,
+    case: Case,
+    actor: User,
+    office: Office,
+    *,
+    category: HazardGroup | None = None,
+    clock: Clock = utcnow,
+) -> None:
+    """A call-centre agent sends a case from the phone line to a provincial or district office."""
+    central = session.scalar(select(Office).where(Office.code == CENTRAL_OFFICE_CODE))
+    assert central is not None
+    _require(session, actor, central.id, Role.AGENT, "route cases from the phone line")
+    if office.kind == OfficeKind.CENTRAL:
+        raise InvalidInput(
+            "Route the case to a provincial or district office; a case without one waits here."
+        )
+    if (CaseStatus(case.status), Move.ROUTE) not in TRANSITIONS:
+        raise IllegalMove(Move.ROUTE, CaseStatus(case.status))
+    detail: dict[str, Any] = {"office": office.code}
+    if category is not None and category != case.category:
+        detail["category"] = {"from": str(case.category), "to": str(category)}
+        case.category = category
+    case.office_id = office.id
+    case.province_code = office.province_code
+    case.forwarded_from_office_id = None  # routed afresh: an earlier forwarding office no longer holds it
+    _move(session, case, actor, Move.ROUTE, detail=detail, clock=clock)
+
+
+def correct_transcript(
+    session: Session, case: Case, actor: User, recording: Recording, text: str, *, clock: Clock = utcnow
+) -> TranscriptCorrection:
+    """Keep a person's correction beside the machine transcript (which is never overwritten)."""
+    _require_editor(session, case, actor)
+    if recording.case_id != case.id:
+        raise InvalidInput("That recording is not part of this case.")
+    text = text.strip()
+    if not text:
+        raise InvalidInput("The corrected transcript is empty.")
+    correction = TranscriptCorrection(
+        case_id=case.id, recording_id=recording.id, user_id=actor.id, text=text, at=clock()
+    )
+    session.add(correction)
+    _event(
+        session,
+        case,
+        actor,
+        "transcript_corrected",
+        None,
+        None,
+        {"recording": recording.recording_sid},
+        clock,
+    )
+    session.flush()
+    return correction
+
+
+def _require_editor(session: Session, case: Case, actor: User) -> None:
+    if CaseStatus(case.status) not in EDITABLE:
+        raise InvalidInput("The case can no longer be edited: it has been forwarded.")
+    roles = roles_in(session, actor, case.office_id)
+    if case.status == CaseStatus.DRAFT:
+        central = session.scalar(select(Office.id).where(Office.code == CENTRAL_OFFICE_CODE))
+        if central is None or Role.AGENT not in roles_in(session, actor, central):
+            raise NotPermitted("Only a call-centre agent can edit a case that is new from the phone line.")
+    elif Role.OPERATOR not in roles:
+        raise NotPermitted("Only an SC-Operator of the case's office can edit it.")
+
+
+# ---- SC-Operators ---------------------------------------------------------------------------------------
+
+
+def summarise(
+    session: Session,
+    case: Case,
+    actor: User,
+    summary: str,
+    category: HazardGroup,
+    *,
+    clock: Clock = utcnow,
+) -> None:
+    """An SC-Operator summarises the event and selects the right hazard group."""
+    if case.status == CaseStatus.DRAFT:
+        raise InvalidInput("The case must be routed to an office before its SC-Operators summarise it.")
+    if case.status != CaseStatus.ROUTED:
+        raise InvalidInput("The case can no longer be summarised: a forwarding was proposed or approved.")
+    _require(session, actor, case.office_id, Role.OPERATOR, "summarise a case")
+    summary = summary.strip()
+    if not summary:
+        raise InvalidInput("The summary is empty.")
+    detail: dict[str, Any] = {}
+    if category != case.category:
+        detail["category"] = {"from": str(case.category), "to": str(category)}
+    case.summary, case.category, case.updated_at = summary, category, clock()
+    _event(session, case, actor, "summarised", None, None, detail, clock)
+    session.flush()
+
+
+def propose_forwarding(
+    session: Session,
+    case: Case,
+    actor: User,
+    *,
+    to_user: User | None = None,
+    to_committee: Committee | None = None,
+    to_office: Office | None = None,
+    note: str | None = None,
+    clock: Clock = utcnow,
+) -> ForwardingProposal:
+    """Propose forwarding to one SC-Action person, a committee, or (from a province) one of its districts."""
+    if sum(x is not None for x in (to_user, to_committee, to_office)) != 1:
+        raise InvalidInput("Choose exactly one: a person, a committee, or a district office.")
+    if (CaseStatus(case.status), Move.PROPOSE) not in TRANSITIONS:
+        raise IllegalMove(Move.PROPOSE, CaseStatus(case.status))
+    _require(session, actor, case.office_id, Role.OPERATOR, "propose forwarding")
+    if not case.summary:
+        raise InvalidInput("Summarise the case before proposing to forward it.")
+    office = session.get(Office, case.office_id)
+    assert office is not None
+    if to_user is not None and Role.ACTION not in roles_in(session, to_user, office.id):
+        raise InvalidInput("That person is not SC-Action of this office.")
+    if to_committee is not None and to_committee.office_id != office.id:
+        raise InvalidInput("That committee belongs to another office.")
+    if to_office is not None and (office.kind != OfficeKind.PROVINCE or to_office.parent_id != office.id):
+        raise InvalidInput("A case can be forwarded only to a district office under this provincial office.")
+    proposal = ForwardingProposal(
+        case_id=case.id,
+        office_id=office.id,
+        proposed_by=actor.id,
+        proposed_at=clock(),
+        to_user_id=to_user.id if to_user else None,
+        to_committee_id=to_committee.id if to_committee else None,
+        to_office_id=to_office.id if to_office else None,
+        note=(note or "").strip() or None,
+        status="pending",
+    )
+    session.add(proposal)
+    session.flush()
+    target = _target_words(to_user, to_committee, to_office)
+    _move(session, case, actor, Move.PROPOSE, detail={"proposal": proposal.id, "to": target}, clock=clock)
+    return proposal
+
+
+def _target_words(user: User | None, committee: Committee | None, office: Office | None) -> str:
+    if user is not None:
+        return f"user:{user.username}"
+    if committee is not None:
+        return f"committee:{committee.id}"
+    assert office is not None
+    return f"office:{office.code}"
+
+
+# ---- heads ------------------------------------------------------------------------------------------------
+
+
+def approvers_office_id(session: Session, proposal: ForwardingProposal) -> int:
+    """Whose heads decide: the proposing office's, or the parent's when the proposer is its only head."""
+    heads = set(
+        session.scalars(
+            select(RoleAssignment.user_id)
+            .join(User, User.id == RoleAssignment.user_id)
+            .where(
+                RoleAssignment.office_id == proposal.office_id, RoleAssignment.role == Role.HEAD, User.active
+            )
+        )
+    )
+    if heads - {proposal.proposed_by}:
+        return proposal.office_id
+    office = session.get(Office, proposal.office_id)
+    assert office is not None
+    if office.parent_id is None:
+        return proposal.office_id  # the central office has no parent: it needs a second head
+    return office.parent_id
+
+
+def can_decide(session: Session, user: User, proposal: ForwardingProposal) -> bool:
+    return user.id != proposal.proposed_by and Role.HEAD in roles_in(
+        session, user, approvers_office_id(session, proposal)
+    )
+
+
+def decide_proposal(
+    session: Session,
+    proposal: ForwardingProposal,
+    actor: User,
+    *,
+    approve: bool,
+    reason: str | None = None,
+    clock: Clock = utcnow,
+) -> None:
+    """A head SC-Operator approves (the forwarding goes out) or rejects (with a reason) a proposal."""
+    case = session.get(Case, proposal.case_id)
+    assert case is not None
+    if proposal.status != "pending":
+        raise InvalidInput("This proposal has already been decided.")
+    if actor.id == proposal.proposed_by:
+        raise SelfApproval()
+    approver_office = approvers_office_id(session, proposal)
+    _require(session, actor, approver_office, Role.HEAD, "approve or reject forwarding")
+    move = Move.APPROVE if approve else Move.REJECT
+    if (CaseStatus(case.status), move) not in TRANSITIONS:
+        raise IllegalMove(move, CaseStatus(case.status))
+    reason = (reason or "").strip()
+    if not approve and not reason:
+        raise InvalidInput("Give a reason for rejecting the proposal.")
+    proposal.decided_by, proposal.decided_at = actor.id, clock()
+    if not approve:
+        proposal.status, proposal.reason = "rejected", reason
+        _move(
+            session, case, actor, Move.REJECT, detail={"proposal": proposal.id, "reason": reason}, clock=clock
+        )
+        return
+    proposal.status = "approved"
+    if proposal.to_office_id is not None:
+        # Forwarded to a district: it arrives there as a routed case; the province keeps sight of it.
+        district = session.get(Office, proposal.to_office_id)
+        assert district is not None
+        from_office = case.office_id
+        case.forwarded_from_office_id = from_office
+        case.office_id = district.id
+        _move(
+            session,
+            case,
+            actor,
+            Move.APPROVE,
+            to=CaseStatus.ROUTED,
+            detail={"proposal": proposal.id, "office": district.code},
+            clock=clock,
+        )
+        return
+    for old in session.scalars(select(Assignment).where(Assignment.case_id == case.id, Assignment.active)):
+        old.active = False
+    session.add(
+        Assignment(
+            case_id=case.id,
+            user_id=proposal.to_user_id,
+            committee_id=proposal.to_committee_id,
+            proposal_id=proposal.id,
+            assigned_at=clock(),
+            active=True,
+        )
+    )
+    _move(session, case, actor, Move.APPROVE, detail={"proposal": proposal.id}, clock=clock)
+
+
+# ---- SC-Action -------------------------------------------------------------------------------------------
+
+
+def active_assignment(session: Session, case: Case) -> Assignment | None:
+    return session.scalar(select(Assignment).where(Assignment.case_id == case.id, Assignment.active))
+
+
+def assignees(session: Session, assignment: Assignment) -> set[int]:
+    if assignment.user_id is not None:
+        return {assignment.user_id}
+    return set(
+        session.scalars(
+            select(CommitteeMember.user_id).where(CommitteeMember.committee_id == assignment.committee_id)
+        )
+    )
+
+
+def _require_assignee(session: Session, case: Case, actor: User) -> Assignment:
+    assignment = active_assignment(session, case)
+    if assignment is None or actor.id not in assignees(session, assignment):
+        raise NotPermitted("Only the SC-Action staff the case is assigned to can do this.")
+    return assignment
+
+
+def acknowledge(session: Session, case: Case, actor: User, *, clock: Clock = utcnow) -> None:
+    """An assignee acknowledges; in a committee every member acknowledges for themselves."""
+    if (CaseStatus(case.status), Move.ACKNOWLEDGE) not in TRANSITIONS:
+        raise IllegalMove(Move.ACKNOWLEDGE, CaseStatus(case.status))
+    assignment = _require_assignee(session, case, actor)
+    done = session.scalar(
+        select(Acknowledgement.id).where(
+            Acknowledgement.assignment_id == assignment.id, Acknowledgement.user_id == actor.id
+        )
+    )
+    if done is not None:
+        raise InvalidInput("You have already acknowledged this case.")
+    session.add(Acknowledgement(assignment_id=assignment.id, user_id=actor.id, at=clock()))
+    _move(session, case, actor, Move.ACKNOWLEDGE, detail={"assignment": assignment.id}, clock=clock)
+
+
+def pending_acknowledgements(session: Session, case: Case) -> set[int]:
+    assignment = active_assignment(session, case)
+    if assignment is None:
+        return set()
+    done = set(
+        session.scalars(select(Acknowledgement.user_id).where(Acknowledgement.assignment_id == assignment.id))
+    )
+    return assignees(session, assignment) - done
+
+
+def _require_acknowledged(session: Session, case: Case, actor: User) -> None:
+    assignment = _require_assignee(session, case, actor)
+    if not session.scalar(
+        select(Acknowledgement.id).where(
+            Acknowledgement.assignment_id == assignment.id, Acknowledgement.user_id == actor.id
+        )
+    ):
+        raise InvalidInput("Acknowledge the case before working on it.")
+
+
+def record_action(
+    session: Session, case: Case, actor: User, text: str, *, clock: Clock = utcnow
+) -> CaseAction:
+    if (CaseStatus(case.status), Move.RECORD_ACTION) not in TRANSITIONS:
+        raise IllegalMove(Move.RECORD_ACTION, CaseStatus(case.status))
+    _require_acknowledged(session, case, actor)
+    text = text.strip()
+    if not text:
+        raise InvalidInput("Describe the action taken.")
+    action = CaseAction(case_id=case.id, user_id=actor.id, text=text, at=clock())
+    session.add(action)
+    _move(session, case, actor, Move.RECORD_ACTION, clock=clock)
+    return action
+
+
+def resolve(session: Session, case: Case, actor: User, outcome: str, *, clock: Clock = utcnow) -> None:
+    if (CaseStatus(case.status), Move.RESOLVE) not in TRANSITIONS:
+        raise IllegalMove(Move.RESOLVE, CaseStatus(case.status))
+    _require_acknowledged(session, case, actor)
+    outcome = outcome.strip()
+    if not outcome:
+        raise InvalidInput("Record the outcome before resolving the case.")
+    case.outcome = outcome
+    _move(session, case, actor, Move.RESOLVE, detail={"outcome": outcome[:200]}, clock=clock)
+
+
+# ---- the reporter's number ---------------------------------------------------------------------------
+
+
+def may_reveal(session: Session, user: User, case: Case) -> bool:
+    """Only the case's SC-Operators and its assigned SC-Action staff may see the reporter's number."""
+    if case.status == CaseStatus.DRAFT:
+        return False  # not routed yet: it has no SC-Operators of its own
+    if Role.OPERATOR in roles_in(session, user, case.office_id):
+        return True
+    assignment = active_assignment(session, case)
+    return assignment is not None and user.id in assignees(session, assignment)
+
+
+def reveal_number(
+    session: Session, case: Case, actor: User, reason: str, *, cipher: FieldCipher, clock: Clock = utcnow
+) -> str:
+    """Decrypt the callback number for someone who needs it; every reveal (and refusal) is audited."""
+    reason = reason.strip()
+    allowed = may_reveal(session, actor, case)
+    if allowed and not reason:
+        raise InvalidInput("Say why you need the reporter's number.")
+    if allowed and not case.callback_number_enc:
+        raise InvalidInput("This reporter left no number (anonymous).")
+    session.add(
+        AuditEvent(
+            at=clock(),
+            user_id=actor.id,
+            action="reveal_number" if allowed else "reveal_number_refused",
+            case_id=case.id,
+            detail={"reference": case.reference},
+            reason=reason or None,
+        )
+    )
+    session.flush()
+    if not allowed:
+        raise NotPermitted("Only the case's SC-Operators and assigned SC-Action staff may see this number.")
+    assert case.callback_number_enc is not None
+    return cipher.decrypt(case.callback_number_enc)
+
+
+def audit_refused_access(session: Session, user: User | None, what: str, object_id: int | None) -> None:
+    """A look-up of something the user may not see: answered 404, and written down."""
+    session.add(
+        AuditEvent(
+            at=utcnow(),
+            user_id=user.id if user else None,
+            action="access_refused",
+            case_id=object_id if what == "case" else None,
+            detail={"what": what, "id": object_id},
+        )
+    )
+    session.flush()
+
+
+def offices_needing_operators(session: Session, office_ids: Iterable[int]) -> list[int]:
+    """Offices with fewer than two SC-Operators (heads count), which the guideline asks for."""
+    wanted = list(office_ids)
+    counts = dict(
+        session.execute(
+            select(RoleAssignment.office_id, func.count(func.distinct(RoleAssignment.user_id)))
+            .join(User, User.id == RoleAssignment.user_id)
+            .where(
+                RoleAssignment.office_id.in_(wanted),
+                RoleAssignment.role.in_([Role.OPERATOR, Role.HEAD]),
+                User.active,
+            )
+            .group_by(RoleAssignment.office_id)
+        ).all()
+    )
+    return [o for o in wanted if counts.get(o, 0) < 2]
+
+
+@dataclass(frozen=True)
+class WhoAmI:
+    """A user's offices and roles, computed once per request for views and templates."""
+
+    user: User
+    central: bool
+    roles: dict[int, frozenset[Role]]
+
+    def has(self, role: Role, office_id: int | None = None) -> bool:
+        if office_id is None:
+            return any(role in r for r in self.roles.values())
+        return role in self.roles.get(office_id, frozenset())
+
+
+def who_am_i(session: Session, user: User) -> WhoAmI:
+    roles: dict[int, set[Role]] = {}
+    for ra in session.scalars(select(RoleAssignment).where(RoleAssignment.user_id == user.id)):
+        roles.setdefault(ra.office_id, set()).update(IMPLIED[Role(ra.role)])
+    return WhoAmI(user, is_central(session, user), {k: frozenset(v) for k, v in roles.items()})
+
+
+# ---- predicates the console asks before showing a form (the service functions still decide) --------
+
+
+def may_edit_content(session: Session, user: User, case: Case) -> bool:
+    """Whether the user may correct the transcript of the case now (the rule of correct_transcript)."""
+    try:
+        _require_editor(session, case, user)
+    except WorkflowError:
+        return False
+    return True
+
+
+def may_work(session: Session, user: User, case: Case) -> bool:
+    """Whether the user may record actions on and resolve the case: an assignee who acknowledged."""
+    if CaseStatus(case.status) != CaseStatus.IN_ACTION:
+        return False
+    try:
+        _require_acknowledged(session, case, user)
+    except WorkflowError:
+        return False
+    return True
+
+
+def proposals_awaiting(session: Session, user: User) -> list[ForwardingProposal]:
+    """Pending proposals this user may decide, oldest first (their offices', or a district's own head's)."""
+    head_offices = select(RoleAssignment.office_id).where(
+        RoleAssignment.user_id == user.id, RoleAssignment.role == Role.HEAD
+    )
+    candidates = session.scalars(
+        select(ForwardingProposal)
+        .join(Office, Office.id == ForwardingProposal.office_id)
+        .where(
+            ForwardingProposal.status == "pending",
+            or_(ForwardingProposal.office_id.in_(head_offices), Office.parent_id.in_(head_offices)),
+        )
+        .order_by(ForwardingProposal.proposed_at, ForwardingProposal.id)
+    )
+    return [p for p in candidates if can_decide(session, user, p)]
+
+
+# ---- office staff and committees (office admins) -----------------------------------------------------
+
+
+def office_line(session: Session, office: Office) -> list[int]:
+    """The office and the offices above it: a district, its province, the central office."""
+    ids = [office.id]
+    parent = office.parent_id
+    while parent is not None and parent not in ids:
+        ids.append(parent)
+        parent = session.scalar(select(Office.parent_id).where(Office.id == parent))
+    return ids
+
+
+def administers(session: Session, user: User, office: Office) -> bool:
+    """An office admin manages their office and the offices under it (a province its districts)."""
+    if not user.active:
+        return False
+    return bool(
+        session.scalar(
+            select(RoleAssignment.id)
+            .where(
+                RoleAssignment.user_id == user.id,
+                RoleAssignment.role == Role.ADMIN,
+                RoleAssignment.office_id.in_(office_line(session, office)),
+            )
+            .limit(1)
+        )
+    )
+
+
+def can_see_staff(session: Session, user: User, office: Office) -> bool:
+    """Anyone with a role at the office, or at an office above it, may see who works there."""
+    if not user.active:
+        return False
+    return bool(
+        session.scalar(
+            select(RoleAssignment.id)
+            .where(
+                RoleAssignment.user_id == user.id,
+                RoleAssignment.office_id.in_(office_line(session, office)),
+            )
+            .limit(1)
+        )
+    )
+
+
+def _require_admin(session: Session, actor: User | None, office: Office) -> None:
+    # actor None: the shell (`flask users grant`), which is trusted like a database console.
+    if actor is not None and not administers(session, actor, office):
+        raise NotPermitted("Only an admin of this office can change its staff and committees.")
+
+
+def _audit(
+    session: Session, actor: User | None, action: str, detail: dict[str, Any], clock: Clock = utcnow
+) -> None:
+    session.add(AuditEvent(at=clock(), user_id=actor.id if actor else None, action=action, detail=detail))
+
+
+def grant_role(
+    session: Session, office: Office, user: User, role: Role, *, actor: User | None, clock: Clock = utcnow
+) -> RoleAssignment:
+    """An office admin (or the shell) gives a person a role at an office; audited."""
+    _require_admin(session, actor, office)
+    if role == Role.AGENT and office.kind != OfficeKind.CENTRAL:
+        raise InvalidInput("Call-centre agents work at the central Safety Center only.")
+    held = session.scalar(
+        select(RoleAssignment).where(
+            RoleAssignment.user_id == user.id,
+            RoleAssignment.office_id == office.id,
+            RoleAssignment.role == role,
+        )
+    )
+    if held is not None:
+        raise InvalidInput("That person already has this role at this office.")
+    assignment = RoleAssignment(user_id=user.id, office_id=office.id, role=role)
+    session.add(assignment)
+    _audit(
+        session,
+        actor,
+        "role_granted",
+        {"office": office.code, "user": user.username, "role": str(role)},
+        clock,
+    )
+    session.flush()
+    return assignment
+
+
+def revoke_role(
+    session: Session, office: Office, user: User, role: Role, *, actor: User | None, clock: Clock = utcnow
+) -> None:
+    """Take a role away; who is no longer SC-Action of the office leaves its committees too."""
+    _require_admin(session, actor, office)
+    if actor is not None and actor.id == user.id and role == Role.ADMIN:
+        raise InvalidInput("You cannot remove your own admin role: ask another admin.")
+    held = session.scalar(
+        select(RoleAssignment).where(
+            RoleAssignment.user_id == user.id,
+            RoleAssignment.office_id == office.id,
+            RoleAssignment.role == role,
+        )
+    )
+    if held is None:
+        raise InvalidInput("That person does not have this role at this office.")
+    session.delete(held)
+    session.flush()
+    if Role.ACTION not in roles_in(session, user, office.id):
+        for member in session.scalars(
+            select(CommitteeMember)
+            .join(Committee, Committee.id == CommitteeMember.committee_id)
+            .where(Committee.office_id == office.id, CommitteeMember.user_id == user.id)
+        ):
+            session.delete(member)
+    _audit(
+        session,
+        actor,
+        "role_revoked",
+        {"office": office.code, "user": user.username, "role": str(role)},
+        clock,
+    )
+    session.flush()
+
+
+def create_committee(
+    session: Session, office: Office, name: str, *, actor: User | None, clock: Clock = utcnow
+) -> Committee:
+    _require_admin(session, actor, office)
+    name = name.strip()
+    if not name:
+        raise InvalidInput("Give the committee a name.")
+    committee = Committee(office_id=office.id, name=name[:200])
+    session.add(committee)
+    session.flush()
+    _audit(session, actor, "committee_created", {"office": office.code, "committee": committee.id}, clock)
+    session.flush()
+    return committee
+
+
+def remove_committee(
+    session: Session, committee: Committee, *, actor: User | None, clock: Clock = utcnow
+) -> None:
+    """Remove a committee that was never proposed or assigned a case (those keep their history)."""
+    office = session.get(Office, committee.office_id)
+    assert office is not None
+    _require_admin(session, actor, office)
+    used = session.scalar(
+        select(ForwardingProposal.id).where(ForwardingProposal.to_committee_id == committee.id).limit(1)
+    )
+    if used is not None:
+        raise InvalidInput("This committee has cases in its history; remove its members instead.")
+    session.delete(committee)
+    _audit(session, actor, "committee_removed", {"office": office.code, "committee": committee.id}, clock)
+    session.flush()
+
+
+def add_committee_member(
+    session: Session, committee: Committee, user: User, *, actor: User | None, clock: Clock = utcnow
+) -> None:
+    office = session.get(Office, committee.office_id)
+    assert office is not None
+    _require_admin(session, actor, office)
+    if Role.ACTION not in roles_in(session, user, office.id):
+        raise InvalidInput("Only SC-Action staff of the office can sit on its committees.")
+    if session.scalar(
+        select(CommitteeMember.id).where(
+            CommitteeMember.committee_id == committee.id, CommitteeMember.user_id == user.id
+        )
+    ):
+        raise InvalidInput("That person is already on this committee.")
+    session.add(CommitteeMember(committee_id=committee.id, user_id=user.id))
+    detail = {"office": office.code, "committee": committee.id, "user": user.username}
+    _audit(session, actor, "committee_member_added", detail, clock)
+    session.flush()
+
+
+def remove_committee_member(
+    session: Session, committee: Committee, user: User, *, actor: User | None, clock: Clock = utcnow
+) -> None:
+    office = session.get(Office, committee.office_id)
+    assert office is not None
+    _require_admin(session, actor, office)
+    member = session.scalar(
+        select(CommitteeMember).where(
+            CommitteeMember.committee_id == committee.id, CommitteeMember.user_id == user.id
+        )
+    )
+    if member is None:
+        raise InvalidInput("That person is not on this committee.")
+    session.delete(member)
+    detail = {"office": office.code, "committee": committee.id, "user": user.username}
+    _audit(session, actor, "committee_member_removed", detail, clock)
+    session.flush()
