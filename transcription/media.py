@@ -8,13 +8,14 @@ import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
 
 API_VERSION = "2010-04-01"
 RECORDING_PATH = re.compile(r"^/2010-04-01/Accounts/(AC[0-9a-fA-F]{32})/Recordings/(RE[0-9a-fA-F]{32})$")
 CHUNK = 64 * 1024
+MAX_REDIRECTS = 3
 
 
 class MediaRefused(ValueError):
@@ -84,12 +85,7 @@ class MediaClient:
     def fetch(self, recording_url: str, recording_sid: str, dest: Path) -> StoredMedia:
         """Download the WAV to `dest` (mode 0600, written atomically) and verify it."""
         url = self.media_url(recording_url, recording_sid)
-        try:
-            response = self._session.get(url, auth=self._auth, timeout=self._timeout, stream=True)
-        except requests.Timeout:
-            raise MediaFetchError("timeout") from None
-        except requests.RequestException as exc:
-            raise MediaFetchError(f"connection: {type(exc).__name__}") from None
+        response = self._get_following_redirects(url)
         with response:
             if response.status_code in (401, 403):
                 raise MediaFetchError(f"http {response.status_code}: credentials refused")
@@ -122,6 +118,44 @@ class MediaClient:
                 tmp.unlink(missing_ok=True)
                 raise
         return StoredMedia(dest, digest.hexdigest(), size, info.duration_s)
+
+    def _get_following_redirects(self, url: str) -> requests.Response:
+        """GET with credentials for our API base only; Twilio may redirect media to a presigned https URL.
+
+        Redirects are followed by hand: at most MAX_REDIRECTS, only to https (or back to the API base's
+        own origin), and the credentials are never sent to another host.
+        """
+        base = urlsplit(self.api_base)
+        for _ in range(MAX_REDIRECTS + 1):
+            target = urlsplit(url)
+            ours = (target.scheme, target.hostname, target.port) == (base.scheme, base.hostname, base.port)
+            try:
+                response = self._session.get(
+                    url,
+                    auth=self._auth if ours else None,
+                    timeout=self._timeout,
+                    stream=True,
+                    allow_redirects=False,
+                )
+            except requests.Timeout:
+                raise MediaFetchError("timeout") from None
+            except requests.RequestException as exc:
+                raise MediaFetchError(f"connection: {type(exc).__name__}") from None
+            if response.status_code not in (301, 302, 303, 307, 308):
+                return response
+            location = response.headers.get("Location", "")
+            response.close()
+            nxt = urljoin(url, location)
+            parts = urlsplit(nxt)
+            same_origin = (parts.scheme, parts.hostname, parts.port) == (
+                base.scheme,
+                base.hostname,
+                base.port,
+            )
+            if not location or not (parts.scheme == "https" or same_origin):
+                raise MediaFetchError("redirect refused: not https", retryable=False)
+            url = nxt
+        raise MediaFetchError("too many redirects", retryable=False)
 
     def delete(self, recording_sid: str) -> bool:
         """Delete the recording at Twilio (REST API); True when it is gone (404 counts as gone)."""
