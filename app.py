@@ -22,8 +22,10 @@ from cases.staff import User
 from infra.config import Config, ConfigError
 from infra.crypto import FieldCipher
 from infra.db import Database
+from infra.files import make_private_dirs, tighten
 from infra.logs import configure_logging
 from infra.scheduler import Sweep, build_scheduler
+from telephony import jobs as telephony_jobs
 from telephony import twiml, webhooks
 from telephony.flow import FlowError, load_flow
 from telephony.service import Telephony
@@ -55,8 +57,9 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
         # The session's own lifetimes bound the token; an hour-long summary must not lose its form.
         WTF_CSRF_TIME_LIMIT=None,
     )
-    cfg.instance_dir.mkdir(parents=True, exist_ok=True)
-    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    for folder in (cfg.instance_dir, cfg.data_dir):
+        make_private_dirs(folder)
+        tighten(folder)
 
     db = Database(cfg.database_url)
     app.extensions[webhooks.DATABASE_KEY] = db
@@ -311,6 +314,20 @@ def _register_commands(app: Flask) -> None:
             log.info("worker started: %s", ", ".join(s.id for s in worker.sweeps()))
             scheduler.start()
 
+    @app.cli.group("spool")
+    def spool_group() -> None:
+        """Rescue messages kept on disk while the database was down."""
+
+    @spool_group.command("replay")
+    def spool_replay() -> None:
+        """Store spooled rescue messages with cases now (the worker also does it every minute)."""
+        tel: Telephony = current_app.extensions[webhooks.TELEPHONY_KEY]
+        waiting = len(telephony_jobs.spool_files(tel.spool_dir))
+        stored = telephony_jobs.replay_spool(get_database(), tel)
+        click.echo(f"spool: {stored} of {waiting} stored with a case")
+        if stored < waiting:
+            sys.exit(1)
+
     @app.cli.command("demo")
     @click.option(
         "--keys", default=None, help="The caller's inputs (default: a violence report from Bangkok)."
@@ -355,14 +372,22 @@ def _office(session: Session, code: str) -> Office:
 class Worker:
     """The worker's parts: the transcriber pool (child processes) and the sweeps over the database."""
 
-    def __init__(self, jobs: TranscriptionJobs, pool: TranscriberPool, interval_s: float) -> None:
+    def __init__(
+        self, jobs: TranscriptionJobs, pool: TranscriberPool, interval_s: float, db: Database, tel: Telephony
+    ) -> None:
         self.jobs, self.pool, self.interval_s = jobs, pool, interval_s
+        self.db, self.tel = db, tel
 
     def sweeps(self) -> list[Sweep]:
+        slow = max(60.0, self.interval_s)
         return [
             Sweep("transcription.downloads", self.jobs.sweep_downloads, self.interval_s),
             Sweep("transcription.transcripts", self.jobs.sweep_transcripts, self.interval_s),
-            Sweep("transcription.reconcile", self.jobs.reconcile, max(60.0, self.interval_s)),
+            Sweep("transcription.reconcile", self.jobs.reconcile, slow),
+            Sweep("telephony.spool", lambda: telephony_jobs.replay_spool(self.db, self.tel), slow),
+            Sweep(
+                "telephony.stale_calls", lambda: telephony_jobs.close_stale_calls(self.db, self.tel), slow * 5
+            ),
         ]
 
     def __enter__(self) -> Worker:
@@ -394,7 +419,7 @@ def build_worker(app: Flask) -> Worker:
         batch=max(4, cfg.transcriber_processes * 2),
     )
     jobs = TranscriptionJobs(get_database(app), media, pool, cfg.recordings_dir, settings)
-    return Worker(jobs, pool, cfg.sweep_interval_s)
+    return Worker(jobs, pool, cfg.sweep_interval_s, get_database(app), app.extensions[webhooks.TELEPHONY_KEY])
 
 
 def main() -> None:  # pragma: no cover - for `python app.py`

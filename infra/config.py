@@ -15,6 +15,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 
+from infra.files import make_private_dirs
+
 DEFAULT_FLOW_FILE = Path(__file__).resolve().parent.parent / "ivr_flows" / "hotline.yaml"
 # A syntactically valid SID for a machine with no Twilio account; the simulator uses the same one.
 DEV_ACCOUNT_SID = "AC" + "0" * 32
@@ -245,7 +247,7 @@ def _local_secrets(instance_dir: Path) -> dict[str, str]:
         return data
     for key, make in wanted.items():
         data.setdefault(key, make())
-    instance_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(instance_dir)
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, stat.S_IRUSR | stat.S_IWUSR)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:

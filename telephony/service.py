@@ -19,6 +19,7 @@ from cases.models import Call, CallbackChoice, CallEvent, Case, HazardGroup
 from cases.service import DraftReport, open_draft_case
 from infra.clock import Clock, utcnow
 from infra.crypto import FieldCipher, mask_phone
+from infra.files import make_private_dirs
 from telephony import engine, params, twiml
 from telephony.flow import Flow
 from transcription import ingest
@@ -107,6 +108,18 @@ def call_status(session: Session, tel: Telephony, form: Mapping[str, str]) -> No
         _open_case_for_unfinished_call(session, tel, call)
 
 
+def close_unfinished_call(session: Session, tel: Telephony, call: Call) -> None:
+    """A call that never got its status callback: mark it ended and keep whatever report it left."""
+    call.ended_at = tel.clock()
+    if call.status in ("ringing", "in-progress"):
+        call.status = "ended-unreported"
+    _add_events(
+        session, call, [engine.FlowEvent(_state_node(call), "call_ended", {"status": "no status callback"})]
+    )
+    if call.case is None:
+        _open_case_for_unfinished_call(session, tel, call)
+
+
 def recording_status(session: Session, tel: Telephony, form: Mapping[str, str]) -> None:
     """POST /twilio/recording-status: a recording is completed, absent or failed (any order, repeated)."""
     p = params.call_params(form)
@@ -180,7 +193,7 @@ def spool_rescue(spool_dir: Path, form: Mapping[str, str]) -> Path | None:
     if not keep["RecordingSid"]:
         return None
     try:
-        spool_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(spool_dir)
         sid = "".join(c for c in keep["RecordingSid"] if c.isalnum())
         name = f"{utcnow().strftime('%Y%m%dT%H%M%S')}-{sid}.json"
         path = spool_dir / name

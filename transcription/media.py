@@ -12,6 +12,8 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
+from infra.files import make_private_dirs
+
 API_VERSION = "2010-04-01"
 RECORDING_PATH = re.compile(r"^/2010-04-01/Accounts/(AC[0-9a-fA-F]{32})/Recordings/(RE[0-9a-fA-F]{32})$")
 CHUNK = 64 * 1024
@@ -94,7 +96,7 @@ class MediaClient:
             if response.status_code != 200:
                 raise MediaFetchError(f"http {response.status_code}")
             expected = response.headers.get("Content-Length")
-            _private_dirs(dest.parent)
+            make_private_dirs(dest.parent)
             tmp = dest.with_name(dest.name + ".part")
             digest = hashlib.sha256()
             size = 0
@@ -165,16 +167,6 @@ class MediaClient:
         except requests.RequestException:
             return False
         return response.status_code in (204, 404)
-
-
-def _private_dirs(folder: Path) -> None:
-    """Create `folder` and its missing parents 0700 (mkdir(parents=True) makes the parents 0755)."""
-    missing: list[Path] = []
-    while not folder.exists():
-        missing.append(folder)
-        folder = folder.parent
-    for level in reversed(missing):
-        level.mkdir(mode=0o700, exist_ok=True)
 
 
 def read_wav_header(path: Path) -> WavInfo:

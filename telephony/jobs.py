@@ -1,0 +1,67 @@
+"""The worker's telephony sweeps: spooled rescue messages into cases, and calls that never said goodbye.
+
+Both are idempotent: a spool file is removed only after its message is stored with a case (a repeat
+finds the recording and the case already there), and a call is closed once (ended_at is set).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import select
+
+from cases.models import Call
+from infra.db import Database
+from telephony import service
+
+log = logging.getLogger(__name__)
+
+
+def replay_spool(db: Database, tel: service.Telephony) -> int:
+    """Store every spooled rescue message (written while the database was down) with a case."""
+    done = 0
+    if not tel.spool_dir.is_dir():
+        return 0
+    for path in sorted(tel.spool_dir.glob("*.json")):
+        try:
+            form = {str(k): str(v) for k, v in json.loads(path.read_text(encoding="utf-8")).items()}
+        except (OSError, ValueError):
+            log.error("spool file %s is unreadable; left in place for a person to look at", path.name)
+            continue
+        try:
+            with db.session() as session:
+                service.rescue_recording(session, tel, form)
+        except Exception:
+            log.exception("spool file %s could not be stored yet; will retry", path.name)
+            continue
+        path.unlink(missing_ok=True)
+        done += 1
+        log.info("spooled message %s stored with a case", form.get("RecordingSid", "?"))
+    return done
+
+
+def close_stale_calls(
+    db: Database, tel: service.Telephony, older_than: timedelta = timedelta(hours=2)
+) -> int:
+    """End calls whose status callback never came (Twilio does not retry it), keeping their reports."""
+    cutoff = tel.clock() - older_than
+    with db.session() as session:
+        ids = list(
+            session.scalars(
+                select(Call.id).where(Call.ended_at.is_(None), Call.created_at < cutoff).limit(200)
+            )
+        )
+    for call_id in ids:
+        with db.session() as session:
+            call = session.get(Call, call_id)
+            if call is None or call.ended_at is not None:
+                continue
+            service.close_unfinished_call(session, tel, call)
+    return len(ids)
+
+
+def spool_files(spool_dir: Path) -> list[Path]:
+    return sorted(spool_dir.glob("*.json")) if spool_dir.is_dir() else []
