@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from infra.clock import utcnow
@@ -105,7 +105,12 @@ class CallEvent(Base):
 
 class Case(Base):
     __tablename__ = "cases"
-    __table_args__ = (UniqueConstraint("call_id"),)
+    __table_args__ = (
+        UniqueConstraint("call_id"),
+        # The queue pages in age order and filters on status: with status in the index, picking a deep
+        # page's ids reads only the index (no table row per skipped case), and so do the state counts.
+        Index("ix_cases_queue", "created_at", "id", "status"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     reference: Mapped[str] = mapped_column(String(16), unique=True)
@@ -125,7 +130,7 @@ class Case(Base):
     # The office that forwarded the case to the office it is at now (a province to its district).
     forwarded_from_office_id: Mapped[int | None] = mapped_column(ForeignKey("offices.id"), index=True)
     outcome: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     office: Mapped[Office] = relationship(foreign_keys=[office_id])
