@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from typing import Any
 
@@ -83,6 +84,23 @@ class Database:
         self.url = url
         self.engine = make_engine(url, echo=echo)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite has one writer at a time. Threads of one process queue here and wake the moment the
+        # writer before them is done, instead of polling in SQLite's busy handler, whose back-off
+        # sleeps (up to 100 ms) overshoot the release. Other processes still meet at SQLite's lock.
+        self._write_gate: AbstractContextManager[object] = (
+            threading.RLock() if url.startswith("sqlite") else nullcontext()
+        )
+
+    @contextmanager
+    def writing(self) -> Iterator[Session]:
+        """A session for one short write transaction (a webhook): committed on success, else rolled back."""
+        with self._write_gate, self.sessions() as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
 
     @contextmanager
     def session(self) -> Iterator[Session]:

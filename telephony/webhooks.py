@@ -55,12 +55,10 @@ def _answer(work: Callable[[Session], str], *, on_failure: Callable[[], str] | N
     """Run one service call in one transaction; a caller on the line never gets a 500 from us."""
     tel = _tel()
     form = request.form.to_dict()
-    session = _db().sessions()
     try:
-        body = work(session)
-        session.commit()
+        with _db().writing() as session:
+            body = work(session)
     except params.BadRequest as exc:
-        session.rollback()
         log.warning("malformed %s webhook: %s", request.path, exc)
         body = (
             on_failure()
@@ -68,15 +66,12 @@ def _answer(work: Callable[[Session], str], *, on_failure: Callable[[], str] | N
             else twiml.render_rescue(tel.flow.rescue, tel.flow.default_language, tel.voices)
         )
     except Exception:
-        session.rollback()
         log.exception("%s failed for call %s", request.path, _sid(form.get("CallSid")))
         body = (
             on_failure()
             if on_failure
             else twiml.render_rescue(tel.flow.rescue, tel.flow.default_language, tel.voices)
         )
-    finally:
-        session.close()
     return _xml(body)
 
 
@@ -111,21 +106,16 @@ def rescue_recording() -> Response:
 
 def _callback(work: Callable[[Session], None]) -> Response:
     """Status callbacks: Twilio ignores the body, but a failure must still be visible to Twilio."""
-    session = _db().sessions()
     try:
-        work(session)
-        session.commit()
+        with _db().writing() as session:
+            work(session)
     except params.BadRequest as exc:
-        session.rollback()
         log.warning("malformed %s callback: %s", request.path, exc)
         return _xml(twiml.empty())
     except Exception:
-        session.rollback()
         log.exception("%s failed", request.path)
         # Not a caller on the line: a 500 lets Twilio's debugger (and any retry) see the failure.
         return Response(twiml.empty(), status=500, mimetype="text/xml")
-    finally:
-        session.close()
     return _xml(twiml.empty())
 
 
