@@ -29,6 +29,7 @@ from telephony import jobs as telephony_jobs
 from telephony import twiml, webhooks
 from telephony.flow import FlowError, load_flow
 from telephony.service import Telephony
+from transcription.cli import models_list_command, transcribe_command
 from transcription.jobs import JobSettings, TranscriptionJobs
 from transcription.media import MediaClient
 from transcription.pool import TranscriberPool
@@ -313,6 +314,15 @@ def _register_commands(app: Flask) -> None:
             signal.signal(signal.SIGINT, stop)
             log.info("worker started: %s", ", ".join(s.id for s in worker.sweeps()))
             scheduler.start()
+
+    # Recognition from the shell: the same decoder, registry and pool as the worker.
+    app.cli.add_command(transcribe_command)
+
+    @app.cli.group("models")
+    def models_group() -> None:
+        """Vosk models installed for transcription."""
+
+    models_group.add_command(models_list_command)
 
     @app.cli.group("spool")
     def spool_group() -> None:

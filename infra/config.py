@@ -50,7 +50,7 @@ class Config:
     transcriber_processes: int = 2
     transcribe_timeout_s: float = 300.0
     max_audio_s: float = 900.0
-    transcriber_max_jobs: int = 200
+    transcriber_max_jobs: int = 100
     sweep_interval_s: float = 2.0
     download_attempts: int = 6
     download_backoff_s: float = 30.0
@@ -161,7 +161,7 @@ class Config:
                 env, "HOTLINE_TRANSCRIBE_TIMEOUT_SECONDS", 300.0, 1.0, 7200.0, float
             ),
             max_audio_s=_number(env, "HOTLINE_MAX_AUDIO_SECONDS", 900.0, 10.0, 7200.0, float),
-            transcriber_max_jobs=_number(env, "HOTLINE_TRANSCRIBER_MAX_JOBS", 200, 1, 100000, int),
+            transcriber_max_jobs=_number(env, "HOTLINE_TRANSCRIBER_MAX_JOBS", 100, 1, 100000, int),
             sweep_interval_s=_number(env, "HOTLINE_SWEEP_SECONDS", 2.0, 0.1, 3600.0, float),
             download_attempts=_number(env, "HOTLINE_DOWNLOAD_ATTEMPTS", 6, 1, 50, int),
             download_backoff_s=_number(env, "HOTLINE_DOWNLOAD_BACKOFF_SECONDS", 30.0, 0.0, 86400.0, float),

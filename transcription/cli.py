@@ -64,10 +64,12 @@ def transcribe_command(
     Exits 1 when a file could not be transcribed because a transcriber failed or timed out.
     """
     models = _models(model_spec)
+    # Children load only the model this run needs, and none at all when there is no model for --lang.
+    needed = {language: models[language]} if language in models else {}
     size = min(processes or os.cpu_count() or 1, len(files))
     outcomes: dict[Path, TranscriptOutcome] = {}
     pool = TranscriberPool(
-        models, size=size, job_timeout_s=timeout_s, max_audio_s=max_seconds, max_jobs_per_process=100
+        needed, size=size, job_timeout_s=timeout_s, max_audio_s=max_seconds, max_jobs_per_process=100
     )
     progress = click.progressbar(
         length=len(files), label="Transcribing", file=sys.stderr, hidden=len(files) < 2
