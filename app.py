@@ -215,16 +215,7 @@ def _register_commands(app: Flask) -> None:
     @click.argument("office_code")
     def users_grant(username: str, role: str, office_code: str) -> None:
         """Give USERNAME the ROLE at the office OFFICE_CODE (central, 2-digit province, 4-digit district)."""
-        from cases import workflow
-        from cases.staff import Role
-
-        with get_database().session() as session:
-            user, office = _user(session, username), _office(session, office_code)
-            try:
-                workflow.grant_role(session, office, user, Role(role), actor=None)
-            except workflow.WorkflowError as exc:
-                raise click.ClickException(str(exc)) from exc
-            click.echo(f"{user.username} is now {role} at {office.code} ({office.name_en})")
+        _change_role(username, role, office_code, grant=True)
 
     @users_group.command("revoke")
     @click.argument("username")
@@ -232,16 +223,23 @@ def _register_commands(app: Flask) -> None:
     @click.argument("office_code")
     def users_revoke(username: str, role: str, office_code: str) -> None:
         """Take the ROLE at OFFICE_CODE away from USERNAME."""
+        _change_role(username, role, office_code, grant=False)
+
+    def _change_role(username: str, role: str, office_code: str, *, grant: bool) -> None:
         from cases import workflow
         from cases.staff import Role
 
+        change = workflow.grant_role if grant else workflow.revoke_role
         with get_database().session() as session:
             user, office = _user(session, username), _office(session, office_code)
             try:
-                workflow.revoke_role(session, office, user, Role(role), actor=None)
+                change(session, office, user, Role(role), actor=None)
             except workflow.WorkflowError as exc:
                 raise click.ClickException(str(exc)) from exc
-            click.echo(f"{user.username} is no longer {role} at {office.code}")
+            if grant:
+                click.echo(f"{user.username} is now {role} at {office.code} ({office.name_en})")
+            else:
+                click.echo(f"{user.username} is no longer {role} at {office.code}")
 
     @users_group.command("list")
     def users_list() -> None:

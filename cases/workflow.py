@@ -700,37 +700,26 @@ def office_line(session: Session, office: Office) -> list[int]:
     return ids
 
 
-def administers(session: Session, user: User, office: Office) -> bool:
-    """An office admin manages their office and the offices under it (a province its districts)."""
+def _holds_role_in_line(session: Session, user: User, office: Office, role: Role | None) -> bool:
+    """Whether the user holds `role` (any role for None) at the office or at an office above it."""
     if not user.active:
         return False
-    return bool(
-        session.scalar(
-            select(RoleAssignment.id)
-            .where(
-                RoleAssignment.user_id == user.id,
-                RoleAssignment.role == Role.ADMIN,
-                RoleAssignment.office_id.in_(office_line(session, office)),
-            )
-            .limit(1)
-        )
+    stmt = select(RoleAssignment.id).where(
+        RoleAssignment.user_id == user.id, RoleAssignment.office_id.in_(office_line(session, office))
     )
+    if role is not None:
+        stmt = stmt.where(RoleAssignment.role == role)
+    return session.scalar(stmt.limit(1)) is not None
+
+
+def administers(session: Session, user: User, office: Office) -> bool:
+    """An office admin manages their office and the offices under it (a province its districts)."""
+    return _holds_role_in_line(session, user, office, Role.ADMIN)
 
 
 def can_see_staff(session: Session, user: User, office: Office) -> bool:
     """Anyone with a role at the office, or at an office above it, may see who works there."""
-    if not user.active:
-        return False
-    return bool(
-        session.scalar(
-            select(RoleAssignment.id)
-            .where(
-                RoleAssignment.user_id == user.id,
-                RoleAssignment.office_id.in_(office_line(session, office)),
-            )
-            .limit(1)
-        )
-    )
+    return _holds_role_in_line(session, user, office, None)
 
 
 def _require_admin(session: Session, actor: User | None, office: Office) -> None:
