@@ -28,6 +28,7 @@ from transcription.models import Recording, StorageStatus, Transcript, Transcrip
 from transcription.pool import PoolClosed, TranscriptOutcome
 
 log = logging.getLogger(__name__)
+MAX_UNEXPECTED_ATTEMPTS = 3
 
 
 class Transcriber(Protocol):
@@ -209,6 +210,7 @@ class TranscriptionJobs:
                 return
             path, language = row.recording.stored_path, row.language
             row.attempts += 1
+            attempts = row.attempts
         started = self.clock()
         outcome: TranscriptOutcome | None = None
         failure: str | None = None
@@ -223,6 +225,8 @@ class TranscriptionJobs:
             except Exception as exc:  # the pool contains crashes; anything else must not stop the sweep
                 log.exception("transcription %d failed", transcript_id)
                 failure = f"{type(exc).__name__}"
+                # No verdict on the recording itself: try again later, a few times, before giving up.
+                interrupted = attempts < MAX_UNEXPECTED_ATTEMPTS
             interrupted = interrupted or (outcome is not None and outcome.reason == "pool_closed")
         with self.db.session() as session:
             row = session.get(Transcript, transcript_id)
@@ -231,7 +235,9 @@ class TranscriptionJobs:
             if interrupted:
                 # The worker is stopping (SIGTERM, deploy): no verdict on this recording, so it stays
                 # queued for the next worker instead of ending "failed".
-                log.info("transcription %d interrupted by shutdown; left queued", transcript_id)
+                log.info(
+                    "transcription %d interrupted (%s); left queued", transcript_id, failure or "shutdown"
+                )
                 release(session, Transcript, transcript_id, self.worker_id)
                 return
             row.finished_at = self.clock()

@@ -262,6 +262,9 @@ class TranscriberPool:
 
     def _replace(self, child: _Child) -> _Child:
         """Kill a lost child and put a fresh one in its place; PoolClosed once the pool is closing."""
+        with self._changed:
+            if self._closed:
+                raise PoolClosed("the transcriber pool is closed")  # close() has ended the child
         child.kill()
         with self._changed:
             if self._closed:
@@ -337,6 +340,8 @@ class _Child:
 
     def __init__(self, context: SpawnContext, settings: _ChildSettings) -> None:
         self._conn, child_end = context.Pipe(duplex=True)
+        # close() of the pool (main thread) and a job's thread may both end this child at once.
+        self._conn_lock = threading.Lock()
         self.process: SpawnProcess = context.Process(
             target=_child_main,
             args=(child_end, settings, os.getpid()),
@@ -409,13 +414,18 @@ class _Child:
     def kill(self) -> None:
         self.process.kill()
         self.process.join(5)
-        self._conn.close()
+        self._close_conn()
+
+    def _close_conn(self) -> None:
+        """Close our end once, whichever thread gets here first (two closes race to EBADF)."""
+        with self._conn_lock, contextlib.suppress(OSError):
+            self._conn.close()
 
     def retire(self) -> None:
         """Ask the child to exit once it is idle; `reaped` or `finish` collects it."""
         with contextlib.suppress(OSError):  # already dead: nothing to ask
             self._conn.send(None)
-        self._conn.close()
+        self._close_conn()
         self._retired_at = time.monotonic()
 
     def reaped(self) -> bool:
