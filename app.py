@@ -33,7 +33,7 @@ from transcription.cli import models_list_command, transcribe_command
 from transcription.jobs import JobSettings, TranscriptionJobs
 from transcription.media import MediaClient
 from transcription.pool import TranscriberPool
-from transcription.registry import ModelError, discover_models
+from transcription.registry import ModelError, ModelSpecError, discover_models, parse_model_spec
 
 ROOT = Path(__file__).resolve().parent
 MIGRATIONS_DIR = ROOT / "migrations"
@@ -408,7 +408,10 @@ class Worker:
 def build_worker(app: Flask) -> Worker:
     """Check the models (a clear error naming the folder), start the transcribers, wire the sweeps."""
     cfg: Config = app.config["HOTLINE"]
-    models = discover_models(cfg.vosk_models)
+    try:
+        models = discover_models(parse_model_spec(cfg.vosk_models_spec))
+    except ModelSpecError as exc:
+        raise ConfigError(f"HOTLINE_VOSK_MODELS: {exc}") from exc
     for info in models.values():
         log.info("model %s: %s (%d Hz, from %s)", info.language, info.path, info.sample_rate, info.source)
     pool = TranscriberPool(

@@ -46,7 +46,9 @@ class Config:
     voice_th: str = "Google.th-TH-Standard-A"
     voice_en: str = "Google.en-US-Standard-C"
     delete_after_download: bool = False
-    vosk_models: Mapping[str, Path] = field(default_factory=dict)
+    # LANG=/model/folder,… as written; transcription.registry.parse_model_spec reads it (one parser
+    # for the worker and the `transcribe` command).
+    vosk_models_spec: str = ""
     transcriber_processes: int = 2
     transcribe_timeout_s: float = 300.0
     max_audio_s: float = 900.0
@@ -155,7 +157,7 @@ class Config:
             voice_th=env.get("HOTLINE_VOICE_TH", cls.voice_th),
             voice_en=env.get("HOTLINE_VOICE_EN", cls.voice_en),
             delete_after_download=_flag(env, "TWILIO_DELETE_AFTER_DOWNLOAD", False),
-            vosk_models=_model_spec(env.get("HOTLINE_VOSK_MODELS", "")),
+            vosk_models_spec=env.get("HOTLINE_VOSK_MODELS", ""),
             transcriber_processes=_number(env, "HOTLINE_TRANSCRIBERS", os.cpu_count() or 1, 1, 64, int),
             transcribe_timeout_s=_number(
                 env, "HOTLINE_TRANSCRIBE_TIMEOUT_SECONDS", 300.0, 1.0, 7200.0, float
@@ -195,18 +197,6 @@ def _number(env: Mapping[str, str], name: str, default: Any, low: Any, high: Any
     if not low <= value <= high:
         raise ConfigError(f"{name}={raw!r} must be between {low} and {high}")
     return value
-
-
-def _model_spec(raw: str) -> dict[str, Path]:
-    """'th=/srv/models/vosk-th,ko=/srv/models/vosk-ko' -> {'th': Path(...), 'ko': Path(...)}."""
-    models: dict[str, Path] = {}
-    for part in filter(None, (p.strip() for p in raw.split(","))):
-        lang, sep, path = part.partition("=")
-        lang = lang.strip()
-        if not sep or not lang.isalpha() or not path.strip():
-            raise ConfigError(f"HOTLINE_VOSK_MODELS: {part!r} is not LANGUAGE=/path/to/model")
-        models[lang.lower()] = Path(path.strip())
-    return models
 
 
 def _url(env: Mapping[str, str], name: str, default: str) -> str:
