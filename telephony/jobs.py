@@ -23,9 +23,7 @@ log = logging.getLogger(__name__)
 def replay_spool(db: Database, tel: service.Telephony) -> int:
     """Store every spooled rescue message (written while the database was down) with a case."""
     done = 0
-    if not tel.spool_dir.is_dir():
-        return 0
-    for path in sorted(tel.spool_dir.glob("*.json")):
+    for path in spool_files(tel.spool_dir):
         try:
             form = {str(k): str(v) for k, v in json.loads(path.read_text(encoding="utf-8")).items()}
         except (OSError, ValueError):

@@ -24,6 +24,7 @@ from cases.models import Call
 from infra.config import Config
 from infra.db import Database
 from telephony.simulator import CallEvent, CallScript, MediaServer, ScriptError, SimulatorConfig, run_call
+from telephony.webhooks import DATABASE_KEY
 from transcription.models import Recording, StorageStatus, TranscriptStatus
 
 DEMO_KEYS = "1,10,1,1,record:6,1"
@@ -103,7 +104,7 @@ def simulate_call(
 
 def _wait_for_transcript(app: Flask, call_sid: str, timeout_s: float) -> None:
     """Wait until the worker has stored the recording and finished (or given up on) its transcript."""
-    db: Database = app.extensions["hotline.db"]
+    db: Database = app.extensions[DATABASE_KEY]
     click.echo("waiting for the worker to download and transcribe the message …")
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -156,7 +157,7 @@ def run_demo(app: Flask, keys: str, *, worker_timeout_s: float = 120.0) -> int:
 
 
 def _print_case(app: Flask, call_sid: str) -> int:
-    db: Database = app.extensions["hotline.db"]
+    db: Database = app.extensions[DATABASE_KEY]
     with db.session() as session:
         call = session.scalar(select(Call).where(Call.call_sid == call_sid))
         if call is None or call.case is None:
