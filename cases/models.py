@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from infra.clock import utcnow
@@ -41,6 +41,59 @@ class CallbackChoice(enum.StrEnum):
     CALLER = "caller"  # call back the number that called
     OTHER = "other"  # a number the caller keyed
     NONE = "none"  # anonymous: no number stored with the case
+
+
+class CallbackState(enum.StrEnum):
+    PENDING = "pending"  # waiting for staff to call; due_at says by when
+    CALLING = "calling"  # an attempt is under way (the operator's phone or the bridge is ringing)
+    REACHED = "reached"  # the reporter was spoken to: the promise is kept, reminders stop
+    GAVE_UP = "gave_up"  # the maximum attempts failed
+    CANCELLED = "cancelled"  # closed by staff without a call (e.g. the reporter called in again)
+
+
+OPEN_CALLBACK_STATES = (CallbackState.PENDING, CallbackState.CALLING)
+
+
+class AttemptOutcome(enum.StrEnum):
+    REQUESTED = "requested"  # asked Twilio to ring the operator's phone
+    OPERATOR_RINGING = "operator_ringing"
+    BRIDGING = "bridging"  # the operator answered; the reporter's phone is ringing
+    REACHED = "reached"
+    NO_ANSWER = "no_answer"
+    BUSY = "busy"
+    VOICEMAIL = "voicemail"
+    FAILED = "failed"  # Twilio could not place the reporter's leg
+    OPERATOR_UNREACHABLE = "operator_unreachable"  # the operator's own phone did not answer
+    LOGGED = "logged"  # recorded by hand (reached by other means); see CallbackAttempt.note
+
+
+# Outcomes that end an attempt; the first four are the reporter's, and count against max attempts.
+REPORTER_FAILURES = (
+    AttemptOutcome.NO_ANSWER,
+    AttemptOutcome.BUSY,
+    AttemptOutcome.VOICEMAIL,
+    AttemptOutcome.FAILED,
+)
+
+
+class ReminderKind(enum.StrEnum):
+    BEFORE_DUE = "before_due"  # to the responsible SC-Operators, a while before the due time
+    AT_DUE = "at_due"  # to the same, at the due time
+    ESCALATE_HEAD = "escalate_head"  # not logged a grace period after due: the office's head SC-Operator
+    ESCALATE_PARENT = "escalate_parent"  # a second period later: the parent office's heads
+
+
+class Channel(enum.StrEnum):
+    CONSOLE = "console"
+    EMAIL = "email"
+    SMS = "sms"
+    LINE = "line"
+
+
+class NotificationStatus(enum.StrEnum):
+    PENDING = "pending"  # waiting for its (next) attempt
+    SENT = "sent"
+    FAILED = "failed"  # every attempt failed; shown in the console
 
 
 CENTRAL_OFFICE_CODE = "central"
@@ -138,6 +191,7 @@ class Case(Base):
     recordings: Mapped[list[Recording]] = relationship(
         primaryjoin="Case.id == foreign(Recording.case_id)", order_by="Recording.id", viewonly=True
     )
+    callback: Mapped[Callback | None] = relationship(viewonly=True, uselist=False)
 
     @property
     def callback_requested(self) -> bool:
@@ -232,3 +286,125 @@ class TranscriptCorrection(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     text: Mapped[str] = mapped_column(Text)
+
+
+class Callback(Base):
+    """The promise to call a reporter back: one per case that asked for it, with its due time."""
+
+    __tablename__ = "callbacks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), unique=True)
+    # The office whose SC-Operators are responsible: the case's office, kept in step when it moves.
+    office_id: Mapped[int] = mapped_column(ForeignKey("offices.id"), index=True)
+    state: Mapped[CallbackState] = mapped_column(String(16), default=CallbackState.PENDING)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the current due time (moves after a failed try)
+    first_due_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the SLA's, never moved
+    # Rounds of reminders: 0 for the first due time, +1 each time a failed attempt sets a new one.
+    round: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # reporter-side attempts that failed or reached
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))  # who took it, if anyone
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    closed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    case: Mapped[Case] = relationship(viewonly=True)
+    office: Mapped[Office] = relationship()
+
+    __table_args__ = (Index("ix_callbacks_open_due", "state", "due_at"),)
+
+
+class CallbackAttempt(Base):
+    """One try to call the reporter back through the bridge (or logged by hand)."""
+
+    __tablename__ = "callback_attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    callback_id: Mapped[int] = mapped_column(ForeignKey("callbacks.id"), index=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    operator_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    outcome: Mapped[AttemptOutcome] = mapped_column(String(24), default=AttemptOutcome.REQUESTED)
+    # Twilio's SIDs of the two legs: the status callbacks are keyed on them (retries change nothing twice).
+    operator_call_sid: Mapped[str | None] = mapped_column(String(64), unique=True)
+    reporter_call_sid: Mapped[str | None] = mapped_column(String(64), unique=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    duration_s: Mapped[int | None] = mapped_column(Integer)
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class Reminder(Base):
+    """A reminder or escalation due at a time. The row is the truth; sent_at is set exactly once."""
+
+    __tablename__ = "reminders"
+    __table_args__ = (
+        UniqueConstraint("callback_id", "round", "kind"),
+        # The sweep reads only unsent, uncancelled rows in due order.
+        Index(
+            "ix_reminders_pending",
+            "due_at",
+            sqlite_where=text("sent_at IS NULL AND cancelled_at IS NULL"),
+            postgresql_where=text("sent_at IS NULL AND cancelled_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    callback_id: Mapped[int] = mapped_column(ForeignKey("callbacks.id"), index=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    round: Mapped[int] = mapped_column(Integer, default=0)
+    kind: Mapped[ReminderKind] = mapped_column(String(24))
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Whose people hear it: the responsible office, its head, or the parent office.
+    office_id: Mapped[int] = mapped_column(ForeignKey("offices.id"))
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    late: Mapped[bool] = mapped_column(Boolean, default=False)  # sent well after due (worker was down)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class Notification(Base):
+    """The outbox: one row per message and channel (and recipient), delivered with retries.
+
+    Text carries the case reference and a console link, never the reporter's number or the transcript.
+    """
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # What made it, so one event gives one message per channel and recipient even when retried.
+    dedupe_key: Mapped[str] = mapped_column(String(120), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    channel: Mapped[Channel] = mapped_column(String(16))
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    reminder_id: Mapped[int | None] = mapped_column(ForeignKey("reminders.id"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)  # console, e-mail, SMS
+    office_id: Mapped[int | None] = mapped_column(ForeignKey("offices.id"))  # LINE: the office's group
+    subject: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    link: Mapped[str | None] = mapped_column(String(300))
+    status: Mapped[NotificationStatus] = mapped_column(String(16), default=NotificationStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    read_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # console notifications: the badge
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class NotificationAttempt(Base):
+    """Each delivery attempt of a notification: when, whether it worked, the error (no personal data)."""
+
+    __tablename__ = "notification_attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    notification_id: Mapped[int] = mapped_column(ForeignKey("notifications.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ok: Mapped[bool] = mapped_column(Boolean)
+    error: Mapped[str | None] = mapped_column(String(300))
+    duration_ms: Mapped[int | None] = mapped_column(Integer)
+    provider_ref: Mapped[str | None] = mapped_column(String(120))  # Twilio's message SID, LINE's request id

@@ -17,7 +17,13 @@ import phonenumbers
 
 from infra.files import make_private_dirs
 
-DEFAULT_FLOW_FILE = Path(__file__).resolve().parent.parent / "ivr_flows" / "hotline.yaml"
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_FLOW_FILE = ROOT / "ivr_flows" / "hotline.yaml"
+# Callback SLAs, working hours, reminder periods, channels and LINE groups; and the public holidays.
+# Both are data the operator maintains; see README "Callbacks and reminders".
+DEFAULT_CALLBACKS_FILE = ROOT / "cases" / "data" / "callbacks.yaml"
+DEFAULT_HOLIDAYS_FILE = ROOT / "cases" / "data" / "holidays-th.yaml"
+HOTLINE_NUMBER = "+6621266565"  # 02 126 6565
 # A syntactically valid SID for a machine with no Twilio account; the simulator uses the same one.
 DEV_ACCOUNT_SID = "AC" + "0" * 32
 LOCAL_SECRETS_FILE = "local-secrets.json"
@@ -59,6 +65,23 @@ class Config:
     # Staff console sessions: ended after this long without a request, and this long after sign-in.
     session_idle_minutes: int = 30
     session_max_hours: int = 12
+    callbacks_file: Path = DEFAULT_CALLBACKS_FILE
+    holidays_file: Path = DEFAULT_HOLIDAYS_FILE
+    # The hotline's own number: the caller ID reporters see when staff call them back.
+    hotline_number: str = HOTLINE_NUMBER
+    # SMS through Twilio's Messages API: an SMS-capable number or a Messaging Service SID (MG…);
+    # SMS reminders are off while it is unset.
+    sms_from: str | None = None
+    # E-mail: an SMTP relay; e-mail reminders are off while smtp_host is unset.
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    mail_from: str = "safety-center@localhost"
+    line_api_base: str = "https://api.line.me"
+    notify_attempts: int = 5
+    notify_backoff_s: float = 30.0
     production: bool = False
     # True when the Twilio token came from the local secrets file, not from the environment.
     dev_credentials: bool = False
@@ -169,6 +192,19 @@ class Config:
             download_backoff_s=_number(env, "HOTLINE_DOWNLOAD_BACKOFF_SECONDS", 30.0, 0.0, 86400.0, float),
             session_idle_minutes=_number(env, "HOTLINE_SESSION_IDLE_MINUTES", 30, 1, 24 * 60, int),
             session_max_hours=_number(env, "HOTLINE_SESSION_MAX_HOURS", 12, 1, 7 * 24, int),
+            callbacks_file=Path(env.get("HOTLINE_CALLBACKS_FILE") or DEFAULT_CALLBACKS_FILE),
+            holidays_file=Path(env.get("HOTLINE_HOLIDAYS_FILE") or DEFAULT_HOLIDAYS_FILE),
+            hotline_number=_e164(env.get("HOTLINE_NUMBER") or HOTLINE_NUMBER, "HOTLINE_NUMBER"),
+            sms_from=_sms_from(env.get("HOTLINE_SMS_FROM") or None),
+            smtp_host=env.get("HOTLINE_SMTP_HOST") or None,
+            smtp_port=_number(env, "HOTLINE_SMTP_PORT", 25, 1, 65535, int),
+            smtp_user=env.get("HOTLINE_SMTP_USER") or None,
+            smtp_password=env.get("HOTLINE_SMTP_PASSWORD") or None,
+            smtp_starttls=_flag(env, "HOTLINE_SMTP_STARTTLS", False),
+            mail_from=env.get("HOTLINE_MAIL_FROM") or cls.mail_from,
+            line_api_base=_url(env, "LINE_API_BASE", "https://api.line.me").rstrip("/"),
+            notify_attempts=_number(env, "HOTLINE_NOTIFY_ATTEMPTS", 5, 1, 50, int),
+            notify_backoff_s=_number(env, "HOTLINE_NOTIFY_BACKOFF_SECONDS", 30.0, 0.0, 86400.0, float),
             production=production,
             dev_credentials=not env.get("TWILIO_AUTH_TOKEN"),
         )
@@ -217,6 +253,14 @@ def _e164(value: str, name: str) -> str:
     if not phonenumbers.is_valid_number(parsed):
         raise ConfigError(f"{name} is not a valid phone number")
     return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
+
+
+def _sms_from(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if value.startswith("MG") and len(value) == 34:
+        return value  # a Messaging Service SID
+    return _e164(value, "HOTLINE_SMS_FROM")
 
 
 def _local_secrets(instance_dir: Path) -> dict[str, str]:
