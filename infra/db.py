@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import fcntl
+import logging
+import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 from infra.clock import as_utc
+
+log = logging.getLogger(__name__)
+SQLITE_BUSY_TIMEOUT = 30.0  # seconds a writer waits for its turn before giving up
+# Execution option of the connections behind Database.reading(): their transactions only read.
+READ_ONLY = "hotline_read_only"
+QUERY_ONLY = "hotline_query_only"  # Connection.info: whether SQLite's query_only pragma is on
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -48,7 +58,10 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     """Create an engine; SQLite gets WAL, a busy timeout, foreign keys and BEGIN IMMEDIATE."""
     if url.startswith("sqlite"):
         engine = create_engine(
-            url, echo=echo, hide_parameters=True, connect_args={"timeout": 30, "check_same_thread": False}
+            url,
+            echo=echo,
+            hide_parameters=True,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT, "check_same_thread": False},
         )
         _tune_sqlite(engine)
         return engine
@@ -65,16 +78,92 @@ def _tune_sqlite(engine: Engine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT * 1000)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
+        read_only = bool(conn.get_execution_options().get(READ_ONLY))
+        if conn.info.get(QUERY_ONLY, False) != read_only:
+            # A reader's connection refuses writes (as PostgreSQL's read-only transactions do); the pool
+            # hands the same connection to writers later, so the pragma is set back for them.
+            conn.exec_driver_sql(f"PRAGMA query_only={int(read_only)}")
+            conn.info[QUERY_ONLY] = read_only
+        if read_only:
+            # Never writes, so it need not queue for the write lock: WAL lets it read beside the writer.
+            conn.exec_driver_sql("BEGIN")
+            return
         # A deferred transaction that reads and then writes fails with "database is locked" without
         # waiting; IMMEDIATE takes the write lock up front and honours the busy timeout.
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class _WriteGate:
+    """Where writers of one SQLite file queue: threads on an RLock, processes on a lock file beside it.
+
+    SQLite's own busy handler sleeps 1, 2, 5, 10 … 100 ms between tries, so a writer of another process
+    (another gunicorn worker) slept through most releases. The lock file is polled every millisecond at
+    most. It only orders writers: BEGIN IMMEDIATE still takes SQLite's lock, so writers that pass by the
+    gate (other programs, a lock file that cannot be opened) stay correct.
+    """
+
+    def __init__(self, database: str | None, timeout: float) -> None:
+        self._lock = threading.RLock()
+        self._path = f"{database}-write.lock" if database and database != ":memory:" else None
+        self._timeout = timeout
+        self._fd: int | None = None
+        self._pid = 0
+        self._depth = 0  # writing() nests in one thread: the file is locked by the outermost only
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        try:
+            if self._depth == 0:
+                self._lock_file()
+        except BaseException:
+            self._lock.release()
+            raise
+        self._depth += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self._depth -= 1
+        try:
+            if self._depth == 0 and self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._lock.release()
+
+    def _lock_file(self) -> None:
+        fd = self._file()
+        if fd is None:
+            return
+        deadline = time.monotonic() + self._timeout
+        pause = 0.00005
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"no turn to write to {self._path} in {self._timeout:.0f} s") from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.001)
+
+    def _file(self) -> int | None:
+        if self._path is None:
+            return None
+        if self._pid != os.getpid():
+            # Opened per process: after a fork, the parent's descriptor shares the parent's lock.
+            if self._fd is not None:
+                os.close(self._fd)
+            self._fd, self._pid = None, os.getpid()
+            try:
+                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError as exc:
+                log.warning("no lock file for SQLite writers (%s): processes meet at SQLite's lock", exc)
+        return self._fd
 
 
 class Database:
@@ -84,11 +173,15 @@ class Database:
         self.url = url
         self.engine = make_engine(url, echo=echo)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
-        # SQLite has one writer at a time. Threads of one process queue here and wake the moment the
-        # writer before them is done, instead of polling in SQLite's busy handler, whose back-off
-        # sleeps (up to 100 ms) overshoot the release. Other processes still meet at SQLite's lock.
+        # postgresql_readonly makes PostgreSQL refuse a write by mistake; other dialects ignore it.
+        self._reader = self.engine.execution_options(**{READ_ONLY: True, "postgresql_readonly": True})
+        # SQLite has one writer at a time. Writers queue here (threads wake the moment the writer before
+        # them is done, processes within a millisecond) instead of polling in SQLite's busy handler,
+        # whose back-off sleeps (up to 100 ms) overshoot the release.
         self._write_gate: AbstractContextManager[object] = (
-            threading.RLock() if url.startswith("sqlite") else nullcontext()
+            _WriteGate(make_url(url).database, SQLITE_BUSY_TIMEOUT)
+            if url.startswith("sqlite")
+            else nullcontext()
         )
 
     @contextmanager
@@ -101,6 +194,17 @@ class Database:
             except BaseException:
                 session.rollback()
                 raise
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A connection in a transaction that only reads: outside the write gate, no SQLite write lock.
+
+        What it reads may be overtaken by a writer the moment after: a write that depends on it must
+        check, under writing(), that the row is still as read (see telephony.service.save_step).
+        A plain connection, not a Session: the hot path that uses it reads a few columns with Core.
+        """
+        with self._reader.connect() as conn, conn.begin():
+            yield conn
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -39,11 +39,18 @@ class CallParams:
 
 
 def call_params(form: Mapping[str, str]) -> CallParams:
+    status = form.get("CallStatus")
+    return CallParams(
+        call_sid(form), caller_number(form.get("From")), status if status in CALL_STATUSES else None
+    )
+
+
+def call_sid(form: Mapping[str, str]) -> str:
+    """The CallSid alone, for a webhook that needs nothing else of the caller (no number parsing)."""
     sid = form.get("CallSid", "")
     if not CALL_SID.match(sid):
         raise BadRequest("CallSid missing or malformed")
-    status = form.get("CallStatus")
-    return CallParams(sid, caller_number(form.get("From")), status if status in CALL_STATUSES else None)
+    return sid
 
 
 def step_number(raw: str) -> int | None:
