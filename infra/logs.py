@@ -14,6 +14,11 @@ def _mask(match: re.Match[str]) -> str:
     return "[phone …" + digits[-3:] + "]"
 
 
+def mask_phones(text: str) -> str:
+    """Replace every phone-number-like run in `text` (also used on outgoing notification texts)."""
+    return _PHONE.sub(_mask, text)
+
+
 class PhoneMaskFilter(logging.Filter):
     """Rewrite any phone-number-like run of digits in a record's message before it is written."""
 
@@ -22,7 +27,7 @@ class PhoneMaskFilter(logging.Filter):
             message = record.getMessage()
         except (TypeError, ValueError):
             return True
-        masked = _PHONE.sub(_mask, message)
+        masked = mask_phones(message)
         if masked != message:
             record.msg, record.args = masked, None
         return True
