@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
+import socket
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,7 +18,8 @@ from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from cases import console
+from cases import callbacks, console, console_calls, notifications
+from cases.callback_settings import CallbackSettings, load_callback_settings
 from cases.models import Office
 from cases.staff import User
 from infra.config import Config, ConfigError
@@ -25,9 +28,10 @@ from infra.db import Database
 from infra.files import make_private_dirs, tighten
 from infra.logs import configure_logging
 from infra.scheduler import Sweep, build_scheduler
+from telephony import bridge, bridge_webhooks, twiml, webhooks
 from telephony import jobs as telephony_jobs
-from telephony import twiml, webhooks
 from telephony.flow import FlowError, load_flow
+from telephony.rest import TwilioRest
 from telephony.service import Telephony
 from transcription.cli import models_list_command, transcribe_command
 from transcription.jobs import JobSettings, TranscriptionJobs
@@ -62,21 +66,36 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
         make_private_dirs(folder)
         tighten(folder)
 
+    # A broken callbacks or holidays file stops the start too (a ConfigError naming file and field).
+    callback_settings = load_callback_settings(cfg.callbacks_file, cfg.holidays_file, cfg.timezone_name)
+
     db = Database(cfg.database_url)
     app.extensions[webhooks.DATABASE_KEY] = db
+    app.extensions[callbacks.SETTINGS_KEY] = callback_settings
+    # What notify() may queue on: the channels configured here and the offices' LINE groups.
+    notifications.install_targets(db, notifications.DeliveryTargets.from_config(cfg, callback_settings.line))
     tel = Telephony(
         flow=flow,
         voices=twiml.Voices(cfg.public_base_url, cfg.voice_th, cfg.voice_en),
         cipher=FieldCipher(cfg.data_key),
         transfer_number=cfg.transfer_number,
         spool_dir=cfg.spool_dir,
+        callbacks=callback_settings,
     )
     webhooks.init_app(app, tel, str(AUDIO_DIR))
+    # The call-back bridge: the operator's phone rings, then the reporter's, under the hotline's number.
+    call_bridge = bridge.Bridge(
+        voices=tel.voices, cipher=tel.cipher, hotline_number=cfg.hotline_number, settings=callback_settings
+    )
+    bridge_webhooks.init_app(app, call_bridge)
 
     # Every form carries a CSRF token; Twilio's webhooks are exempt because their signature protects them.
     csrf = CSRFProtect(app)
     csrf.exempt(webhooks.bp)
+    csrf.exempt(bridge_webhooks.bp)
     console.init_app(app, FieldCipher(cfg.data_key))
+    rest = TwilioRest(cfg.twilio_api_base, cfg.twilio_account_sid, cfg.twilio_auth_token)
+    console_calls.init_app(app, bridge.TwilioDialer(rest, call_bridge.url, cfg.hotline_number))
 
     @app.get("/healthz")
     def healthz() -> Response:
@@ -178,9 +197,15 @@ def _register_commands(app: Flask) -> None:
     @click.option("--name", "display_name", required=True, help="The person's name as staff see it.")
     @click.option("--email", default=None)
     @click.option("--locale", type=click.Choice(["th", "en"]), default="th", show_default=True)
+    @click.option("--phone", default=None, help="The person's own phone (E.164, or Thai national).")
     @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
     def users_create(
-        username: str, display_name: str, email: str | None, locale: str, password_stdin: bool
+        username: str,
+        display_name: str,
+        email: str | None,
+        locale: str,
+        phone: str | None,
+        password_stdin: bool,
     ) -> None:
         """Create a staff account; give it roles with `users grant`."""
         from cases.auth import AccountError, create_user
@@ -188,7 +213,9 @@ def _register_commands(app: Flask) -> None:
         password = _read_password(password_stdin)
         with get_database().session() as session:
             try:
-                user = create_user(session, username, display_name, password, locale=locale, email=email)
+                user = create_user(
+                    session, username, display_name, password, locale=locale, email=email, phone=phone
+                )
             except AccountError as exc:
                 raise click.ClickException(str(exc)) from exc
             click.echo(f"created user {user.username} (id {user.id})")
@@ -208,6 +235,21 @@ def _register_commands(app: Flask) -> None:
             except AccountError as exc:
                 raise click.ClickException(str(exc)) from exc
             click.echo(f"password of {user.username} changed; its sessions are ended")
+
+    @users_group.command("phone")
+    @click.argument("username")
+    @click.argument("number")
+    def users_phone(username: str, number: str) -> None:
+        """Set the person's own phone (the call-back bridge rings it, SMS goes to it); "" removes it."""
+        from cases.auth import AccountError, set_phone
+
+        with get_database().session() as session:
+            user = _user(session, username)
+            try:
+                set_phone(session, user, number)
+            except AccountError as exc:
+                raise click.ClickException(str(exc)) from exc
+            click.echo(f"phone of {user.username} {'set' if user.phone else 'removed'}")
 
     @users_group.command("grant")
     @click.argument("username")
@@ -302,7 +344,8 @@ def _register_commands(app: Flask) -> None:
                 for sweep in worker.sweeps():
                     sweep.func()
                 return
-            scheduler = build_scheduler(cfg.timezone_name, worker.sweeps(), threads=4)
+            # A thread per sweep: a long one (the reminder sweep waits for what falls due) delays no other.
+            scheduler = build_scheduler(cfg.timezone_name, worker.sweeps(), threads=len(worker.sweeps()))
 
             def stop(signum: int, _frame: object) -> None:
                 log.info("worker stopping (signal %d)", signum)
@@ -381,10 +424,17 @@ class Worker:
     """The worker's parts: the transcriber pool (child processes) and the sweeps over the database."""
 
     def __init__(
-        self, jobs: TranscriptionJobs, pool: TranscriberPool, interval_s: float, db: Database, tel: Telephony
+        self,
+        jobs: TranscriptionJobs,
+        pool: TranscriberPool,
+        interval_s: float,
+        db: Database,
+        tel: Telephony,
+        reminders: callbacks.ReminderSweep,
+        outbox: notifications.Outbox,
     ) -> None:
         self.jobs, self.pool, self.interval_s = jobs, pool, interval_s
-        self.db, self.tel = db, tel
+        self.db, self.tel, self.reminders, self.outbox = db, tel, reminders, outbox
 
     def sweeps(self) -> list[Sweep]:
         slow = max(60.0, self.interval_s)
@@ -396,6 +446,8 @@ class Worker:
             Sweep(
                 "telephony.stale_calls", lambda: telephony_jobs.close_stale_calls(self.db, self.tel), slow * 5
             ),
+            Sweep("cases.reminders", self.reminders.sweep, self.interval_s),
+            Sweep("cases.outbox", self.outbox.sweep, self.interval_s),
         ]
 
     def __enter__(self) -> Worker:
@@ -430,7 +482,34 @@ def build_worker(app: Flask) -> Worker:
         batch=max(4, cfg.transcriber_processes * 2),
     )
     jobs = TranscriptionJobs(get_database(app), media, pool, cfg.recordings_dir, settings)
-    return Worker(jobs, pool, cfg.sweep_interval_s, get_database(app), app.extensions[webhooks.TELEPHONY_KEY])
+    callback_settings: CallbackSettings = app.extensions[callbacks.SETTINGS_KEY]
+    reminders = callbacks.ReminderSweep(
+        get_database(app),
+        callback_settings,
+        # SQLite: the webhooks share one write lock; short batches, and room for them in between.
+        batch=50 if cfg.is_sqlite else 100,
+        pause_s=0.025 if cfg.is_sqlite else 0.0,
+        # One run also sends what falls due in most of the interval after it, on time; it ends a
+        # little before the next run is due, so APScheduler never finds it still running.
+        horizon_s=max(cfg.sweep_interval_s - 0.5, 0.0),
+    )
+    sms = (
+        TwilioRest(cfg.twilio_api_base, cfg.twilio_account_sid, cfg.twilio_auth_token)
+        if cfg.sms_from
+        else None
+    )
+    outbox = notifications.build_outbox(
+        cfg, get_database(app), callback_settings.line, sms, worker_id=f"{socket.gethostname()}:{os.getpid()}"
+    )
+    return Worker(
+        jobs,
+        pool,
+        cfg.sweep_interval_s,
+        get_database(app),
+        app.extensions[webhooks.TELEPHONY_KEY],
+        reminders,
+        outbox,
+    )
 
 
 def main() -> None:  # pragma: no cover - for `python app.py`

@@ -30,7 +30,16 @@ from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from werkzeug.wrappers import Response
 
-from cases import auth, console_base, console_offices, i18n, queries, workflow
+from cases import (
+    auth,
+    callbacks,
+    console_base,
+    console_notifications,
+    console_offices,
+    i18n,
+    queries,
+    workflow,
+)
 from cases.console_base import CONSOLE_BLUEPRINTS, cipher, clock, db, me, require_login, safe_next, who
 from cases.i18n import _, error_text
 from cases.models import Case, ForwardingProposal, HazardGroup, Office
@@ -99,7 +108,8 @@ def _apply(case_id: int, anchor: str, work: Callable[[], object], done: str) -> 
 @bp.get("/")
 def queue() -> str:
     f = queries.QueueFilter.from_args(request.args)
-    page = queries.queue(db(), me(), f)
+    now = clock()
+    page = queries.queue(db(), me(), f, now=now)
     return render_template(
         "console/queue.html",
         nav="queue",
@@ -107,7 +117,7 @@ def queue() -> str:
         offices=queries.queue_offices(db(), who()),
         hazards=list(HazardGroup),
         states=queries.STATE_FILTERS,
-        now=clock(),
+        now=now,
     )
 
 
@@ -304,6 +314,21 @@ def resolve(case_id: int) -> Response:
     )
 
 
+# ---- the call back -----------------------------------------------------------------------------------------
+
+
+@bp.post("/cases/<int:case_id>/callback/cancel")
+def cancel_callback(case_id: int) -> Response:
+    found = _case_or_404(case_id)
+    reason = _text("reason", 2000)
+    return _apply(
+        case_id,
+        "callback",
+        lambda: callbacks.cancel_callback(db(), found, me(), reason, clock()),
+        _("The call back was closed without calling."),
+    )
+
+
 # ---- the reporter's number --------------------------------------------------------------------------------
 
 
@@ -366,6 +391,7 @@ def init_app(app: Flask, field_cipher: FieldCipher) -> None:
     auth.init_app(app)
     app.register_blueprint(bp)
     app.register_blueprint(console_offices.bp)
+    console_notifications.init_app(app)
     app.context_processor(_nav_counts)
     app.register_error_handler(CSRFError, _on_csrf_error)
 

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from cases.models import Case
+from infra.clock import as_utc
 from transcription.models import Recording, StorageStatus
 
 
 def case_record(case: Case) -> dict[str, Any]:
     recording = case.recordings[-1] if case.recordings else None
     transcript = recording.transcript if recording else None
+    callback = case.callback
     return {
         "reference": case.reference,
         "status": str(case.status),
@@ -31,8 +34,16 @@ def case_record(case: Case) -> dict[str, Any]:
         "recording_status": _recording_status(recording) if recording else None,
         "transcript_status": str(transcript.status) if transcript else None,
         "transcript_text": transcript.text if transcript else None,
-        "created_at": case.created_at.isoformat().replace("+00:00", "Z"),
+        "created_at": _iso(case.created_at),
+        # The current due time of the call back (it moves after a failed attempt), and its state.
+        "callback_due_at": _iso(callback.due_at) if callback else None,
+        "callback_state": str(callback.state) if callback else None,
     }
+
+
+def _iso(value: datetime) -> str:
+    """ISO 8601 in UTC with a Z."""
+    return as_utc(value).isoformat().replace("+00:00", "Z")
 
 
 def _recording_status(recording: Recording) -> str:
@@ -45,7 +56,11 @@ def iter_case_records(session: Session, batch: int = 500) -> Iterator[dict[str, 
     """Every case, oldest first, loaded in batches so a large table does not fill memory."""
     stmt = (
         select(Case)
-        .options(selectinload(Case.office), selectinload(Case.recordings).selectinload(Recording.transcript))
+        .options(
+            selectinload(Case.office),
+            selectinload(Case.callback),
+            selectinload(Case.recordings).selectinload(Recording.transcript),
+        )
         .order_by(Case.id)
         .execution_options(yield_per=batch)
     )

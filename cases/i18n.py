@@ -83,6 +83,24 @@ EVENT_WORDS: dict[str, str] = {
     "resolve": N_("Resolved"),
     "summarised": N_("Summary written"),
     "transcript_corrected": N_("Transcript corrected"),
+    "callback_scheduled": N_("Call back scheduled"),
+    "callback_moved": N_("Call back moved to the case's new office"),
+    "callback_attempt": N_("Call back started"),
+    "callback_reached": N_("Reporter reached: call back done"),
+    "callback_retry": N_("Call back failed: tried again later"),
+    "callback_failed": N_("Call back failed"),
+    "callback_gave_up": N_("Call back given up after the last attempt"),
+    "callback_operator_unreachable": N_("Call back not started: the operator's phone did not answer"),
+    "callback_cancelled": N_("Call back closed without calling"),
+    "follow_up_message": N_("The reporter called again and left a further message"),
+}
+# The state of a case's call back (cases.models.CallbackState).
+CALLBACK_STATE_WORDS: dict[str, str] = {
+    "pending": N_("Waiting to be called back"),
+    "calling": N_("Calling now"),
+    "reached": N_("Called back"),
+    "gave_up": N_("Given up"),
+    "cancelled": N_("Closed without calling"),
 }
 CALLBACK_WORDS: dict[str, str] = {
     "caller": N_("Call back the number that called"),
@@ -103,6 +121,10 @@ CALL_EVENT_WORDS: dict[str, str] = {
     "case_opened": N_("Case opened"),
     "hangup": N_("Hung up"),
     "call_ended": N_("Call ended"),
+    "found": N_("Follow-up: report found, its state told"),
+    "not_found": N_("Follow-up: no report with that reference"),
+    "message_attached": N_("Follow-up message added to the report"),
+    "follow_up_case_missing": N_("Follow-up message opened a case of its own: its report was gone"),
 }
 
 # Every fixed message a WorkflowError carries (cases/workflow.py), so that Thai users read them in Thai.
@@ -147,6 +169,15 @@ WORKFLOW_MESSAGES = (
     N_("Only SC-Action staff of the office can sit on its committees."),
     N_("That person is already on this committee."),
     N_("That person is not on this committee."),
+)
+# The fixed messages of cases/callbacks.py's refusals.
+CALLBACK_MESSAGES = (
+    N_("This callback is closed: there is nobody left to call back."),
+    N_("Only the case's SC-Operators and assigned SC-Action staff can log its callback."),
+    N_("Choose what happened: reached, no answer, busy, voicemail or failed."),
+    N_("Say how the reporter was called back."),
+    N_("This case has no callback: the reporter left no number."),
+    N_("Give a reason for closing the callback without calling."),
 )
 MOVE_WORDS: dict[str, str] = {
     "route": N_("route"),
@@ -206,6 +237,7 @@ def init_app(app: Flask) -> None:
         event_words=lambda a: words(EVENT_WORDS, a),
         call_event_words=lambda k: words(CALL_EVENT_WORDS, k),
         callback_words=lambda c: words(CALLBACK_WORDS, str(c)),
+        callback_state_words=lambda c: words(CALLBACK_STATE_WORDS, str(c)),
         office_name=office_name,
         ref=display_reference,
     )

@@ -9,17 +9,20 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, or_, select, true
 from sqlalchemy.orm import Session, joinedload
 
-from cases import workflow
+from cases import callbacks, workflow
 from cases.models import (
     CENTRAL_OFFICE_CODE,
+    OPEN_CALLBACK_STATES,
     Acknowledgement,
     Assignment,
     Call,
+    Callback,
     CallbackChoice,
     CallEvent,
     Case,
@@ -34,6 +37,7 @@ from cases.models import (
 )
 from cases.staff import Committee, CommitteeMember, Role, RoleAssignment, User
 from cases.workflow import TRANSITIONS, Move, WhoAmI
+from infra.clock import utcnow
 from transcription.models import Recording, StorageStatus, Transcript
 
 PER_PAGE = 50
@@ -52,7 +56,9 @@ class QueueFilter:
     state: str = "open"  # open (all but resolved) | all | one CaseStatus
     hazard: str = ""  # "" (any) | one HazardGroup
     office_id: int | None = None
-    callback: str = "all"  # all | with (a number to call back) | anonymous | overdue (placeholder)
+    callback: str = (
+        "all"  # all | with (a number to call back) | anonymous | overdue (an open call back past due)
+    )
     order: str = "oldest"  # by age: oldest first (the default: the longest-waiting case on top) | newest
     page: int = 1
 
@@ -88,9 +94,14 @@ class QueueFilter:
         return {k: v for k, v in out.items() if v}
 
 
-def callback_overdue_placeholder() -> ColumnElement[bool]:
-    """PLACEHOLDER: the "callback overdue" filter comes with the callbacks issue; it filters nothing yet."""
-    return true()
+def callback_overdue(now: datetime) -> ColumnElement[bool]:
+    """Cases whose call back is still open and past its due time.
+
+    An uncorrelated IN over ix_callbacks_open_due (state, due_at): the overdue callbacks are found once,
+    not looked up per case of the queue.
+    """
+    overdue = select(Callback.case_id).where(Callback.state.in_(OPEN_CALLBACK_STATES), Callback.due_at < now)
+    return Case.id.in_(overdue)
 
 
 @dataclass
@@ -100,9 +111,16 @@ class QueuePage:
     counts: dict[str, int]  # per state, under every filter but the state one
     total: int  # under every filter
     pages: int
+    callbacks: dict[int, Callback] = field(default_factory=dict)  # by case id, for the page's cases
+    names: dict[int, str] = field(default_factory=dict)  # who took those call backs
+
+    def overdue(self, callback: Callback, now: datetime) -> bool:
+        return callback.state in OPEN_CALLBACK_STATES and callback.due_at < now
 
 
-def _queue_conditions(session: Session, user: User, f: QueueFilter) -> list[ColumnElement[bool]]:
+def _queue_conditions(
+    session: Session, user: User, f: QueueFilter, now: datetime
+) -> list[ColumnElement[bool]]:
     conditions = [workflow.visibility(session, user)]
     if f.hazard:
         conditions.append(Case.category == f.hazard)
@@ -118,13 +136,16 @@ def _queue_conditions(session: Session, user: User, f: QueueFilter) -> list[Colu
     elif f.callback == "anonymous":
         conditions.append(Case.callback_choice == CallbackChoice.NONE)
     elif f.callback == "overdue":
-        conditions.append(callback_overdue_placeholder())
+        conditions.append(callback_overdue(now))
     return conditions
 
 
-def queue(session: Session, user: User, f: QueueFilter, *, per_page: int = PER_PAGE) -> QueuePage:
+def queue(
+    session: Session, user: User, f: QueueFilter, *, per_page: int = PER_PAGE, now: datetime | None = None
+) -> QueuePage:
     """One page of the cases the user may see, with the number of cases in each state."""
-    conditions = _queue_conditions(session, user, f)
+    now = now or utcnow()
+    conditions = _queue_conditions(session, user, f, now)
     counts = {str(s): 0 for s in CaseStatus}
     for status, n in session.execute(
         select(Case.status, func.count(Case.id)).where(*conditions).group_by(Case.status)
@@ -160,7 +181,25 @@ def queue(session: Session, user: User, f: QueueFilter, *, per_page: int = PER_P
         for c in session.scalars(select(Case).options(joinedload(Case.office)).where(Case.id.in_(ids)))
     }
     cases = [loaded[i] for i in ids if i in loaded]
-    return QueuePage(filter=replace(f, page=page), cases=cases, counts=counts, total=total, pages=pages)
+    # The page's call backs (due time, state, who took it): one query for the page, not one per row.
+    page_callbacks = {
+        cb.case_id: cb for cb in session.scalars(select(Callback).where(Callback.case_id.in_(ids)))
+    }
+    taken = {cb.assignee_id for cb in page_callbacks.values() if cb.assignee_id}
+    names = (
+        dict(session.execute(select(User.id, User.display_name).where(User.id.in_(taken))).all())
+        if taken
+        else {}
+    )
+    return QueuePage(
+        filter=replace(f, page=page),
+        cases=cases,
+        counts=counts,
+        total=total,
+        pages=pages,
+        callbacks=page_callbacks,
+        names=names,
+    )
 
 
 def queue_offices(session: Session, who: WhoAmI) -> list[Office]:
@@ -255,6 +294,12 @@ class CaseView:
     action_people: list[User] = field(default_factory=list)
     office_committees: list[Committee] = field(default_factory=list)
     child_offices: list[Office] = field(default_factory=list)
+    # The call back: its due time and state, and who is responsible for it now (cases.callbacks).
+    callback: Callback | None = None
+    callback_office: Office | None = None  # whose staff hear the reminders (the call centre for a draft)
+    callback_people: list[User] = field(default_factory=list)  # that office's SC-Operators
+    callback_assignee: User | None = None  # who took it, when someone did
+    can_cancel_callback: bool = False
 
     @property
     def office_by_code(self) -> dict[str, Office]:
@@ -369,6 +414,8 @@ def case_view(session: Session, user: User, case: Case, who: WhoAmI) -> CaseView
     ) in TRANSITIONS and user.id in workflow.pending_acknowledgements(session, case)
     view.can_work = workflow.may_work(session, user, case)
     view.can_reveal = case.callback_requested and workflow.may_reveal(session, user, case)
+    if case.callback_requested:
+        _callback_view(session, user, case, view)
     if view.can_route:
         view.provinces = list(session.scalars(select(Office).where(Office.kind == OfficeKind.PROVINCE)))
         if case.province_code:
@@ -391,6 +438,24 @@ def case_view(session: Session, user: User, case: Case, who: WhoAmI) -> CaseView
                 session.scalars(select(Office).where(Office.parent_id == office.id).order_by(Office.code))
             )
     return view
+
+
+def _callback_view(session: Session, user: User, case: Case, view: CaseView) -> None:
+    callback = session.scalar(select(Callback).where(Callback.case_id == case.id))
+    if callback is None:
+        return
+    view.callback = callback
+    view.callback_office = callbacks.holding_office(session, case, callback.office_id)
+    view.callback_people = callbacks.responsible_users(session, view.callback_office)
+    if callback.assignee_id is not None:
+        view.callback_assignee = session.get(User, callback.assignee_id)
+    if callback.closed_by is not None and callback.closed_by not in view.names:
+        closer = session.get(User, callback.closed_by)
+        if closer is not None:
+            view.names[closer.id] = closer.display_name
+    view.can_cancel_callback = callback.state in OPEN_CALLBACK_STATES and callbacks.may_call_back(
+        session, user, case
+    )
 
 
 def action_staff(session: Session, office_id: int) -> list[User]:

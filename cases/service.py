@@ -8,6 +8,8 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from cases.callback_settings import CallbackSettings
+from cases.callbacks import open_callback
 from cases.models import Call, CallbackChoice, Case, HazardGroup
 from cases.offices import office_for_province
 from cases.reference import new_reference
@@ -39,9 +41,18 @@ class DraftReport:
 
 
 def open_draft_case(
-    session: Session, report: DraftReport, *, cipher: FieldCipher, clock: Clock = utcnow
+    session: Session,
+    report: DraftReport,
+    *,
+    cipher: FieldCipher,
+    clock: Clock = utcnow,
+    callbacks: CallbackSettings | None = None,
 ) -> Case:
-    """Open the draft case for a call, once: a second call for the same call returns the first case."""
+    """Open the draft case for a call, once: a second call for the same call returns the first case.
+
+    With `callbacks`, a case that asks to be called back gets its callback, due by the SLA of its
+    hazard group, and the reminders of that due time.
+    """
     call = report.call
     existing = session.scalar(select(Case).where(Case.call_id == call.id))
     if existing is not None:
@@ -91,6 +102,8 @@ def open_draft_case(
             # Another process took this reference between our check and our insert: draw again.
             continue
         _link_recording(session, case, report.recording_sid)
+        if callbacks is not None:
+            open_callback(session, case, callbacks, now)
         return case
     raise ReferenceExhausted(f"no free case reference after {REFERENCE_ATTEMPTS} draws")
 

@@ -220,6 +220,14 @@ def _event(
     )
 
 
+def _callback_follows(session: Session, case: Case, clock: Clock) -> None:
+    """The case's callback, and its reminders not yet sent, move to the case's new office."""
+    # Imported here: cases.callbacks builds on this module (its errors and who-may rules).
+    from cases.callbacks import follow_office
+
+    follow_office(session, case, clock())
+
+
 # ---- call-centre agents -------------------------------------------------------------------------------
 
 
@@ -250,6 +258,7 @@ def route_case(
     case.province_code = office.province_code
     case.forwarded_from_office_id = None  # routed afresh: an earlier forwarding office no longer holds it
     _move(session, case, actor, Move.ROUTE, detail=detail, clock=clock)
+    _callback_follows(session, case, clock)
 
 
 def correct_transcript(
@@ -452,6 +461,7 @@ def decide_proposal(
             detail={"proposal": proposal.id, "office": district.code},
             clock=clock,
         )
+        _callback_follows(session, case, clock)
         return
     for old in session.scalars(select(Assignment).where(Assignment.case_id == case.id, Assignment.active)):
         old.active = False
