@@ -12,6 +12,7 @@ from datetime import timedelta
 from functools import cache
 from typing import Any
 
+import phonenumbers
 from flask import (
     Blueprint,
     Flask,
@@ -82,6 +83,7 @@ def create_user(
     *,
     locale: str = "th",
     email: str | None = None,
+    phone: str | None = None,
     clock: Clock = utcnow,
 ) -> User:
     """Create a staff account (no roles yet). Flushes, never commits."""
@@ -93,12 +95,14 @@ def create_user(
     if locale not in LOCALES:
         raise AccountError(f"the locale is one of {', '.join(LOCALES)}")
     _check_new_password(password)
+    phone = normalise_phone(phone) if phone else None
     if session.scalar(select(User.id).where(User.username == username)) is not None:
         raise AccountError(f"the username {username!r} is taken")
     user = User(
         username=username,
         display_name=display_name.strip()[:200],
         email=email,
+        phone=phone,
         password_hash=hash_password(password),
         active=True,
         locale=locale,
@@ -109,6 +113,23 @@ def create_user(
     session.add(user)
     session.flush()
     return user
+
+
+def normalise_phone(raw: str) -> str:
+    """A staff member's own phone in E.164 ('081 234 5678' is read as Thai); AccountError if not a number."""
+    try:
+        parsed = phonenumbers.parse(raw.strip(), "TH")
+    except phonenumbers.NumberParseException:
+        parsed = None
+    if parsed is None or not phonenumbers.is_valid_number(parsed):
+        raise AccountError("give a phone number, e.g. +66812345678 or 081 234 5678")
+    return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
+
+
+def set_phone(session: Session, user: User, raw: str | None) -> None:
+    """Set (or with an empty value, remove) the user's own phone: SMS reminders and the call-back bridge."""
+    user.phone = normalise_phone(raw) if raw and raw.strip() else None
+    session.flush()
 
 
 def set_password(session: Session, user: User, password: str) -> None:

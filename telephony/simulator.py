@@ -64,6 +64,7 @@ import base64
 import email.utils
 import hmac
 import io
+import json
 import math
 import os
 import re
@@ -80,7 +81,7 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Final, Literal
-from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlencode, urljoin, urlsplit, urlunsplit
 
 import requests
 from twilio.request_validator import RequestValidator
@@ -95,7 +96,11 @@ __all__ = [
     "EventKind",
     "MediaFault",
     "MediaServer",
+    "OutboundCall",
+    "OutboundCalls",
+    "OutboundPlan",
     "ScriptError",
+    "SentMessage",
     "SimulatorConfig",
     "generate_wav",
     "main",
@@ -443,6 +448,13 @@ _MEDIA_PATH_RE: Final = re.compile(
 )
 
 
+# Twilio's REST create endpoints served here (the resource's name: Messages, …).
+_REST_CREATE_RE: Final = re.compile(r"/2010-04-01/Accounts/(?P<account>[^/]+)/(?P<resource>[A-Za-z]+)\.json")
+_E164_RE: Final = re.compile(r"\+[1-9]\d{6,14}")
+_MESSAGING_SERVICE_RE: Final = re.compile(r"MG[0-9a-fA-F]{32}")
+SMS_BODY_MAX: Final = 1600
+
+
 MediaFault = Literal["http500", "http503", "http404", "slow", "stall", "truncated", "html"]
 _MEDIA_FAULTS: Final = frozenset({"http500", "http503", "http404", "slow", "stall", "truncated", "html"})
 
@@ -452,6 +464,17 @@ class _Fault:
     kind: MediaFault
     remaining: int | None  # requests it still spoils; None: every one
     delay_s: float
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    """An SMS the Messages endpoint accepted."""
+
+    sid: str
+    to: str
+    from_: str | None
+    messaging_service_sid: str | None
+    body: str
 
 
 class _MediaHTTPServer(ThreadingHTTPServer):
@@ -488,6 +511,26 @@ class _MediaHandler(BaseHTTPRequestHandler):
         self.send_response(204)
         self.send_header("Content-Length", "0")
         self.end_headers()
+
+    def do_POST(self) -> None:
+        """Twilio's REST create endpoints: `POST /2010-04-01/Accounts/{AccountSid}/{Resource}.json`."""
+        media = self.server.media
+        path = self.path.split("?", 1)[0]
+        media._count(path, "POST")
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length).decode("utf-8", "replace") if length > 0 else ""
+        if not self._authorized():
+            return self._unauthorized()
+        m = _REST_CREATE_RE.fullmatch(path)
+        create = media._creators.get(m["resource"]) if m is not None else None
+        if m is None or m["account"] != media.account_sid or create is None:
+            return self._not_found(path)
+        if media._misbehave(self, "POST", m["resource"], None, send_body=True):
+            return
+        # A repeated parameter (Calls' StatusCallbackEvent) arrives as its values joined by spaces.
+        form = {k: " ".join(v) for k, v in parse_qs(raw, keep_blank_values=True).items()}
+        status, body = create(form)
+        self._json(status, json.dumps(body, ensure_ascii=False))
 
     def _handle(self, *, send_body: bool) -> None:
         media = self.server.media
@@ -566,6 +609,11 @@ class MediaServer:
     (account SID, auth token) returns the WAV (``audio/x-wav``); missing or wrong credentials get 401 with
     ``WWW-Authenticate: Basic realm="Twilio API"``; unknown SIDs, other accounts and ``.mp3`` get 404.
     ``DELETE`` on the same path (or ``.json``) removes a recording (204), like the REST API.
+    ``POST …/Messages.json`` (To, From or MessagingServiceSid, Body; basic auth) sends an SMS: 201 with
+    Twilio's message JSON (``SM…`` sid), or Twilio's 400 error (21604/21211 To, 21603/21212 From, 21701
+    Messaging Service, 21602/21617 Body); :meth:`messages` lists what was sent.
+    ``POST …/Calls.json`` places an outbound call and plays it against the app the way Twilio does
+    (``calls``, an :class:`OutboundCalls`: its status callbacks, TwiML, ``<Dial>`` legs and AMD).
 
     For tests, :meth:`inject` makes the next requests for one recording misbehave the ways Twilio's media
     and the network do (errors, slowness, cut-off or non-audio bodies); without it nothing changes.
@@ -582,6 +630,14 @@ class MediaServer:
         self._counts: dict[str, int] = {}
         self._log: list[tuple[str, str]] = []
         self._faults: dict[tuple[str, str], list[_Fault]] = {}
+        self._messages: list[SentMessage] = []
+        # POST …/{Resource}.json handlers: form -> (status, JSON body).
+        self._creators: dict[str, Callable[[dict[str, str]], tuple[int, dict[str, object]]]] = {
+            "Messages": self._create_message,
+        }
+        # Calls.json and the outbound calls it places (the call-back bridge).
+        self.calls = OutboundCalls(self)
+        self._creators["Calls"] = self.calls.create
         self._closing = threading.Event()
         self.observer: Callable[[str, str], None] | None = None
         self._server: _MediaHTTPServer | None = None
@@ -656,9 +712,11 @@ class MediaServer:
         *,
         times: int | None = 1,
         delay_s: float = 2.0,
-        method: Literal["GET", "DELETE"] = "GET",
+        method: Literal["GET", "DELETE", "POST"] = "GET",
     ) -> None:
         """Make the next `times` authorised `method` requests for a recording fail with `fault`, then serve.
+
+        For ``POST`` the key is the resource instead of a recording SID ("Messages"; see inject_messages).
 
         Faults queue in the order injected; ``times=None`` repeats one for good (until :meth:`clear_faults`).
         ``"http500"``, ``"http503"``, ``"http404"``: Twilio's JSON error with that status.
@@ -674,6 +732,66 @@ class MediaServer:
             raise ValueError("times must be at least 1 (or None for every request)")
         with self._lock:
             self._faults.setdefault((method, recording_sid), []).append(_Fault(fault, times, delay_s))
+
+    def inject_messages(self, fault: MediaFault, *, times: int | None = 1, delay_s: float = 2.0) -> None:
+        """Make the next `times` SMS requests fail with `fault` ("http500", "http503", "slow", …)."""
+        self.inject("Messages", fault, times=times, delay_s=delay_s, method="POST")
+
+    # SMS (Twilio's Messages resource)
+    def messages(self) -> list[SentMessage]:
+        with self._lock:
+            return list(self._messages)
+
+    def _create_message(self, form: dict[str, str]) -> tuple[int, dict[str, object]]:
+        to, from_ = form.get("To", ""), form.get("From", "")
+        service, body = form.get("MessagingServiceSid", ""), form.get("Body", "")
+        # Twilio's messages quote the numbers: a client that stores them stores personal data.
+        if not to:
+            return _twilio_error(400, 21604, "A 'To' phone number is required.")
+        if not _E164_RE.fullmatch(to):
+            return _twilio_error(400, 21211, f"The 'To' number {to} is not a valid phone number.")
+        if not from_ and not service:
+            return _twilio_error(400, 21603, "A 'From' phone number is required.")
+        if from_ and not _E164_RE.fullmatch(from_):
+            return _twilio_error(400, 21212, f"The 'From' number {from_} is not a valid phone number.")
+        if service and not _MESSAGING_SERVICE_RE.fullmatch(service):
+            return _twilio_error(400, 21701, f"The Messaging Service Sid {service} is invalid.")
+        if not body.strip():
+            return _twilio_error(400, 21602, "Message body is required.")
+        if len(body) > SMS_BODY_MAX:
+            return _twilio_error(
+                400, 21617, "The concatenated message body exceeds the 1600 character limit."
+            )
+        sid = _new_sid("SM")
+        with self._lock:
+            self._messages.append(SentMessage(sid, to, from_ or None, service or None, body))
+        now = _rfc2822_now()
+        ucs2 = any(ord(ch) > 0x7F for ch in body)
+        per_segment = (67 if ucs2 else 153) if len(body) > (70 if ucs2 else 160) else len(body) or 1
+        return 201, {
+            "account_sid": self.account_sid,
+            "api_version": API_VERSION,
+            "body": body,
+            "date_created": now,
+            "date_sent": None,
+            "date_updated": now,
+            "direction": "outbound-api",
+            "error_code": None,
+            "error_message": None,
+            "from": from_ or None,
+            "messaging_service_sid": service or None,
+            "num_media": "0",
+            "num_segments": str(max(1, math.ceil(len(body) / per_segment))),
+            "price": None,
+            "price_unit": "USD",
+            "sid": sid,
+            "status": "accepted" if service else "queued",
+            "subresource_uris": {
+                "media": f"/{API_VERSION}/Accounts/{self.account_sid}/Messages/{sid}/Media.json"
+            },
+            "to": to,
+            "uri": f"/{API_VERSION}/Accounts/{self.account_sid}/Messages/{sid}.json",
+        }
 
     def clear_faults(self, recording_sid: str | None = None) -> None:
         with self._lock:
@@ -845,6 +963,16 @@ def _new_sid(prefix: str) -> str:
 
 def _rfc2822_now() -> str:
     return email.utils.format_datetime(datetime.now(UTC).replace(microsecond=0))
+
+
+def _twilio_error(status: int, code: int, message: str) -> tuple[int, dict[str, object]]:
+    """Twilio's JSON error body."""
+    return status, {
+        "code": code,
+        "message": message,
+        "more_info": f"https://www.twilio.com/docs/errors/{code}",
+        "status": status,
+    }
 
 
 class _Call:
@@ -1458,6 +1586,353 @@ def _schema_problem(root: ET.Element) -> str | None:
                 if isinstance(child.tag, str) and child.tag not in allowed:
                     return f"<{child.tag}> is not allowed inside <{tag}>"
     return None
+
+
+# --------------------------------------------------------------------------------------------------
+# Outbound calls: Twilio's Calls API (POST …/Calls.json) and the call it then places
+# --------------------------------------------------------------------------------------------------
+
+OperatorPlan = Literal["answer", "no-answer", "busy", "failed"]
+ReporterPlan = Literal["answer", "no-answer", "busy", "voicemail", "failed"]
+_CALL_EVENTS: Final = frozenset({"initiated", "ringing", "answered", "completed"})
+_HTTP_URL_RE: Final = re.compile(r"https?://[^\s/]+(/\S*)?")
+
+
+@dataclass(frozen=True)
+class OutboundPlan:
+    """What happens on one outbound call: does the called phone answer, and how does its <Dial> end.
+
+    ``reporter`` is the party the TwiML ``<Dial>``s: ``answer`` talks ``talk_s`` seconds (answering machine
+    detection, if asked for, says ``human``); ``voicemail`` is answered by a machine (``AnsweredBy=
+    machine_start``), listened to for ``talk_s`` seconds; the others end the dialled leg with that status.
+    """
+
+    operator: OperatorPlan = "answer"
+    reporter: ReporterPlan = "answer"
+    talk_s: int = 30
+
+
+@dataclass
+class OutboundCall:
+    """One call placed through Calls.json: the request's parameters, the plan played, and what happened."""
+
+    sid: str
+    to: str
+    from_: str
+    url: str
+    plan: OutboundPlan
+    result: CallResult
+    status_callback: str | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def events(self) -> list[CallEvent]:
+        return self.result.events
+
+
+class OutboundCalls:
+    """The Calls resource of a :class:`MediaServer` and the calls it places, the way Twilio does.
+
+    ``POST /2010-04-01/Accounts/{AccountSid}/Calls.json`` (basic auth) with To, From (E.164), Url (http(s),
+    Method POST or GET), and optionally StatusCallback, StatusCallbackEvent (repeated or space-separated:
+    initiated ringing answered completed; ``completed`` by default), StatusCallbackMethod and Timeout
+    answers 201 with the call's JSON (a ``CA…`` sid, status ``queued``), or Twilio's 400 (21201/21211 To,
+    21603/21212 From, 21205 Url). Then, in a thread, it plays the call against the app at ``connect_base``
+    (see :meth:`connect`): the status callbacks (``initiated``, ``ringing``, ``answered`` with
+    ``CallStatus=in-progress``, and the final one with the end status and ``CallDuration``), the Url
+    fetched with ``Direction=outbound-api`` and its TwiML followed like an inbound call's. A ``<Dial>``
+    rings its ``<Number>`` under the ``callerId``: that leg's ``statusCallback`` events (with
+    ``ParentCallSid``), answering machine detection's ``amdStatusCallback`` (``CallSid`` of the leg,
+    ``AnsweredBy``, ``MachineDetectionDuration``) when ``machineDetection`` is set, then the Dial action
+    (``DialCallStatus``, ``DialCallSid``, ``DialCallDuration``). Every request is signed.
+
+    Outcomes follow :meth:`plan` (one :class:`OutboundPlan` per call, in order), then ``default``.
+    Failures of the endpoint itself: ``media.inject("Calls", "http503", method="POST")``.
+    """
+
+    def __init__(self, media: MediaServer) -> None:
+        self.media = media
+        self.default = OutboundPlan()
+        self.connect_base: str | None = None
+        self.public_base: str | None = None
+        self.on_event: Callable[[CallEvent], None] | None = None
+        self._lock = threading.Lock()
+        self._plans: list[OutboundPlan] = []
+        self._calls: list[OutboundCall] = []
+        self._threads: list[threading.Thread] = []
+
+    def connect(
+        self,
+        connect_base: str,
+        public_base: str | None = None,
+        *,
+        on_event: Callable[[CallEvent], None] | None = None,
+    ) -> None:
+        """Where the app that receives the calls' webhooks runs, and the public base URL it signs against."""
+        self.connect_base = connect_base.rstrip("/")
+        self.public_base = (public_base or connect_base).rstrip("/")
+        self.on_event = on_event
+
+    def plan(self, *plans: OutboundPlan) -> None:
+        """The outcomes of the next calls, in order (after them, ``default``)."""
+        with self._lock:
+            self._plans.extend(plans)
+
+    @property
+    def calls(self) -> list[OutboundCall]:
+        with self._lock:
+            return list(self._calls)
+
+    def wait(self, timeout_s: float = 30.0) -> list[OutboundCall]:
+        """Wait until every call placed so far has ended (status callbacks included); the calls."""
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            threads = list(self._threads)
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                raise TimeoutError(f"an outbound call is still going after {timeout_s:g} s")
+        return self.calls
+
+    def create(self, form: dict[str, str]) -> tuple[int, dict[str, object]]:
+        to, from_, url = form.get("To", ""), form.get("From", ""), form.get("Url", "")
+        method = (form.get("Method") or "POST").upper()
+        callback = form.get("StatusCallback") or None
+        events = set(re.split(r"[\s,]+", (form.get("StatusCallbackEvent") or "completed").strip()))
+        if not to:
+            return _twilio_error(400, 21201, "No 'To' number is specified")
+        if not _E164_RE.fullmatch(to):
+            return _twilio_error(400, 21211, f"The 'To' number {to} is not a valid phone number.")
+        if not from_:
+            return _twilio_error(400, 21603, "A 'From' phone number is required.")
+        if not _E164_RE.fullmatch(from_):
+            return _twilio_error(400, 21212, f"The 'From' number {from_} is not a valid phone number.")
+        if not _HTTP_URL_RE.fullmatch(url) or method not in ("GET", "POST"):
+            return _twilio_error(400, 21205, "Url is not a valid URL.")
+        if callback is not None and not _HTTP_URL_RE.fullmatch(callback):
+            return _twilio_error(400, 21205, "StatusCallback is not a valid URL.")
+        if not events <= _CALL_EVENTS:
+            return _twilio_error(400, 21626, "Invalid StatusCallbackEvent.")
+        raw_timeout = form.get("Timeout", "").strip()
+        timeout = (
+            int(raw_timeout) if raw_timeout.isdigit() and len(raw_timeout) < 4 else 60
+        )  # Twilio's default
+        if self.connect_base is None or self.public_base is None:
+            return _twilio_error(500, 20500, "the simulator does not know where the app is (connect())")
+        sid = _new_sid("CA")
+        with self._lock:
+            plan = self._plans.pop(0) if self._plans else self.default
+        config = SimulatorConfig(
+            connect_base=self.connect_base,
+            public_base=self.public_base,
+            account_sid=self.media.account_sid,
+            auth_token=self.media.auth_token,
+            from_number=from_,
+            to_number=to,
+        )
+        call = OutboundCall(sid, to, from_, url, plan, CallResult(call_sid=sid), callback)
+        runner = _OutboundCall(
+            config,
+            self.media,
+            call,
+            method,
+            callback,
+            (form.get("StatusCallbackMethod") or "POST"),
+            events,
+            timeout,
+            self.on_event,
+        )
+        thread = threading.Thread(target=runner.play, name=f"twilio-call-{sid[:10]}", daemon=True)
+        with self._lock:
+            self._calls.append(call)
+            self._threads.append(thread)
+        thread.start()
+        now = _rfc2822_now()
+        return 201, {
+            "account_sid": self.media.account_sid,
+            "api_version": API_VERSION,
+            "date_created": now,
+            "date_updated": now,
+            "direction": "outbound-api",
+            "from": from_,
+            "from_formatted": from_,
+            "sid": sid,
+            "status": "queued",
+            "to": to,
+            "to_formatted": to,
+            "uri": f"/{API_VERSION}/Accounts/{self.media.account_sid}/Calls/{sid}.json",
+        }
+
+
+class _OutboundCall(_Call):
+    """Plays one call placed through Calls.json (see :class:`OutboundCalls`)."""
+
+    def __init__(
+        self,
+        config: SimulatorConfig,
+        media: MediaServer,
+        call: OutboundCall,
+        method: str,
+        status_callback: str | None,
+        status_method: str,
+        events: set[str],
+        timeout_s: int,
+        on_event: Callable[[CallEvent], None] | None,
+    ) -> None:
+        super().__init__(config, CallScript(), media, requests.Session(), on_event, None)
+        self.call = call
+        self.call_sid = call.sid
+        self.result = call.result
+        self.call_status = "queued"
+        self.method = method.upper()
+        self.status_callback = status_callback
+        self.status_method = status_method.upper()
+        self.events = events
+        self.timeout_s = timeout_s
+        self.sequence = 0
+
+    def standard_params(self) -> dict[str, str]:
+        params = super().standard_params()
+        params["Direction"] = "outbound-api"
+        return params
+
+    def status(self, event: str, call_status: str, **extra: str) -> None:
+        """The call's status callback for one event, if the request asked for it."""
+        self.call_status = call_status
+        if self.status_callback is None or event not in self.events:
+            return
+        params = {
+            **self.standard_params(),
+            "Timestamp": _rfc2822_now(),
+            "CallbackSource": "call-progress-events",
+            "SequenceNumber": str(self.sequence),
+            **extra,
+        }
+        self.sequence += 1
+        self.callback(self.status_callback, self.status_method, params, f"status-callback {event}")
+
+    def play(self) -> None:
+        try:
+            self._play()
+        except Exception as exc:  # a bug here must not hang the test that waits for the call
+            self.emit(CallEvent(kind="error", text=f"simulator failure: {exc!r}"))
+            self.result.ended_by = "error"
+        finally:
+            self.session.close()
+            self.call.done.set()
+
+    def _play(self) -> None:
+        plan = self.call.plan
+        self.status("initiated", "initiated")
+        if plan.operator in ("busy", "failed"):
+            self.emit(CallEvent(kind="hangup", text=f"the called phone: {plan.operator}"))
+            self.result.call_status = plan.operator
+            self.status("completed", plan.operator, CallDuration="0")
+            return
+        self.status("ringing", "ringing")
+        if plan.operator == "no-answer":
+            self.clock_s += self.timeout_s
+            self.emit(CallEvent(kind="hangup", text=f"the called phone did not answer in {self.timeout_s} s"))
+            self.result.call_status = "no-answer"
+            self.status("completed", "no-answer", CallDuration="0")
+            return
+        self.answered = True
+        self.status("answered", "in-progress")
+        try:
+            doc = self.load(self.call.url, self.method, {}, "url")
+            while True:
+                doc = self.execute(doc)
+        except _FetchError as err:
+            self.error_event(err)
+            self.result.ended_by = "error"
+        except _CallEnded as end:
+            self.result.ended_by = end.ended_by
+        self.result.call_status = "completed"
+        self.result.duration_s = max(1, math.ceil(self.clock_s))
+        self.status("completed", "completed", CallDuration=str(self.result.duration_s))
+
+    def dial(self, doc: _Document, el: ET.Element) -> _Document | None:
+        numbers = [c for c in el if c.tag == "Number"]
+        target = numbers[0] if numbers else None
+        number = ((target.text if target is not None else el.text) or "").strip()
+        caller_id = el.get("callerId") or self.call.from_
+        action = urljoin(doc.url, el.get("action") or "") if el.get("action") else None
+        method = (el.get("method") or "POST").upper()
+        timeout = _int_attr(el, "timeout", 30)
+        leg_sid = _new_sid("CA")
+        attrs = target.attrib if target is not None else {}
+        leg_callback = urljoin(doc.url, attrs["statusCallback"]) if attrs.get("statusCallback") else None
+        leg_events = set(re.split(r"[\s,]+", (attrs.get("statusCallbackEvent") or "completed").strip()))
+        leg_method = (attrs.get("statusCallbackMethod") or "POST").upper()
+        amd_url = urljoin(doc.url, attrs["amdStatusCallback"]) if attrs.get("amdStatusCallback") else None
+        amd_method = (attrs.get("amdStatusCallbackMethod") or "POST").upper()
+        detects = (attrs.get("machineDetection") or "") in ("Enable", "DetectMessageEnd")
+        sequence = 0
+
+        def leg(event: str, status: str, **extra: str) -> None:
+            nonlocal sequence
+            if leg_callback is None or event not in leg_events:
+                return
+            params = {
+                "AccountSid": self.config.account_sid,
+                "ApiVersion": API_VERSION,
+                "CallSid": leg_sid,
+                "ParentCallSid": self.call_sid,
+                "CallStatus": status,
+                "Direction": "outbound-dial",
+                "From": caller_id,
+                "Caller": caller_id,
+                "To": number,
+                "Called": number,
+                "Timestamp": _rfc2822_now(),
+                "CallbackSource": "call-progress-events",
+                "SequenceNumber": str(sequence),
+                **extra,
+            }
+            sequence += 1
+            self.callback(leg_callback, leg_method, params, f"dial-leg {event}")
+
+        plan = self.call.plan
+        leg("initiated", "initiated")
+        duration = 0
+        status: str = plan.reporter
+        if plan.reporter in ("busy", "failed"):
+            leg("completed", status, CallDuration="0")
+            self.clock_s += 1
+        else:
+            leg("ringing", "ringing")
+            if plan.reporter == "no-answer":
+                status = "no-answer"
+                self.clock_s += timeout
+                leg("completed", status, CallDuration="0")
+            else:
+                status, duration = "completed", plan.talk_s
+                leg("answered", "in-progress")
+                if detects and amd_url is not None:
+                    answered_by = "machine_start" if plan.reporter == "voicemail" else "human"
+                    amd = {
+                        "AccountSid": self.config.account_sid,
+                        "CallSid": leg_sid,
+                        "AnsweredBy": answered_by,
+                        "MachineDetectionDuration": "2100",
+                    }
+                    self.callback(amd_url, amd_method, amd, "amd-status")
+                self.clock_s += duration
+                leg("completed", "completed", CallDuration=str(duration))
+        self.emit(
+            CallEvent(
+                kind="dial",
+                text=f"{number} (callerId {caller_id})",
+                outcome=f"{status} ({plan.reporter})",
+                seconds=float(duration),
+                url=action,
+                method=method if action else None,
+            )
+        )
+        if action is None:
+            return None
+        params = {"DialCallStatus": status, "DialCallSid": leg_sid, "DialCallDuration": str(duration)}
+        return self.load(action, method, params, "dial-action")
 
 
 def run_call(
