@@ -8,11 +8,13 @@ from datetime import datetime
 from typing import Any, Literal
 
 from telephony.flow import (
+    FOLLOWUP_VAR,
     Branch,
     BranchNode,
     DigitsNode,
     Flow,
     HangupNode,
+    LookupNode,
     MenuNode,
     Node,
     Prompt,
@@ -21,7 +23,14 @@ from telephony.flow import (
     SubmitNode,
     TransferNode,
 )
-from telephony.validators import DIGIT_VALIDATORS, SPEECH_VALIDATORS, province_hints, speak_digits
+from telephony.validators import (
+    DIGIT_VALIDATORS,
+    REFERENCE_LENGTH,
+    SPEECH_VALIDATORS,
+    case_reference,
+    province_hints,
+    speak_digits,
+)
 
 MAX_CHAIN = 64
 DIAL_ANSWERED = "completed"
@@ -155,14 +164,19 @@ class FlowEvent:
     detail: Mapping[str, str] = field(default_factory=dict)
 
 
+Effect = Literal["open_case", "attach_message", "lookup_case"]
+
+
 @dataclass(frozen=True)
 class Outcome:
     state: State
     instructions: tuple[Instruction, ...]
     events: tuple[FlowEvent, ...]
-    # Set when a submit node was reached: the caller of the engine opens the case, puts the
-    # reference into the state's vars and calls resume().
-    effect: Literal["open_case"] | None = None
+    # Set when the engine needs the case service, which carries the effect out and calls resume():
+    # open_case (a submit node: put the new case's reference into vars["reference"]), attach_message
+    # (a submit node: add the recorded message to the case named by vars[FOLLOWUP_VAR]), lookup_case
+    # (a lookup node: find the case whose reference is pending["value"], resume with its standing).
+    effect: Effect | None = None
     ended: bool = False
 
 
@@ -189,11 +203,17 @@ def advance(flow: Flow, state: State, inp: CallerInput, ctx: Context) -> Outcome
     return handler(flow, node, state, inp, ctx)
 
 
-def resume(flow: Flow, state: State, ctx: Context) -> Outcome:
-    """Continue after the effect of a submit node was carried out."""
+def resume(flow: Flow, state: State, ctx: Context, *, standing: str | None = None) -> Outcome:
+    """Continue after the effect of a submit or lookup node was carried out.
+
+    After lookup_case, `standing` is the found case's standing (one of flow.STANDINGS), or None when
+    no case has the reference: that counts as a wrong try.
+    """
     node = _node(flow, state.node)
+    if isinstance(node, LookupNode) and state.phase == "lookup":
+        return _on_lookup_result(flow, node, state, ctx, standing)
     if not isinstance(node, SubmitNode):
-        raise EngineError(f"resume() at node {node.id!r}, which is not a submit node")
+        raise EngineError(f"resume() at node {node.id!r}, which is not a submit node or a pending lookup")
     return _run(flow, replace(state, node=node.next, phase="ask", tries=0), ctx, [], [])
 
 
@@ -225,6 +245,8 @@ class _SpeakVars(dict[str, str]):
             return self.state.pending.get(f"spoken_{self.lang}", "")
         if key == "reference":
             return speak_digits(self.state.vars.get("reference", ""), self.lang)
+        if key == "followup_reference":
+            return speak_digits(self.state.vars.get(FOLLOWUP_VAR, ""), self.lang)
         if key == "province":
             return self.state.vars.get(f"province_name_{self.lang}", "")
         return ""
@@ -273,7 +295,7 @@ def _run(flow: Flow, state: State, ctx: Context, said: list[Instruction], events
             continue
         if isinstance(node, SubmitNode):
             events.append(FlowEvent(node.id, "submit"))
-            return Outcome(state, tuple(said), tuple(events), effect="open_case")
+            return Outcome(state, tuple(said), tuple(events), effect=node.effect)
         if isinstance(node, HangupNode):
             if node.prompt:
                 said.append(say_prompt(node.prompt, state))
@@ -339,12 +361,22 @@ def _wait(node: Node, state: State, lead: tuple[Speech, ...] = ()) -> tuple[Inst
             Record(node.max_length, node.finish_key, node.silence_timeout),
             NoInput(),
         )
+    if isinstance(node, LookupNode):
+        return (
+            Gather(
+                (*lead, say_prompt(node.prompt, state)),
+                timeout=node.timeout,
+                num_digits=REFERENCE_LENGTH,
+                finish_on_key="#",  # a caller who keyed too few digits need not wait for the timeout
+            ),
+            NoInput(),
+        )
     raise EngineError(f"node {node.id!r} of type {node.type!r} does not wait for input")
 
 
 def _retry_or_fail(
     flow: Flow,
-    node: MenuNode | DigitsNode | RecordNode,
+    node: MenuNode | DigitsNode | RecordNode | LookupNode,
     state: State,
     ctx: Context,
     reason: str,
@@ -355,11 +387,13 @@ def _retry_or_fail(
     tries = state.tries + 1
     events.append(FlowEvent(node.id, reason, {"try": str(tries)}))
     said: list[Instruction] = []
+    hint = node.no_input if reason == "no_input" else node.invalid
+    if reason == "not_found" and isinstance(node, LookupNode):
+        hint = node.not_found
     if tries >= node.tries and fail_branch is not None:
         events.append(FlowEvent(node.id, "tries_exhausted"))
         moved = _take(replace(state, tries=tries), fail_branch, events, said, node)
         return _run(flow, moved, ctx, said, events)
-    hint = node.no_input if reason == "no_input" else node.invalid
     lead = (say_prompt(hint, state),) if hint else ()
     retried = replace(state, tries=tries)
     return Outcome(retried, _wait(node, retried, lead), tuple(events))
@@ -476,7 +510,9 @@ def _on_record(flow: Flow, node: Node, state: State, inp: CallerInput, ctx: Cont
         if inp.caller_hung_up:
             events.append(FlowEvent(node.id, "caller_hung_up"))
             return Outcome(state, (), tuple(events), ended=True)
-        return _retry_or_fail(flow, node, state, ctx, "no_input", Branch(next=node.next), events)
+        return _retry_or_fail(
+            flow, node, state, ctx, "no_input", node.on_fail or Branch(next=node.next), events
+        )
     new_vars = dict(state.vars)
     new_vars.update(recording_sid=rec.sid, recording_url=rec.url, recording_duration=str(rec.duration_s))
     events.append(FlowEvent(node.id, "recorded", {"sid": rec.sid, "duration_s": str(rec.duration_s)}))
@@ -499,9 +535,42 @@ def _on_transfer(flow: Flow, node: Node, state: State, inp: CallerInput, ctx: Co
     return _run(flow, _take(state, branch, events, said, node), ctx, said, events)
 
 
+def _on_lookup(flow: Flow, node: Node, state: State, inp: CallerInput, ctx: Context) -> Outcome:
+    assert isinstance(node, LookupNode)
+    events: list[FlowEvent] = []
+    asking = replace(state, phase="ask", pending={})
+    if inp.kind != "gather" or not inp.digits:
+        return _retry_or_fail(flow, node, asking, ctx, "no_input", node.on_fail, events)
+    accepted = case_reference(inp.digits)
+    if accepted is None:
+        # A wrong check digit: no need to ask the database, and no hint whether such a case exists.
+        return _retry_or_fail(flow, node, asking, ctx, "invalid", node.on_fail, events)
+    events.append(FlowEvent(node.id, "entered", {"via": "keys"}))
+    looking = replace(asking, phase="lookup", pending={"value": accepted.value})
+    return Outcome(looking, (), tuple(events), effect="lookup_case")
+
+
+def _on_lookup_result(
+    flow: Flow, node: LookupNode, state: State, ctx: Context, standing: str | None
+) -> Outcome:
+    events: list[FlowEvent] = []
+    reference = state.pending.get("value", "")
+    asking = replace(state, phase="ask", pending={})
+    if standing is None:
+        return _retry_or_fail(flow, node, asking, ctx, "not_found", node.on_fail, events)
+    words = node.standing.get(standing)
+    if words is None:
+        raise EngineError(f"lookup node {node.id!r} has no words for standing {standing!r}")
+    found = replace(asking, vars={**asking.vars, FOLLOWUP_VAR: reference})
+    events.append(FlowEvent(node.id, "found", {"reference": reference, "standing": standing}))
+    said: list[Instruction] = [say_prompt(words, found)]
+    return _run(flow, _take(found, node.found, events, said, node), ctx, said, events)
+
+
 _INPUT_HANDLERS = {
     MenuNode: _on_menu,
     DigitsNode: _on_digits,
     RecordNode: _on_record,
     TransferNode: _on_transfer,
+    LookupNode: _on_lookup,
 }

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import time
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jsonschema
@@ -16,9 +16,15 @@ import yaml
 LANGUAGES = ("th", "en")
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # Placeholders a prompt may use; the engine knows how to speak each in each language.
-PLACEHOLDERS = frozenset({"value", "reference", "province"})
+PLACEHOLDERS = frozenset({"value", "reference", "province", "followup_reference"})
 CONDITIONS = frozenset({"caller_id_present"})
-VALIDATORS = frozenset({"province", "thai_phone"})
+VALIDATORS = frozenset({"province", "thai_phone", "reference"})
+# Where a lookup node keeps the reference of the case a caller follows up (the service reads it there).
+FOLLOWUP_VAR = "followup_reference"
+# What a follow-up caller may learn about a case: one of these, in plain words, and nothing more.
+STANDINGS = ("received", "being_worked", "resolved")
+SubmitEffect = Literal["open_case", "attach_message"]
+SUBMIT_EFFECTS: Mapping[str, SubmitEffect] = {"open_case": "open_case", "attach_message": "attach_message"}
 # Variables the engine stores with a call; `set:` may only write the ones a flow author controls.
 SETTABLE_VARS = frozenset({"category", "callback"})
 
@@ -175,13 +181,16 @@ class RecordNode(Node):
     max_rerecords: int = 3
     no_input: Prompt | None = None
     invalid: Prompt | None = None
+    # Where to go when nothing was recorded after `tries`; without it the call goes on to `next`.
+    on_fail: Branch | None = None
 
     def targets(self) -> list[tuple[str, str]]:
-        return [("next", self.next)]
+        return [("next", self.next), *_branch_targets("on_fail.next", self.on_fail)]
 
     def prompts(self) -> list[tuple[str, Prompt]]:
         out = [("prompt", self.prompt), ("confirm.prompt", self.confirm.prompt)]
-        return out + [(n, p) for n, p in (("no_input", self.no_input), ("invalid", self.invalid)) if p]
+        out += [(n, p) for n, p in (("no_input", self.no_input), ("invalid", self.invalid)) if p]
+        return out + _branch_prompts("on_fail.prompt", self.on_fail)
 
 
 @dataclass(frozen=True)
@@ -240,13 +249,59 @@ class BranchNode(Node):
 
 @dataclass(frozen=True)
 class SubmitNode(Node):
-    """Hand the collected report to the case service; the engine resumes at `next`."""
+    """Hand what the call collected to the case service; the engine resumes at `next`.
+
+    `open_case` opens the draft case of a report; `attach_message` adds the recorded message to the case
+    a follow-up caller looked up.
+    """
 
     type: ClassVar[str] = "submit"
     next: str
+    effect: SubmitEffect = "open_case"
 
     def targets(self) -> list[tuple[str, str]]:
         return [("next", self.next)]
+
+
+@dataclass(frozen=True)
+class LookupNode(Node):
+    """Ask for a case reference, have the service look it up, and say the case's standing in plain words.
+
+    A reference that fails its check digit, one that names no case, and silence all count as one wrong
+    try; after `tries` of them the call takes `on_fail` (which should offer a new report).
+    """
+
+    type: ClassVar[str] = "lookup"
+    prompt: Prompt
+    standing: Mapping[str, Prompt]  # one prompt per STANDINGS word
+    found: Branch
+    on_fail: Branch
+    tries: int = 3
+    timeout: int = 10
+    no_input: Prompt | None = None
+    invalid: Prompt | None = None
+    not_found: Prompt | None = None
+
+    def targets(self) -> list[tuple[str, str]]:
+        return _branch_targets("found.next", self.found) + _branch_targets("on_fail.next", self.on_fail)
+
+    def prompts(self) -> list[tuple[str, Prompt]]:
+        out = [("prompt", self.prompt)]
+        out += [
+            (n, p)
+            for n, p in (
+                ("no_input", self.no_input),
+                ("invalid", self.invalid),
+                ("not_found", self.not_found),
+            )
+            if p
+        ]
+        out += [(f"standing.{word}", p) for word, p in self.standing.items()]
+        return (
+            out
+            + _branch_prompts("found.prompt", self.found)
+            + _branch_prompts("on_fail.prompt", self.on_fail)
+        )
 
 
 @dataclass(frozen=True)
@@ -581,6 +636,7 @@ def _build_record(r: _Reader) -> Node:
         max_rerecords=r.int_("max_rerecords", 3, 0, 10),
         no_input=r.prompt("no_input", None),
         invalid=r.prompt("invalid", None),
+        on_fail=_moving_branch(r, "on_fail", required=False),
     )
 
 
@@ -609,8 +665,50 @@ def _build_branch(r: _Reader) -> Node:
     return BranchNode(id=r.node, condition=condition, then=then, otherwise=otherwise)
 
 
+def _moving_branch(r: _Reader, key: str, *, required: bool = True) -> Branch | None:
+    """A branch that must lead somewhere: the node it leaves cannot be asked again."""
+    if not required and r.raw(key, None) is None:
+        return None
+    taken = r.branch(key)
+    if taken.repeat or taken.next is None:
+        raise r.fail(key, "must name the next node: this branch cannot repeat")
+    return taken
+
+
 def _build_submit(r: _Reader) -> Node:
-    return SubmitNode(id=r.node, next=r.str_("next"))
+    raw = r.str_("effect", "open_case")
+    effect = SUBMIT_EFFECTS.get(raw)
+    if effect is None:
+        raise r.fail("effect", f"unknown effect {raw!r} (known: {sorted(SUBMIT_EFFECTS)})")
+    return SubmitNode(id=r.node, next=r.str_("next"), effect=effect)
+
+
+def _build_lookup(r: _Reader) -> Node:
+    raw = r.raw("standing")
+    if not isinstance(raw, Mapping):
+        raise r.fail("standing", f"must map each of {list(STANDINGS)} to a prompt")
+    for word in raw:
+        if word not in STANDINGS:
+            raise r.fail(f"standing.{word}", f"is not a standing a caller may hear ({list(STANDINGS)})")
+    standing: dict[str, Prompt] = {}
+    for word in STANDINGS:
+        if word not in raw:
+            raise r.fail(f"standing.{word}", "is required: every standing needs its words")
+        standing[word] = r.prompt(f"standing.{word}", value=raw[word])
+    found, on_fail = _moving_branch(r, "found"), _moving_branch(r, "on_fail")
+    assert found is not None and on_fail is not None
+    return LookupNode(
+        id=r.node,
+        prompt=r.prompt("prompt"),
+        standing=standing,
+        found=found,
+        on_fail=on_fail,
+        tries=r.int_("tries", 3, 1, 10),
+        timeout=r.int_("timeout", 10, 1, 60),
+        no_input=r.prompt("no_input", None),
+        invalid=r.prompt("invalid", None),
+        not_found=r.prompt("not_found", None),
+    )
 
 
 def _build_hangup(r: _Reader) -> Node:
@@ -625,6 +723,7 @@ NODE_TYPES = {
     "transfer": _build_transfer,
     "branch": _build_branch,
     "submit": _build_submit,
+    "lookup": _build_lookup,
     "hangup": _build_hangup,
 }
 # Nodes that answer without waiting for the caller; a cycle made only of these would never end.

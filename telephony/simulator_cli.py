@@ -20,7 +20,7 @@ from sqlalchemy import select
 from werkzeug.serving import make_server
 
 from cases.export import case_record
-from cases.models import Call
+from cases.models import Call, Case
 from infra.config import Config
 from infra.db import Database
 from telephony.simulator import CallEvent, CallScript, MediaServer, ScriptError, SimulatorConfig, run_call
@@ -161,7 +161,18 @@ def _print_case(app: Flask, call_sid: str) -> int:
     with db.session() as session:
         call = session.scalar(select(Call).where(Call.call_sid == call_sid))
         if call is None or call.case is None:
-            click.echo("no case was opened by this call")
+            # A follow-up call opens no case: its message went to the case the caller keyed.
+            followed = session.scalar(
+                select(Case)
+                .join(Recording, Recording.case_id == Case.id)
+                .where(Recording.call_sid == call_sid)
+                .limit(1)
+            )
+            if followed is None:
+                click.echo("no case was opened by this call")
+                return 0
+            click.echo("message added to case:")
+            click.echo(json.dumps(case_record(followed), ensure_ascii=False, indent=2))
             return 0
         click.echo("draft case:")
         click.echo(json.dumps(case_record(call.case), ensure_ascii=False, indent=2))

@@ -10,8 +10,11 @@ import geothai
 import phonenumbers
 from geothai._normalize import normalize
 
+from cases.reference import LENGTH, is_valid_reference
+
 THAI_DIGITS = ("ศูนย์", "หนึ่ง", "สอง", "สาม", "สี่", "ห้า", "หก", "เจ็ด", "แปด", "เก้า")
 EN_DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+REFERENCE_LENGTH = LENGTH  # the keys a caller gives for a case reference
 
 
 @dataclass(frozen=True)
@@ -89,9 +92,20 @@ def thai_phone(digits: str) -> Accepted | None:
     return Accepted(str(e164), {"th": speak_digits(digits, "th"), "en": speak_digits(digits, "en")})
 
 
+def case_reference(digits: str) -> Accepted | None:
+    """A case reference keyed back by a caller: 8 digits whose Damm check digit holds.
+
+    The check catches every single wrong digit and every swap of neighbours before the database is asked.
+    """
+    if not digits.isascii() or not is_valid_reference(digits):  # "๑" is a digit to str.isdigit()
+        return None
+    return Accepted(digits, {"th": speak_digits(digits, "th"), "en": speak_digits(digits, "en")})
+
+
 DIGIT_VALIDATORS: Mapping[str, Callable[[str], Accepted | None]] = {
     "province": province_by_code,
     "thai_phone": thai_phone,
+    "reference": case_reference,
 }
 SPEECH_VALIDATORS: Mapping[str, Callable[[str], Accepted | None]] = {
     "province": province_by_speech,

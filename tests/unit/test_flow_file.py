@@ -12,11 +12,14 @@ import yaml
 from flask import Flask
 
 from telephony.flow import (
+    STANDINGS,
     BranchNode,
     DigitsNode,
     FlowError,
+    LookupNode,
     MenuNode,
     RecordNode,
+    SubmitNode,
     TransferNode,
     load_flow,
     parse_flow,
@@ -80,7 +83,8 @@ def test_shipped_flow_loads_with_the_product_keys() -> None:
     assert flow.start == "welcome"
     main = flow.nodes["main_menu"]
     assert isinstance(main, MenuNode)
-    assert sorted(main.options) == ["*", "0", "1", "2", "3", "4", "9"]
+    assert sorted(main.options) == ["*", "0", "1", "2", "3", "4", "5", "9"]
+    assert main.options["5"].next == "ask_reference" and not main.options["5"].set
     assert {k: dict(b.set) for k, b in main.options.items() if b.set} == {
         "1": {"category": "violence"},
         "2": {"category": "accident"},
@@ -119,6 +123,40 @@ def test_shipped_flow_loads_with_the_product_keys() -> None:
     check = flow.nodes["check_caller_id"]
     assert isinstance(check, BranchNode)
     assert check.otherwise.set == {"callback": "other"}
+
+
+def test_shipped_flow_follow_up_path() -> None:
+    flow = load_flow(FLOW_FILE)
+    lookup = flow.nodes["ask_reference"]
+    assert isinstance(lookup, LookupNode)
+    assert lookup.tries == 3
+    assert tuple(lookup.standing) == STANDINGS
+    assert lookup.found.next == "follow_up_menu"
+    # Three wrong tries lead to a new report, never to a hang-up.
+    assert lookup.on_fail.next == "ask_province" and lookup.on_fail.set == {"category": "unspecified"}
+    menu = flow.nodes["follow_up_menu"]
+    assert isinstance(menu, MenuNode)
+    assert {k: b.next for k, b in menu.options.items()} == {
+        "1": "follow_up_record",
+        "2": "goodbye",
+        "*": None,
+    }
+    assert menu.default.next == "goodbye"
+    record = flow.nodes["follow_up_record"]
+    assert isinstance(record, RecordNode)
+    assert record.next == "attach_message"
+    assert record.on_fail is not None and record.on_fail.next == "goodbye"
+    attach = flow.nodes["attach_message"]
+    assert isinstance(attach, SubmitNode) and attach.effect == "attach_message"
+    assert attach.next == "follow_up_thanks"
+    submit = flow.nodes["submit"]
+    assert isinstance(submit, SubmitNode) and submit.effect == "open_case"
+
+
+def test_the_engine_and_the_cases_agree_on_the_standings() -> None:
+    from cases.follow_up import Standing
+
+    assert tuple(s.value for s in Standing) == STANDINGS
 
 
 def test_every_shipped_prompt_has_thai_and_english() -> None:
@@ -161,6 +199,9 @@ def test_node_without_type(tmp_path: Path) -> None:
         ("check_caller_id", lambda n: n.update(then="nowhere"), "then"),
         ("check_caller_id", lambda n: n["else"].update(next="nowhere"), "else"),
         ("submit", lambda n: n.update(next="nowhere"), "next"),
+        ("ask_reference", lambda n: n.update(found="nowhere"), "found.next"),
+        ("ask_reference", lambda n: n["on_fail"].update(next="nowhere"), "on_fail.next"),
+        ("follow_up_record", lambda n: n.update(on_fail="nowhere"), "on_fail.next"),
     ],
 )
 def test_dangling_next(
@@ -192,6 +233,9 @@ def test_duplicate_id(tmp_path: Path) -> None:
         ("main_menu", lambda n: n["default"]["prompt"].pop("th"), "default.prompt"),
         ("ask_province", lambda n: n["confirm"]["prompt"].pop("th"), "prompt"),
         ("transfer_staff", lambda n: n["closed"]["prompt"].pop("th"), "closed.prompt"),
+        ("ask_reference", lambda n: n["not_found"].pop("th"), "not_found"),
+        ("ask_reference", lambda n: n["standing"]["resolved"].pop("th"), "standing.resolved"),
+        ("ask_reference", lambda n: n["on_fail"]["prompt"].pop("th"), "on_fail.prompt"),
     ],
 )
 def test_missing_thai_prompt(
@@ -337,6 +381,38 @@ def test_office_hours_not_a_mapping(tmp_path: Path) -> None:
         ("check_caller_id", lambda n: n.update({"if": "is_vip"}), "if", "unknown condition"),
         ("welcome", lambda n: n["prompt"].update(audio={"th": "../secret.wav"}), "prompt.audio.th", ""),
         ("welcome", lambda n: n["prompt"].update(audio={"th": "welcome.wav"}), "prompt.audio.th", "no file"),
+        (
+            "attach_message",
+            lambda n: n.update(effect="delete_case"),
+            "effect",
+            "unknown effect 'delete_case'",
+        ),
+        ("ask_reference", lambda n: n.pop("standing"), "standing", "is required"),
+        ("ask_reference", lambda n: n.update(standing="received"), "standing", "must map each of"),
+        (
+            "ask_reference",
+            lambda n: n["standing"].pop("being_worked"),
+            "standing.being_worked",
+            "is required",
+        ),
+        (
+            "ask_reference",
+            lambda n: n["standing"].update(office="สำนักงาน"),
+            "standing.office",
+            "is not a standing a caller may hear",
+        ),
+        (
+            "ask_reference",
+            lambda n: n["standing"]["received"].update(th="เรื่อง {category}"),
+            "standing.received.th",
+            "unknown placeholder {category}",
+        ),
+        ("ask_reference", lambda n: n.pop("found"), "found", "is required"),
+        ("ask_reference", lambda n: n.pop("on_fail"), "on_fail", "is required"),
+        ("ask_reference", lambda n: n["on_fail"].update(next=None, repeat=True), "on_fail", "cannot repeat"),
+        ("ask_reference", lambda n: n.update(tries=11), "tries", "from 1 to 10"),
+        ("ask_reference", lambda n: n.update(length=8), "length", "is not a field of this node type"),
+        ("follow_up_record", lambda n: n.update(on_fail={"repeat": True}), "on_fail", "cannot repeat"),
     ],
 )
 def test_other_node_mistakes(

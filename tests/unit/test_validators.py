@@ -17,6 +17,7 @@ from infra.logs import PhoneMaskFilter
 from telephony.validators import (
     DIGIT_VALIDATORS,
     SPEECH_VALIDATORS,
+    case_reference,
     province_by_code,
     province_by_speech,
     province_hints,
@@ -105,7 +106,11 @@ def test_province_hints_are_the_77_thai_names() -> None:
 
 
 def test_validator_tables_name_the_functions() -> None:
-    assert dict(DIGIT_VALIDATORS) == {"province": province_by_code, "thai_phone": thai_phone}
+    assert dict(DIGIT_VALIDATORS) == {
+        "province": province_by_code,
+        "thai_phone": thai_phone,
+        "reference": case_reference,
+    }
     assert dict(SPEECH_VALIDATORS) == {"province": province_by_speech}
 
 
@@ -212,6 +217,23 @@ def test_every_adjacent_swap_is_detected() -> None:
 @pytest.mark.parametrize("value", ["", "1234567", "123456789", "1234-567", "abcdefgh", "4073618x"])
 def test_malformed_references_are_not_valid(value: str) -> None:
     assert not is_valid_reference(value)
+
+
+def test_case_reference_validator_accepts_a_reference_and_reads_it_back_digit_by_digit() -> None:
+    accepted = case_reference("40736181")
+    assert accepted is not None
+    assert accepted.value == "40736181"
+    assert accepted.spoken == {
+        "th": "สี่ ศูนย์ เจ็ด สาม หก หนึ่ง แปด หนึ่ง",
+        "en": "four zero seven three six one eight one",
+    }
+
+
+@pytest.mark.parametrize(
+    "value", ["40736182", "04736181", "4073618", "407361810", "", "4073618๑", "40736181#"]
+)
+def test_case_reference_validator_refuses_what_the_check_digit_or_length_rules_out(value: str) -> None:
+    assert case_reference(value) is None
 
 
 def test_display_reference() -> None:
