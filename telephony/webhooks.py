@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from flask import Blueprint, Flask, Response, abort, current_app, request, send_from_directory
+from flask import Blueprint, Flask, Response, current_app, request, send_from_directory
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from infra.db import Database
@@ -38,26 +39,31 @@ def _db() -> Database:
 def _check_signature() -> None:
     if request.endpoint == "twilio.audio":
         return  # prompts are public recordings fetched by <Play>; nothing personal
-    cfg = current_app.config["HOTLINE"]
-    url = signature.public_url(cfg.public_base_url, request.path, request.query_string.decode("latin-1"))
-    form = request.form.to_dict() if request.method == "POST" else {}
-    if not signature.is_valid(cfg.twilio_auth_token, url, form, request.headers.get("X-Twilio-Signature")):
-        reason = "missing" if not request.headers.get("X-Twilio-Signature") else "invalid"
-        log.warning("twilio signature %s: %s %s refused", reason, request.method, request.path)
-        abort(403)
+    signature.check_request()
 
 
 def _xml(body: str) -> Response:
     return Response(body, status=200, mimetype="text/xml")
 
 
-def _answer(work: Callable[[Session], str], *, on_failure: Callable[[], str] | None = None) -> Response:
-    """Run one service call in one transaction; a caller on the line never gets a 500 from us."""
+def _answer(
+    work: Callable[[Session], str],
+    *,
+    prepare: Callable[[Connection], str | service.Prepared | None] | None = None,
+    on_failure: Callable[[], str] | None = None,
+) -> Response:
+    """Run one service call in one transaction; a caller on the line never gets a 500 from us.
+
+    With `prepare`, the step is first worked out from a read outside the write lock and saved by a short
+    guarded write; `work` runs under the lock only when that cannot answer (see _prepared).
+    """
     tel = _tel()
     form = request.form.to_dict()
     try:
-        with _db().writing() as session:
-            body = work(session)
+        body = _prepared(prepare) if prepare else None
+        if body is None:
+            with _db().writing() as session:
+                body = work(session)
     except params.BadRequest as exc:
         log.warning("malformed %s webhook: %s", request.path, exc)
         body = (
@@ -75,6 +81,24 @@ def _answer(work: Callable[[Session], str], *, on_failure: Callable[[], str] | N
     return _xml(body)
 
 
+def _prepared(prepare: Callable[[Connection], str | service.Prepared | None]) -> str | None:
+    """The answer of a step prepared outside the write lock, or None to run the request under it.
+
+    SQLite has one writer: a webhook that held the lock while it read, ran the engine, rendered and
+    encrypted kept every other webhook waiting (capacity ~ 1 / time under the lock). Only the guarded
+    UPDATE and the inserts run under it now.
+    """
+    db = _db()
+    with db.reading() as conn:
+        prepared = prepare(conn)
+    if prepared is None or isinstance(prepared, str):
+        return prepared
+    with db.writing() as session:
+        saved = service.save_prepared(session, prepared)
+    # Not saved: a twin of this request (or another write) changed the call first; the locked path answers.
+    return prepared.body if saved else None
+
+
 def _sid(raw: str | None) -> str:
     return raw if raw and params.CALL_SID.match(raw) else "<invalid CallSid>"
 
@@ -82,14 +106,21 @@ def _sid(raw: str | None) -> str:
 @bp.post("/voice")
 def voice() -> Response:
     tel = _tel()
-    return _answer(lambda s: service.incoming_call(s, tel, request.form.to_dict()))
+    form = request.form.to_dict()
+    return _answer(
+        lambda s: service.incoming_call(s, tel, form),
+        prepare=lambda c: service.prepare_incoming_call(c, tel, form),
+    )
 
 
 @bp.post("/ivr")
 def ivr() -> Response:
     tel = _tel()
-    seq, kind = request.args.get("seq", ""), request.args.get("ev", "")
-    return _answer(lambda s: service.caller_action(s, tel, request.form.to_dict(), seq, kind))
+    seq, kind, form = request.args.get("seq", ""), request.args.get("ev", ""), request.form.to_dict()
+    return _answer(
+        lambda s: service.caller_action(s, tel, form, seq, kind),
+        prepare=lambda c: service.prepare_caller_action(c, tel, form, seq, kind),
+    )
 
 
 @bp.post("/rescue-recording")

@@ -29,7 +29,7 @@ import requests
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import MetaData, func, inspect, select, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.test import TestResponse
 
@@ -41,7 +41,14 @@ from infra.crypto import FieldCipher
 from telephony import service
 from telephony.flow import Flow
 from telephony.validators import speak_digits
-from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_BASE, TwilioCaller, make_config, sign
+from tests.conftest import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    PUBLIC_BASE,
+    TwilioCaller,
+    make_config,
+    sign,
+)
 from transcription.models import Recording
 
 CALLER_FORMS = ("+66812345678", "0812345678", "812345678", "+66 8x xxx x678")
@@ -62,6 +69,8 @@ EXPORT_FIELDS = {
     "opened_by",
     "recording_sid",
     "recording_status",
+    "callback_due_at",
+    "callback_state",
     "transcript_status",
     "transcript_text",
     "created_at",
@@ -471,20 +480,26 @@ def test_the_status_callback_twice_ends_the_call_once(caller: TwilioCaller, app:
     assert call is not None and call.status == "completed" and call.duration_s == 95
 
 
+@pytest.mark.parametrize("look", ["_read_call", "_find_call"])
 def test_a_twin_request_that_created_the_call_first_is_answered_alike(
-    caller: TwilioCaller, app: Flask, monkeypatch: pytest.MonkeyPatch
+    look: str, caller: TwilioCaller, app: Flask, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = Twiml(caller.post("/twilio/voice"))
-    real_find = service._find_call
+    # _read_call: the read outside the write lock; _find_call: the look under it (no prepared path).
+    real_look = getattr(service, look)
     looks = iter([None])  # the twin's row is not yet visible at our first look: we insert and collide
 
-    def racing_find(session: Any, call_sid: str) -> Call | None:
-        return next(looks, real_find(session, call_sid)) if call_sid == caller.call_sid else None
+    def racing_look(session: Any, call_sid: str) -> Any:
+        return next(looks, real_look(session, call_sid)) if call_sid == caller.call_sid else None
 
-    monkeypatch.setattr(service, "_find_call", racing_find)
+    monkeypatch.setattr(service, look, racing_look)
+    if look == "_find_call":
+        monkeypatch.setattr(service, "prepare_incoming_call", lambda *_args: None)
     second = Twiml(caller.post("/twilio/voice"))
+    assert next(looks, "used") == "used"
     assert second.body == first.body
     assert count(app, Call) == 1
+    assert [e[1] for e in events_of(app, caller.call_sid)] == ["call_started"]
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -524,6 +539,156 @@ def test_five_identical_incoming_calls_at_once_make_one_call(served_app: str, ap
     assert xml_root(results[0][2]).find("Gather") is not None
     assert count(app, Call) == 1
     assert [e[1] for e in events_of(app, caller.call_sid)] == ["call_started"]
+
+
+def test_a_twin_key_press_saved_first_is_answered_alike(
+    caller: TwilioCaller, app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    menu = walk(caller)
+    real_prepare, real_save = service.prepare_caller_action, service.save_prepared
+    prepared: list[object] = []
+    saved: list[bool] = []
+    twin: list[Twiml] = []
+
+    def racing_prepare(*args: Any) -> Any:
+        step = real_prepare(*args)
+        prepared.append(step)
+        if len(prepared) == 1:
+            # The twin reads the same step and saves it while this request still has its own in hand.
+            twin.append(answer(caller, menu, "1"))
+        return step
+
+    def spying_save(*args: Any) -> bool:
+        saved.append(real_save(*args))
+        return saved[-1]
+
+    monkeypatch.setattr(service, "prepare_caller_action", racing_prepare)
+    monkeypatch.setattr(service, "save_prepared", spying_save)
+    first = answer(caller, menu, "1")
+    assert all(isinstance(step, service.Step) for step in prepared) and len(prepared) == 2
+    assert saved == [True, False]  # the twin's write won; ours found the call moved on
+    assert first.body == twin[0].body
+    call = find_call(app, caller.call_sid)
+    assert call is not None and call.seq == 2 and call.ivr_state["node"] == "ask_province"
+    assert [e for e in events_of(app, caller.call_sid) if e[0] == "main_menu"] == [
+        ("main_menu", "key", {"key": "1"}),
+        ("main_menu", "set", {"category": "violence"}),
+    ]
+
+
+def test_a_write_to_the_call_between_read_and_save_sends_the_step_under_the_lock(
+    caller: TwilioCaller, app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    menu = walk(caller)
+    real_prepare, real_save = service.prepare_caller_action, service.save_prepared
+    saved: list[bool] = []
+
+    def racing_prepare(*args: Any) -> Any:
+        step = real_prepare(*args)
+        # Like a rescue message: the state changes, the seq does not.
+        with get_database(app).writing() as session:
+            call = session.scalars(select(Call).where(Call.call_sid == caller.call_sid)).one()
+            call.ivr_state = {**call.ivr_state, "vars": {**call.ivr_state["vars"], "recording_sid": "RE1"}}
+        return step
+
+    def spying_save(*args: Any) -> bool:
+        saved.append(real_save(*args))
+        return saved[-1]
+
+    monkeypatch.setattr(service, "prepare_caller_action", racing_prepare)
+    monkeypatch.setattr(service, "save_prepared", spying_save)
+    step = answer(caller, menu, "1")
+    assert saved == [False]  # the prepared step was not saved over the other write ...
+    assert step.find("Gather") is not None
+    call = find_call(app, caller.call_sid)
+    assert call is not None and call.seq == 2  # ... the locked path applied it on top of that write
+    assert call.ivr_state["node"] == "ask_province"
+    assert call.ivr_state["vars"] == {"recording_sid": "RE1", "category": "violence"}
+
+
+def _at_once(served_app: str, path: str, form: dict[str, str], times: int = 5) -> list[tuple[int, str]]:
+    """The same signed webhook, delivered `times` times at the same moment."""
+    headers = {"X-Twilio-Signature": sign(PUBLIC_BASE + path, form)}
+    start = threading.Barrier(times)
+
+    def post() -> tuple[int, str]:
+        start.wait(timeout=10)
+        response = requests.post(served_app + path, data=form, headers=headers, timeout=30)
+        return response.status_code, response.text
+
+    with ThreadPoolExecutor(max_workers=times) as pool:
+        return [f.result() for f in [pool.submit(post) for _ in range(times)]]
+
+
+def test_the_same_key_five_times_at_once_is_applied_once(served_app: str, app: Flask) -> None:
+    caller = TwilioCaller(app.test_client(), "CA" + uuid.uuid4().hex)
+    walk(caller)
+    results = _at_once(served_app, "/twilio/ivr?seq=1&ev=gather", caller.params(Digits="1"))
+    assert {status for status, _body in results} == {200}
+    assert len({body for _status, body in results}) == 1
+    call = find_call(app, caller.call_sid)
+    assert call is not None and call.seq == 2 and call.ivr_state["node"] == "ask_province"
+    assert [e[1] for e in events_of(app, caller.call_sid) if e[0] == "main_menu"] == ["key", "set"]
+
+
+def test_the_same_recording_five_times_at_once_is_noted_once(served_app: str, app: Flask) -> None:
+    caller = TwilioCaller(app.test_client(), "CA" + uuid.uuid4().hex)
+    record = walk(caller, *FULL_CALL)
+    rec = Recorded()
+    action = urlsplit(record.action("Record"))
+    path = f"{action.path}?{action.query}"
+    results = _at_once(served_app, path, caller.params(**rec.form()))
+    assert {status for status, _body in results} == {200}
+    assert len({body for _status, body in results}) == 1
+    with get_database(app).session() as session:
+        assert session.scalars(select(Recording.recording_sid)).all() == [rec.sid]
+    assert [e[1] for e in events_of(app, caller.call_sid)].count("recorded") == 1
+
+
+def test_sending_five_times_at_once_opens_one_case(served_app: str, app: Flask) -> None:
+    caller = TwilioCaller(app.test_client(), "CA" + uuid.uuid4().hex)
+    confirm = walk(caller, *FULL_CALL, Recorded())
+    action = urlsplit(confirm.action("Gather"))
+    results = _at_once(served_app, f"{action.path}?{action.query}", caller.params(Digits="1"))
+    assert {status for status, _body in results} == {200}
+    assert len({body for _status, body in results}) == 1
+    assert xml_root(results[0][1]).find("Hangup") is not None
+    assert count(app, Case) == 1
+    assert [e[1] for e in events_of(app, caller.call_sid)].count("case_opened") == 1
+
+
+def test_a_read_session_does_not_wait_for_the_writer(caller: TwilioCaller, app: Flask) -> None:
+    walk(caller)
+    db = get_database(app)
+    seen: list[int] = []
+
+    def read() -> None:
+        with db.reading() as session:
+            seen.append(session.scalars(select(Call.seq).where(Call.call_sid == caller.call_sid)).one())
+
+    with db.writing() as session:
+        session.execute(text("UPDATE calls SET seq = 99"))
+        reader = threading.Thread(target=read)
+        reader.start()
+        # Under BEGIN IMMEDIATE the reader would queue behind this transaction (busy timeout: 30 s).
+        reader.join(timeout=5)
+        assert not reader.is_alive()
+    assert seen == [1]  # what was committed when it read, not the writer's work in progress
+
+
+def test_a_read_session_cannot_write_and_leaves_its_connection_writable(
+    caller: TwilioCaller, app: Flask
+) -> None:
+    walk(caller)
+    db = get_database(app)
+    # PostgreSQL: "read-only transaction"; SQLite (query_only): "attempt to write a readonly database".
+    with pytest.raises(DBAPIError, match=r"read-only|readonly"), db.reading() as conn:
+        conn.execute(text("UPDATE calls SET seq = 99"))
+    for _ in range(12):  # the reader's connection went back to the pool: whichever comes next must write
+        with db.writing() as session:
+            session.execute(text("UPDATE calls SET duration_s = 1"))
+    call = find_call(app, caller.call_sid)
+    assert call is not None and call.seq == 1 and call.duration_s == 1
 
 
 # ---- bad input never costs a caller their message ----------------------------------------------------
@@ -655,15 +820,31 @@ def test_a_lost_calls_table_gives_the_rescue_on_a_new_call(
         assert form not in caplog.text
 
 
+@pytest.mark.parametrize("failing", ["_read_call", "_insert_events"])
 def test_a_database_failure_mid_call_gives_the_rescue(
-    caller: TwilioCaller, app: Flask, monkeypatch: pytest.MonkeyPatch
+    failing: str, caller: TwilioCaller, app: Flask, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     menu = walk(caller)
-    monkeypatch.setattr(service, "_find_call", db_down)
+    before = events_of(app, caller.call_sid)
+    # The read outside the write lock, or the guarded write after its UPDATE matched.
+    monkeypatch.setattr(service, failing, db_down)
     _assert_rescue(answer(caller, menu, "1"))
     monkeypatch.undo()
     call = find_call(app, caller.call_sid)
     assert call is not None and call.seq == 1  # nothing half-applied
+    assert call.ivr_state["node"] == "main_menu"
+    assert events_of(app, caller.call_sid) == before
+
+
+def test_a_database_failure_on_a_new_call_leaves_no_half_call(
+    caller: TwilioCaller, app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(service, "_insert_events", db_down)  # after the call's row went in
+    _assert_rescue(Twiml(caller.post("/twilio/voice")))
+    monkeypatch.undo()
+    assert count(app, Call) == 0
+    assert Twiml(caller.post("/twilio/voice")).find("Gather") is not None
+    assert [e[1] for e in events_of(app, caller.call_sid)] == ["call_started"]
 
 
 def test_a_failing_case_service_gives_the_rescue_and_the_message_is_kept(
@@ -777,8 +958,10 @@ def test_a_full_call_exports_a_complete_draft_case(caller: TwilioCaller, app: Fl
         "transcript_status": None,
         "transcript_text": None,
         "created_at": case["created_at"],
+        "callback_due_at": case["callback_due_at"],  # violence: one working hour on (test_callbacks.py)
+        "callback_state": "pending",
     }
-    assert ISO_UTC.match(case["created_at"])
+    assert ISO_UTC.match(case["created_at"]) and ISO_UTC.match(case["callback_due_at"])
     created = datetime.fromisoformat(case["created_at"].replace("Z", "+00:00"))
     assert abs(datetime.now(UTC) - created) < timedelta(minutes=2)
 
