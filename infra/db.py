@@ -20,9 +20,6 @@ from infra.clock import as_utc
 
 log = logging.getLogger(__name__)
 SQLITE_BUSY_TIMEOUT = 30.0  # seconds a writer waits for its turn before giving up
-# Execution option of the connections behind Database.reading(): their transactions only read.
-READ_ONLY = "hotline_read_only"
-QUERY_ONLY = "hotline_query_only"  # Connection.info: whether SQLite's query_only pragma is on
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -54,8 +51,13 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
-def make_engine(url: str, *, echo: bool = False) -> Engine:
-    """Create an engine; SQLite gets WAL, a busy timeout, foreign keys and BEGIN IMMEDIATE."""
+def make_engine(url: str, *, echo: bool = False, read_only: bool = False) -> Engine:
+    """Create an engine; SQLite gets WAL, a busy timeout, foreign keys and BEGIN IMMEDIATE.
+
+    read_only: an engine whose transactions only read (Database.reading): plain BEGIN on SQLite, which
+    does not queue for the write lock, and every connection refuses writes (SQLite's query_only,
+    PostgreSQL's read-only transactions). Its own pool, so no connection flips between the two modes.
+    """
     if url.startswith("sqlite"):
         engine = create_engine(
             url,
@@ -63,15 +65,16 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
             hide_parameters=True,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT, "check_same_thread": False},
         )
-        _tune_sqlite(engine)
+        _tune_sqlite(engine, read_only=read_only)
         return engine
     # hide_parameters: SQL errors in logs must not carry the values (personal data) that were bound.
-    return create_engine(
+    engine = create_engine(
         url, echo=echo, hide_parameters=True, pool_pre_ping=True, pool_size=10, max_overflow=20
     )
+    return engine.execution_options(postgresql_readonly=True) if read_only else engine
 
 
-def _tune_sqlite(engine: Engine) -> None:
+def _tune_sqlite(engine: Engine, *, read_only: bool) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
@@ -81,20 +84,18 @@ def _tune_sqlite(engine: Engine) -> None:
         cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT * 1000)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        if read_only:
+            cursor.execute("PRAGMA query_only=ON")
         cursor.close()
+
+    if read_only:
+        # Readers never write, so they need not queue for the write lock: WAL lets them read beside the
+        # writer. No BEGIN either: each statement reads its own consistent snapshot, which is all the
+        # one-SELECT readers (telephony.service.prepare_*) need, and saves two statements a request.
+        return
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        read_only = bool(conn.get_execution_options().get(READ_ONLY))
-        if conn.info.get(QUERY_ONLY, False) != read_only:
-            # A reader's connection refuses writes (as PostgreSQL's read-only transactions do); the pool
-            # hands the same connection to writers later, so the pragma is set back for them.
-            conn.exec_driver_sql(f"PRAGMA query_only={int(read_only)}")
-            conn.info[QUERY_ONLY] = read_only
-        if read_only:
-            # Never writes, so it need not queue for the write lock: WAL lets it read beside the writer.
-            conn.exec_driver_sql("BEGIN")
-            return
         # A deferred transaction that reads and then writes fails with "database is locked" without
         # waiting; IMMEDIATE takes the write lock up front and honours the busy timeout.
         conn.exec_driver_sql("BEGIN IMMEDIATE")
@@ -173,8 +174,10 @@ class Database:
         self.url = url
         self.engine = make_engine(url, echo=echo)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
-        # postgresql_readonly makes PostgreSQL refuse a write by mistake; other dialects ignore it.
-        self._reader = self.engine.execution_options(**{READ_ONLY: True, "postgresql_readonly": True})
+        # Readers have an engine (and pool) of their own; an in-memory SQLite database exists only on
+        # its own connection, so there they share the writers' engine (and their write lock).
+        memory = url.startswith("sqlite") and make_url(url).database in (None, "", ":memory:")
+        self._reader = self.engine if memory else make_engine(url, echo=echo, read_only=True)
         # SQLite has one writer at a time. Writers queue here (threads wake the moment the writer before
         # them is done, processes within a millisecond) instead of polling in SQLite's busy handler,
         # whose back-off sleeps (up to 100 ms) overshoot the release.
@@ -200,7 +203,8 @@ class Database:
         """A connection in a transaction that only reads: outside the write gate, no SQLite write lock.
 
         What it reads may be overtaken by a writer the moment after: a write that depends on it must
-        check, under writing(), that the row is still as read (see telephony.service.save_step).
+        check, under writing(), that the row is still as read (see telephony.service.save_step). On
+        SQLite each statement reads its own snapshot (no BEGIN): read what belongs together in one.
         A plain connection, not a Session: the hot path that uses it reads a few columns with Core.
         """
         with self._reader.connect() as conn, conn.begin():
@@ -219,3 +223,5 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._reader is not self.engine:
+            self._reader.dispose()
