@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from cases import notifications
 from cases.callback_settings import CallbackSettings
+from cases.i18n import N_
 from cases.models import (
     CENTRAL_OFFICE_CODE,
     OPEN_CALLBACK_STATES,
@@ -37,9 +38,10 @@ from cases.models import (
     ReminderKind,
 )
 from cases.staff import Role, RoleAssignment, User
-from cases.workflow import InvalidInput, NotPermitted, active_assignment, assignees, roles_in
-from infra.clock import Clock, utcnow
+from cases.workflow import InvalidInput, NotPermitted, may_reveal, roles_in
+from infra.clock import Clock, as_utc, utcnow
 from infra.db import Database
+from infra.logs import mask_phones
 
 log = logging.getLogger(__name__)
 # Where app.py keeps the loaded CallbackSettings (app.extensions), for the console's views.
@@ -56,6 +58,11 @@ BY_HAND_OUTCOMES = frozenset({AttemptOutcome.REACHED, AttemptOutcome.LOGGED, *RE
 # Reminders for the responsible SC-Operators; the escalations go to heads.
 OPERATOR_KINDS = (ReminderKind.BEFORE_DUE, ReminderKind.AT_DUE)
 NOTE_LIMIT = 2000
+MIN_WAIT_S = 0.05
+# After this long an attempt nobody heard back about no longer blocks a new one (a lost status callback),
+# and the reminder sweep ends it, so that the callback does not stay "calling" for ever.
+STALE_ATTEMPT = timedelta(minutes=15)
+UNDER_WAY = N_("A call-back for this case is already under way. Wait until it ends.")
 
 
 # ---- who is responsible -------------------------------------------------------------------------------
@@ -200,11 +207,20 @@ def follow_office(session: Session, case: Case, now: datetime | None = None) -> 
     the reminders changes, and who they are is looked up when each is sent.
     """
     callback = session.scalar(select(Callback).where(Callback.case_id == case.id))
-    if callback is None or callback.office_id == case.office_id:
+    if callback is None:
+        return
+    when = now or utcnow()
+    assignee = session.get(User, callback.assignee_id) if callback.assignee_id is not None else None
+    if assignee is not None and not may_call_back(session, assignee, case):
+        # Whoever took it before (the call centre, while it was a draft; the old office) may not call
+        # from here: the office's SC-Operators are reminded instead, until one of them takes it.
+        callback.assignee_id = None
+        callback.updated_at = when
+    if callback.office_id == case.office_id:
+        session.flush()
         return
     office = session.get(Office, case.office_id)
     assert office is not None
-    when = now or utcnow()
     callback.office_id = office.id
     callback.updated_at = when
     pending = (
@@ -243,10 +259,7 @@ def may_call_back(session: Session, user: User, case: Case) -> bool:
     if case.status == CaseStatus.DRAFT:
         central = _central_office_id(session)
         return central is not None and bool({Role.AGENT, Role.OPERATOR} & roles_in(session, user, central))
-    if Role.OPERATOR in roles_in(session, user, case.office_id):
-        return True
-    assignment = active_assignment(session, case)
-    return assignment is not None and user.id in assignees(session, assignment)
+    return may_reveal(session, user, case)
 
 
 def start_attempt(session: Session, callback: Callback, operator: User, now: datetime) -> CallbackAttempt:
@@ -254,6 +267,15 @@ def start_attempt(session: Session, callback: Callback, operator: User, now: dat
     callback = _locked(session, callback.id)
     if callback.state not in OPEN_CALLBACK_STATES:
         raise InvalidInput("This callback is closed: there is nobody left to call back.")
+    if callback.state == CallbackState.CALLING and session.scalar(
+        select(CallbackAttempt.id).where(
+            CallbackAttempt.callback_id == callback.id,
+            CallbackAttempt.ended_at.is_(None),
+            CallbackAttempt.started_at > now - STALE_ATTEMPT,
+        )
+    ):
+        # Checked again under the row lock: two clicks at once must not ring the reporter twice.
+        raise InvalidInput(UNDER_WAY)
     attempt = CallbackAttempt(
         callback_id=callback.id,
         case_id=callback.case_id,
@@ -364,7 +386,8 @@ def log_by_hand(
         raise NotPermitted("Only the case's SC-Operators and assigned SC-Action staff can log its callback.")
     if outcome not in BY_HAND_OUTCOMES:
         raise InvalidInput("Choose what happened: reached, no answer, busy, voicemail or failed.")
-    note = note.strip()[:NOTE_LIMIT]
+    # Free text every viewer of the case reads: a number typed into it is masked like everywhere else.
+    note = mask_phones(note.strip()[:NOTE_LIMIT])
     if not note:
         raise InvalidInput("Say how the reporter was called back.")
     callback = session.scalar(select(Callback).where(Callback.case_id == case.id))
@@ -604,6 +627,7 @@ class ReminderSweep:
     def sweep(self) -> int:
         """Send what is due (and, with a horizon, what falls due before it ends); the number sent."""
         self.stats = SweepStats()
+        self._end_stale_attempts()
         deadline = self.clock() + timedelta(seconds=self.horizon_s)
         while True:
             while self._batch():
@@ -615,7 +639,8 @@ class ReminderSweep:
             now = self.clock()
             if upcoming is None or upcoming >= deadline:
                 break
-            self.sleep(max((upcoming - now).total_seconds(), 0.0))
+            # At least a moment: due rows another worker holds (SKIP LOCKED) are not ours to spin on.
+            self.sleep(max((upcoming - now).total_seconds(), MIN_WAIT_S))
         if self.stats.sent or self.stats.skipped:
             log.info(
                 "reminders: %d sent (%d late), %d of closed callbacks cancelled; %.0f ms in %d batches",
@@ -627,14 +652,37 @@ class ReminderSweep:
             )
         return self.stats.sent
 
+    def _end_stale_attempts(self) -> None:
+        """Attempts nobody heard back about (Twilio does not retry a lost status callback) end here as
+        OPERATOR_UNREACHABLE, which counts nothing against the reporter: the callback is due again and
+        its reminders go on, instead of it staying "calling" for ever."""
+        now = self.clock()
+        with self.db.reading() as conn:
+            stale = list(
+                conn.scalars(
+                    select(CallbackAttempt.id).where(
+                        CallbackAttempt.ended_at.is_(None), CallbackAttempt.started_at < now - STALE_ATTEMPT
+                    )
+                )
+            )
+        for attempt_id in stale:
+            with self.db.writing() as session:
+                attempt = session.get(CallbackAttempt, attempt_id, with_for_update=True)
+                if attempt is None or attempt.ended_at is not None:
+                    continue
+                attempt.note = (attempt.note or "no word from Twilio about this call")[:NOTE_LIMIT]
+                record_outcome(session, attempt, AttemptOutcome.OPERATOR_UNREACHABLE, self.settings, now)
+                log.warning("call-back attempt %d: no outcome after %s, ended", attempt_id, STALE_ATTEMPT)
+
     def _next_due(self) -> datetime | None:
-        with self.db.session() as session:
-            value: datetime | None = session.scalar(
+        # Read-only: on SQLite it must not take the write lock the webhooks queue for.
+        with self.db.reading() as conn:
+            value = conn.scalar(
                 select(func.min(Reminder.due_at)).where(
                     Reminder.sent_at.is_(None), Reminder.cancelled_at.is_(None)
                 )
             )
-        return value
+        return as_utc(value) if value is not None else None
 
     def _batch(self) -> bool:
         """One transaction over up to `batch` due rows; True when there may be more due now."""

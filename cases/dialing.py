@@ -9,7 +9,7 @@ connects them, decrypting the number on the server.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Protocol
 
 from sqlalchemy import select
@@ -24,13 +24,10 @@ from cases.workflow import InvalidInput, NotPermitted
 
 log = logging.getLogger(__name__)
 
-# After this long an attempt nobody heard back about no longer blocks a new one (lost status callbacks).
-STALE_ATTEMPT = timedelta(minutes=15)
 
 NOT_YOURS = N_("Only the case's SC-Operators and the staff it is assigned to may call this reporter back.")
 NO_CALLBACK = N_("This case has no open call-back.")
 NO_PHONE = N_("Add your own phone number first: the call-back rings your phone, then connects the reporter.")
-UNDER_WAY_TEXT = N_("A call-back for this case is already under way. Wait until it ends.")
 
 
 class DialError(RuntimeError):
@@ -66,7 +63,7 @@ def attempt_under_way(session: Session, callback: Callback, now: datetime) -> Ca
         .where(
             CallbackAttempt.callback_id == callback.id,
             CallbackAttempt.ended_at.is_(None),
-            CallbackAttempt.started_at > now - STALE_ATTEMPT,
+            CallbackAttempt.started_at > now - callbacks.STALE_ATTEMPT,
         )
         .order_by(CallbackAttempt.id.desc())
         .limit(1)
@@ -87,7 +84,7 @@ def begin_call(session: Session, case: Case, operator: User, now: datetime) -> C
     if not operator.phone:
         raise InvalidInput(NO_PHONE)
     if attempt_under_way(session, callback, now) is not None:
-        raise InvalidInput(UNDER_WAY_TEXT)
+        raise InvalidInput(callbacks.UNDER_WAY)
     attempt = callbacks.start_attempt(session, callback, operator, now)
     session.flush()
     log.info("call-back attempt %d of case %d started by user id %d", attempt.id, case.id, operator.id)

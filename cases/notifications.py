@@ -541,7 +541,7 @@ class Outbox:
         if not self.senders:
             return 0
         now = self.clock()
-        with self.db.session() as session:
+        with self.db.writing() as session:
             ids = claim(
                 session,
                 Notification,
@@ -560,7 +560,7 @@ class Outbox:
         return timedelta(seconds=min(self.backoff_s * 2 ** (attempts - 1), self.backoff_max_s))
 
     def _deliver(self, nid: int) -> bool:
-        with self.db.session() as session:
+        with self.db.writing() as session:
             # Renew the lease only if it is still ours: a row that waited past its lease in this batch
             # may have been claimed by another worker meanwhile, and is then theirs.
             renewed = session.execute(
@@ -603,7 +603,7 @@ class Outbox:
         self, nid: int, ref: str | None, error: str | None, retryable: bool, duration_ms: int
     ) -> bool:
         now = self.clock()
-        with self.db.session() as session:
+        with self.db.writing() as session:
             n = session.get(Notification, nid)
             if n is None or n.status != NotificationStatus.PENDING:
                 return False

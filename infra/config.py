@@ -42,11 +42,11 @@ class Config:
     database_url: str
     public_base_url: str
     twilio_account_sid: str
-    twilio_auth_token: str
+    twilio_auth_token: str = field(repr=False)
     twilio_api_base: str
     timezone_name: str
-    secret_key: str
-    data_key: str
+    secret_key: str = field(repr=False)
+    data_key: str = field(repr=False)
     flow_file: Path = DEFAULT_FLOW_FILE
     transfer_number: str | None = None
     voice_th: str = "Google.th-TH-Standard-A"
@@ -76,7 +76,7 @@ class Config:
     smtp_host: str | None = None
     smtp_port: int = 25
     smtp_user: str | None = None
-    smtp_password: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
     smtp_starttls: bool = False
     mail_from: str = "safety-center@localhost"
     line_api_base: str = "https://api.line.me"

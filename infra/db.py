@@ -68,10 +68,15 @@ def make_engine(url: str, *, echo: bool = False, read_only: bool = False) -> Eng
         _tune_sqlite(engine, read_only=read_only)
         return engine
     # hide_parameters: SQL errors in logs must not carry the values (personal data) that were bound.
-    engine = create_engine(
+    if read_only:
+        # One quick SELECT per webhook: a small pool beside the writers' is plenty.
+        engine = create_engine(
+            url, echo=echo, hide_parameters=True, pool_pre_ping=True, pool_size=4, max_overflow=8
+        )
+        return engine.execution_options(postgresql_readonly=True)
+    return create_engine(
         url, echo=echo, hide_parameters=True, pool_pre_ping=True, pool_size=10, max_overflow=20
     )
-    return engine.execution_options(postgresql_readonly=True) if read_only else engine
 
 
 def _tune_sqlite(engine: Engine, *, read_only: bool) -> None:

@@ -314,7 +314,7 @@ def amd_result(session: Session, bridge: Bridge, attempt_id: int, form: Mapping[
     attempt = _attempt(session, attempt_id)
     sid = form.get("CallSid")
     # The detection runs on the reporter's leg; should Twilio name the parent call instead, accept it too.
-    if attempt is None or not (sid == attempt.operator_call_sid or _reporter_leg(attempt, sid)):
+    if attempt is None or not ((sid and sid == attempt.operator_call_sid) or _reporter_leg(attempt, sid)):
         log.warning("AMD result for attempt %d from another leg; ignored", attempt_id)
         return
     answered_by = form.get("AnsweredBy", "")

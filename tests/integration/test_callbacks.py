@@ -679,3 +679,64 @@ def signed_in(hotline: Hotline, username: str) -> FlaskClient:
     client = hotline.app.test_client()
     assert login(client, username, hotline.password).status_code == 302
     return client
+
+
+# ---- found in review: the taker, two clicks, a lost status callback, a number in a note -------------------
+
+
+def test_a_callback_taken_at_central_goes_back_to_the_offices_operators_when_routed(hotline: Hotline) -> None:
+    case_id = hotline.open_case(province="50", at=bkk(25, 10))
+    attempt = hotline.attempt(case_id, "agent", bkk(25, 10, 5))  # the call centre tries while it is a draft
+    hotline.outcome(attempt, AttemptOutcome.OPERATOR_UNREACHABLE, bkk(25, 10, 6))
+    assert hotline.callback(case_id).assignee_id == hotline.users["agent"]
+    hotline.route(case_id, "50", at=bkk(25, 10, 10))
+    assert hotline.callback(case_id).assignee_id is None  # the agent may not call from Chiang Mai's case
+    hotline.sweep(bkk(25, 11))
+    assert "agent" not in hotline.recipients(case_id, "at_due")
+    assert {"op50", "head50"} <= hotline.recipients(case_id, "at_due")
+
+
+def test_a_second_attempt_while_one_is_under_way_is_refused_under_the_lock(hotline: Hotline) -> None:
+    case_id = hotline.open_case(at=bkk(25, 10))
+    hotline.route(case_id, "50")
+    hotline.attempt(case_id, "op50", bkk(25, 10, 20))
+    with pytest.raises(InvalidInput):
+        hotline.attempt(case_id, "op50b", bkk(25, 10, 21))  # the same moment, past the page's own check
+    with hotline.session() as s:
+        assert s.scalar(select(func.count()).select_from(CallbackAttempt)) == 1
+
+
+def test_an_attempt_nobody_heard_back_about_is_ended_by_the_sweep(hotline: Hotline) -> None:
+    case_id = hotline.open_case(at=bkk(25, 10))
+    hotline.route(case_id, "50")
+    attempt = hotline.attempt(case_id, "op50", bkk(25, 10, 20))
+    hotline.sweep(bkk(25, 10, 30))  # ten minutes: still under way
+    assert hotline.callback(case_id).state == CallbackState.CALLING
+    hotline.sweep(bkk(25, 10, 36))  # no status callback after fifteen minutes: it ended unheard
+    callback = hotline.callback(case_id)
+    assert (callback.state, callback.attempts) == (CallbackState.PENDING, 0)  # nothing counted
+    with hotline.session() as s:
+        row = s.get(CallbackAttempt, attempt)
+        assert row is not None and row.outcome == AttemptOutcome.OPERATOR_UNREACHABLE and row.note
+    hotline.attempt(case_id, "op50b", bkk(25, 10, 37))  # and a new attempt may start
+
+
+def test_a_number_typed_into_a_by_hand_note_is_masked(hotline: Hotline) -> None:
+    case_id = hotline.open_case(at=bkk(25, 10))
+    hotline.route(case_id, "50")
+    hotline.act(
+        case_id,
+        lambda s, case, _cb: log_by_hand(
+            s,
+            case,
+            hotline.user(s, "op50"),
+            AttemptOutcome.REACHED,
+            "โทรจากโต๊ะไปที่ 081 234 5678 ได้คุยแล้ว",
+            hotline.settings,
+            bkk(25, 10, 30),
+        ),
+    )
+    with hotline.session() as s:
+        note = s.scalar(select(CallbackAttempt.note).where(CallbackAttempt.case_id == case_id))
+    assert note is not None and note.startswith("โทรจากโต๊ะไปที่") and note.endswith("ได้คุยแล้ว")
+    assert "234" not in note and "0812345678" not in note.replace(" ", "")
