@@ -12,7 +12,6 @@ from datetime import timedelta
 from functools import cache
 from typing import Any
 
-import phonenumbers
 from flask import (
     Blueprint,
     Flask,
@@ -34,7 +33,7 @@ from cases.console_base import CONSOLE_BLUEPRINTS, clock, db, safe_next
 from cases.i18n import LOCALES, _
 from cases.staff import AuditEvent, User
 from infra.clock import Clock, utcnow
-from infra.config import Config
+from infra.config import Config, e164
 
 log = logging.getLogger(__name__)
 
@@ -117,13 +116,10 @@ def create_user(
 
 def normalise_phone(raw: str) -> str:
     """A staff member's own phone in E.164 ('081 234 5678' is read as Thai); AccountError if not a number."""
-    try:
-        parsed = phonenumbers.parse(raw.strip(), "TH")
-    except phonenumbers.NumberParseException:
-        parsed = None
-    if parsed is None or not phonenumbers.is_valid_number(parsed):
+    number = e164(raw)
+    if number is None:
         raise AccountError("give a phone number, e.g. +66812345678 or 081 234 5678")
-    return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
+    return number
 
 
 def set_phone(session: Session, user: User, raw: str | None) -> None:

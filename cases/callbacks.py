@@ -39,7 +39,7 @@ from cases.models import (
 )
 from cases.staff import Role, RoleAssignment, User
 from cases.workflow import InvalidInput, NotPermitted, may_reveal, roles_in
-from infra.clock import Clock, as_utc, utcnow
+from infra.clock import Clock, as_utc, iso_utc, utcnow
 from infra.db import Database
 from infra.logs import mask_phones
 
@@ -162,7 +162,7 @@ def open_callback(session: Session, case: Case, settings: CallbackSettings, now:
     session.add(callback)
     session.flush()
     _schedule_round(session, callback, office, settings, now)
-    _event(session, case, None, "callback_scheduled", now, {"due_at": _iso(due)})
+    _event(session, case, None, "callback_scheduled", now, {"due_at": iso_utc(due)})
     session.flush()
     return callback
 
@@ -363,7 +363,7 @@ def record_outcome(
             callback.state = CallbackState.PENDING
             session.flush()
             _schedule_round(session, callback, office, settings, now)
-            detail["due_at"] = _iso(callback.due_at)
+            detail["due_at"] = iso_utc(callback.due_at)
             _event(session, case, operator, "callback_retry", now, detail)
             _notify_retry(session, callback, case, settings, now)
     session.flush()
@@ -482,10 +482,6 @@ def _event(
     )
 
 
-def _iso(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
-
-
 # ---- notifications --------------------------------------------------------------------------------------
 
 
@@ -493,7 +489,7 @@ def _params(case: Case, callback: Callback, settings: CallbackSettings, **extra:
     """What a message may say: the reference and times; never the reporter's number or words."""
     params = {
         "reference": case.reference,
-        "due_at": _iso(callback.due_at),  # notify() writes it in the reader's language and time zone
+        "due_at": iso_utc(callback.due_at),  # notify() writes it in the reader's language and time zone
         "attempts": str(callback.attempts),
         "max_attempts": str(settings.max_attempts),
     }

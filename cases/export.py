@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from cases.models import Case
-from infra.clock import as_utc
+from infra.clock import iso_utc
 from transcription.models import Recording, StorageStatus
 
 
@@ -34,16 +33,11 @@ def case_record(case: Case) -> dict[str, Any]:
         "recording_status": _recording_status(recording) if recording else None,
         "transcript_status": str(transcript.status) if transcript else None,
         "transcript_text": transcript.text if transcript else None,
-        "created_at": _iso(case.created_at),
+        "created_at": iso_utc(case.created_at),
         # The current due time of the call back (it moves after a failed attempt), and its state.
-        "callback_due_at": _iso(callback.due_at) if callback else None,
+        "callback_due_at": iso_utc(callback.due_at) if callback else None,
         "callback_state": str(callback.state) if callback else None,
     }
-
-
-def _iso(value: datetime) -> str:
-    """ISO 8601 in UTC with a Z."""
-    return as_utc(value).isoformat().replace("+00:00", "Z")
 
 
 def _recording_status(recording: Recording) -> str:

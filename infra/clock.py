@@ -16,3 +16,8 @@ def utcnow() -> datetime:
 def as_utc(value: datetime) -> datetime:
     """Treat naive datetimes read back from SQLite as UTC, which is how they were stored."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def iso_utc(value: datetime) -> str:
+    """ISO 8601 in UTC with a Z, as the export and notifications give times."""
+    return as_utc(value).isoformat().replace("+00:00", "Z")

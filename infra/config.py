@@ -245,14 +245,22 @@ def _url(env: Mapping[str, str], name: str, default: str) -> str:
     return value
 
 
-def _e164(value: str, name: str) -> str:
+def e164(value: str) -> str | None:
+    """A phone number in E.164, a Thai national one ('02 126 6565') read as Thai; None if it is none."""
     try:
-        parsed = phonenumbers.parse(value, "TH")
-    except phonenumbers.NumberParseException as exc:
-        raise ConfigError(f"{name} is not a phone number: {exc}") from exc
+        parsed = phonenumbers.parse(value.strip(), "TH")
+    except phonenumbers.NumberParseException:
+        return None
     if not phonenumbers.is_valid_number(parsed):
-        raise ConfigError(f"{name} is not a valid phone number")
+        return None
     return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
+
+
+def _e164(value: str, name: str) -> str:
+    number = e164(value)
+    if number is None:
+        raise ConfigError(f"{name} is not a valid phone number")
+    return number
 
 
 def _sms_from(value: str | None) -> str | None:
