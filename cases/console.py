@@ -11,7 +11,7 @@ import logging
 import mimetypes
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import phonenumbers
 from flask import (
@@ -40,9 +40,20 @@ from cases import (
     queries,
     workflow,
 )
-from cases.console_base import CONSOLE_BLUEPRINTS, cipher, clock, db, me, require_login, safe_next, who
+from cases.console_base import (
+    CONSOLE_BLUEPRINTS,
+    case_or_404,
+    cipher,
+    clock,
+    db,
+    me,
+    refuse,
+    require_login,
+    safe_next,
+    who,
+)
 from cases.i18n import _, error_text
-from cases.models import Case, ForwardingProposal, HazardGroup, Office
+from cases.models import ForwardingProposal, HazardGroup, Office
 from cases.staff import Committee, Role, User
 from cases.workflow import WorkflowError
 from infra.config import Config
@@ -60,21 +71,6 @@ bp = Blueprint(
 bp.before_request(require_login)
 
 TEXT_LIMIT = 20_000  # a summary, correction or action note: generous, but bounded
-
-
-def _refuse(what: str, object_id: int) -> NoReturn:
-    """Not found, or not the user's to see: the same 404 either way, and an audit row."""
-    workflow.audit_refused_access(db(), me(), what, object_id)
-    db().commit()
-    log.info("refused %s %d to user id %d", what, object_id, me().id)
-    abort(404)
-
-
-def _case_or_404(case_id: int) -> Case:
-    case = queries.visible_case(db(), me(), case_id)
-    if case is None:
-        _refuse("case", case_id)
-    return case
 
 
 def _text(name: str, limit: int = TEXT_LIMIT) -> str:
@@ -123,7 +119,7 @@ def queue() -> str:
 
 @bp.get("/cases/<int:case_id>")
 def case(case_id: int) -> str:
-    found = _case_or_404(case_id)
+    found = case_or_404(case_id)
     view = queries.case_view(db(), me(), found, who())
     return render_template("console/case.html", nav="queue", v=view, hazards=list(HazardGroup), now=clock())
 
@@ -146,7 +142,7 @@ def recording_audio(recording_id: int) -> Response:
     rec = db().get(Recording, recording_id)
     found = queries.visible_case(db(), me(), rec.case_id) if rec is not None and rec.case_id else None
     if rec is None or found is None:
-        _refuse("recording", recording_id)
+        refuse("recording", recording_id)
     cfg: Config = current_app.config["HOTLINE"]
     if not rec.stored_path:
         abort(404)
@@ -166,7 +162,7 @@ def transcript(transcript_id: int) -> Response:
     rec = db().get(Recording, row.recording_id) if row is not None else None
     found = queries.visible_case(db(), me(), rec.case_id) if rec is not None and rec.case_id else None
     if rec is None or found is None:
-        _refuse("transcript", transcript_id)
+        refuse("transcript", transcript_id)
     return redirect(url_for("console.case", case_id=found.id, _anchor=f"recording-{rec.id}"))
 
 
@@ -175,7 +171,7 @@ def transcript(transcript_id: int) -> Response:
 
 @bp.post("/cases/<int:case_id>/route")
 def route(case_id: int) -> Response:
-    found = _case_or_404(case_id)
+    found = case_or_404(case_id)
     office = queries.route_target(db(), _text("province", 8), _text("district", 8))
     if office is None:
         flash(_("Choose a province, and if you give a district, one of that province."), "error")
@@ -191,10 +187,10 @@ def route(case_id: int) -> Response:
 
 @bp.post("/cases/<int:case_id>/recordings/<int:recording_id>/correction")
 def correct(case_id: int, recording_id: int) -> Response:
-    found = _case_or_404(case_id)
+    found = case_or_404(case_id)
     rec = db().get(Recording, recording_id)
     if rec is None or rec.case_id != found.id:
-        _refuse("recording", recording_id)
+        refuse("recording", recording_id)
     text = _text("text")
     return _apply(
         case_id,
@@ -209,7 +205,7 @@ def correct(case_id: int, recording_id: int) -> Response:
 
 @bp.post("/cases/<int:case_id>/summary")
 def summarise(case_id: int) -> Response:
-    found = _case_or_404(case_id)
+    found = case_or_404(case_id)
     category = _hazard(request.form.get("category"))
     if category is None:
         flash(_("Choose the hazard group."), "error")
@@ -225,7 +221,7 @@ def summarise(case_id: int) -> Response:
 
 @bp.post("/cases/<int:case_id>/proposals")
 def propose(case_id: int) -> Response:
-    found = _case_or_404(case_id)
+    found = case_or_404(case_id)
     kind, _sep, ident = _text("target", 40).partition(":")
     to_user = to_committee = to_office = None
     if ident.isdigit():
@@ -261,7 +257,7 @@ def decide(proposal_id: int) -> Response:
     proposal = db().get(ForwardingProposal, proposal_id)
     found = queries.visible_case(db(), me(), proposal.case_id) if proposal is not None else None
     if proposal is None or found is None:
-        _refuse("proposal", proposal_id)
+        refuse("proposal", proposal_id)
     decision = request.form.get("decision")
     if decision not in ("approve", "reject"):
         flash(_("Choose approve or reject."), "error")
@@ -281,7 +277,7 @@ def decide(proposal_id: int) -> Response:
 
 @bp.post("/cases/<int:case_id>/acknowledge")
 def acknowledge(case_id: int) -> Response:
-    found = _case_or_404(case_id)
+    found = case_or_404(case_id)
     return _apply(
         case_id,
         "assignment",
@@ -292,7 +288,7 @@ def acknowledge(case_id: int) -> Response:
 
 @bp.post("/cases/<int:case_id>/actions")
 def record_action(case_id: int) -> Response:
-    found = _case_or_404(case_id)
+    found = case_or_404(case_id)
     text = _text("text")
     return _apply(
         case_id,
@@ -304,7 +300,7 @@ def record_action(case_id: int) -> Response:
 
 @bp.post("/cases/<int:case_id>/resolve")
 def resolve(case_id: int) -> Response:
-    found = _case_or_404(case_id)
+    found = case_or_404(case_id)
     outcome = _text("outcome")
     return _apply(
         case_id,
@@ -319,7 +315,7 @@ def resolve(case_id: int) -> Response:
 
 @bp.post("/cases/<int:case_id>/callback/cancel")
 def cancel_callback(case_id: int) -> Response:
-    found = _case_or_404(case_id)
+    found = case_or_404(case_id)
     reason = _text("reason", 2000)
     return _apply(
         case_id,
@@ -335,7 +331,7 @@ def cancel_callback(case_id: int) -> Response:
 @bp.post("/cases/<int:case_id>/reveal")
 def reveal(case_id: int) -> Any:
     """Show the reporter's number on this response only: never in a URL, a flash, a log or a cache."""
-    found = _case_or_404(case_id)
+    found = case_or_404(case_id)
     reason = _text("reason", 500)
     try:
         number = workflow.reveal_number(db(), found, me(), reason, cipher=cipher(), clock=clock)

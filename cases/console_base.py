@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
-from flask import Flask, Response, current_app, g, redirect, request, url_for
+from flask import Flask, Response, abort, current_app, g, redirect, request, url_for
 from flask_login import current_user
 from sqlalchemy.orm import Session
 
+from cases import queries, workflow
+from cases.models import Case
 from cases.staff import User
 from cases.workflow import WhoAmI, who_am_i
 from infra.clock import utcnow
@@ -105,3 +108,19 @@ def init_app(app: Flask, field_cipher: FieldCipher) -> None:
     app.extensions.setdefault(CLOCK_KEY, utcnow)
     app.teardown_appcontext(_close_db)
     app.after_request(_headers)
+
+
+def refuse(what: str, object_id: int) -> NoReturn:
+    """Not found, or not the user's to see: the same 404 either way, and an audit row."""
+    workflow.audit_refused_access(db(), me(), what, object_id)
+    db().commit()
+    logging.getLogger(__name__).info("refused %s %d to user id %d", what, object_id, me().id)
+    abort(404)
+
+
+def case_or_404(case_id: int) -> Case:
+    """The case if the user may see it; otherwise refuse() it."""
+    case = queries.visible_case(db(), me(), case_id)
+    if case is None:
+        refuse("case", case_id)
+    return case

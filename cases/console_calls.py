@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import NoReturn
 
-from flask import Blueprint, Flask, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from cases import auth, callbacks, dialing, queries, workflow
+from cases import auth, callbacks, dialing
 from cases.callback_settings import CallbackSettings
-from cases.console_base import clock, db, me, require_login
+from cases.console_base import case_or_404, clock, db, me, require_login
 from cases.i18n import N_, _, error_text, words
 from cases.models import AttemptOutcome, CallbackAttempt, Case
 from cases.staff import User
@@ -91,19 +90,6 @@ def _dialer() -> dialing.Dialer:
     return dialer
 
 
-def _refuse(case_id: int) -> NoReturn:
-    workflow.audit_refused_access(db(), me(), "case", case_id)
-    db().commit()
-    abort(404)
-
-
-def _case_or_404(case_id: int) -> Case:
-    case = queries.visible_case(db(), me(), case_id)
-    if case is None:
-        _refuse(case_id)
-    return case
-
-
 def _back(case_id: int) -> Response:
     return redirect(url_for("console.case", case_id=case_id, _anchor="callback"))
 
@@ -111,7 +97,7 @@ def _back(case_id: int) -> Response:
 @bp.post("/cases/<int:case_id>/callback/call")
 def call_back(case_id: int) -> Response:
     """Ring the signed-in user's phone; when they answer, the bridge dials the reporter."""
-    found = _case_or_404(case_id)
+    found = case_or_404(case_id)
     try:
         attempt = dialing.begin_call(db(), found, me(), clock())
         attempt_id, phone = attempt.id, me().phone
@@ -156,7 +142,7 @@ def call_back(case_id: int) -> Response:
 @bp.post("/cases/<int:case_id>/callback/log")
 def log_by_hand(case_id: int) -> Response:
     """A call-back made another way (a desk phone, the reporter called in), with a note."""
-    found = _case_or_404(case_id)
+    found = case_or_404(case_id)
     try:
         outcome = AttemptOutcome(request.form.get("outcome", ""))
     except ValueError:
