@@ -81,6 +81,7 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
         transfer_number=cfg.transfer_number,
         spool_dir=cfg.spool_dir,
         callbacks=callback_settings,
+        db_budget_s=cfg.webhook_db_budget_s,
     )
     webhooks.init_app(app, tel, str(AUDIO_DIR))
     # The call-back bridge: the operator's phone rings, then the reporter's, under the hotline's number.

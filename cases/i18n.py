@@ -93,6 +93,7 @@ EVENT_WORDS: dict[str, str] = {
     "callback_operator_unreachable": N_("Call back not started: the operator's phone did not answer"),
     "callback_cancelled": N_("Call back closed without calling"),
     "follow_up_message": N_("The reporter called again and left a further message"),
+    "message_added": N_("A further message from the same call joined the case"),
 }
 # The state of a case's call back (cases.models.CallbackState).
 CALLBACK_STATE_WORDS: dict[str, str] = {

@@ -5,21 +5,26 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
+from infra import deadline
 from infra.clock import as_utc
 
 log = logging.getLogger(__name__)
 SQLITE_BUSY_TIMEOUT = 30.0  # seconds a writer waits for its turn before giving up
+PG_CONNECT_TIMEOUT_S = 5  # libpq's connect_timeout: a server that accepts but never answers
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -51,37 +56,92 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
-def make_engine(url: str, *, echo: bool = False, read_only: bool = False) -> Engine:
+def make_engine(url: str, *, echo: bool = False, read_only: bool = False, must_exist: bool = False) -> Engine:
     """Create an engine; SQLite gets WAL, a busy timeout, foreign keys and BEGIN IMMEDIATE.
 
     read_only: an engine whose transactions only read (Database.reading): plain BEGIN on SQLite, which
     does not queue for the write lock, and every connection refuses writes (SQLite's query_only,
     PostgreSQL's read-only transactions). Its own pool, so no connection flips between the two modes.
+    must_exist: a SQLite file that is gone (a lost volume, a deleted file) is an error, never silently
+    replaced by a new empty database; migrations create the file, the running service only opens it.
+    Every wait on the database honours the caller's infra.deadline budget, when one is set.
     """
     if url.startswith("sqlite"):
+        path = make_url(url).database
+        on_disk = bool(path) and path != ":memory:"
+        kwargs: dict[str, Any] = {}
+        if must_exist and on_disk:
+            # mode=rw: opening fails when the file is missing instead of creating an empty database.
+            target = f"file:{quote(os.path.abspath(str(path)))}?mode=rw"
+            kwargs["creator"] = lambda: sqlite3.connect(
+                target, uri=True, timeout=SQLITE_BUSY_TIMEOUT, check_same_thread=False
+            )
         engine = create_engine(
             url,
             echo=echo,
             hide_parameters=True,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT, "check_same_thread": False},
+            **kwargs,
         )
-        _tune_sqlite(engine, read_only=read_only)
+        _tune_sqlite(engine, read_only=read_only, path=str(path) if on_disk else None)
         return engine
     # hide_parameters: SQL errors in logs must not carry the values (personal data) that were bound.
+    pg_args = {"connect_timeout": PG_CONNECT_TIMEOUT_S}
     if read_only:
         # One quick SELECT per webhook: a small pool beside the writers' is plenty.
         engine = create_engine(
-            url, echo=echo, hide_parameters=True, pool_pre_ping=True, pool_size=4, max_overflow=8
+            url,
+            echo=echo,
+            hide_parameters=True,
+            pool_pre_ping=True,
+            pool_size=4,
+            max_overflow=8,
+            connect_args=pg_args,
         )
+        _bound_postgresql(engine)
         return engine.execution_options(postgresql_readonly=True)
-    return create_engine(
-        url, echo=echo, hide_parameters=True, pool_pre_ping=True, pool_size=10, max_overflow=20
+    engine = create_engine(
+        url,
+        echo=echo,
+        hide_parameters=True,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=20,
+        connect_args=pg_args,
     )
+    _bound_postgresql(engine)
+    return engine
 
 
-def _tune_sqlite(engine: Engine, *, read_only: bool) -> None:
+def _bound_postgresql(engine: Engine) -> None:
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # A lock held by another connection, or a server that stalls: the transaction gives up when the
+        # request's budget does. SET LOCAL ends with the transaction, so the pooled connection keeps
+        # no limit of one request's.
+        left = deadline.check("a PostgreSQL transaction")
+        if left is not None:
+            conn.exec_driver_sql(f"SET LOCAL statement_timeout = {max(1, int(left * 1000))}")
+
+
+def _busy_ms() -> int:
+    """SQLite's busy timeout for the next wait: the request's budget if one is set, else the default."""
+    left = deadline.check("a SQLite transaction")
+    return int(SQLITE_BUSY_TIMEOUT * 1000) if left is None else max(1, int(left * 1000))
+
+
+def _set_busy_timeout(dbapi_connection: Any, info: dict[str, Any]) -> None:
+    ms = _busy_ms()
+    if info.get("busy_ms") != ms:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={ms}")
+        cursor.close()
+        info["busy_ms"] = ms
+
+
+def _tune_sqlite(engine: Engine, *, read_only: bool, path: str | None) -> None:
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+    def _on_connect(dbapi_connection: Any, record: Any) -> None:
         # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -92,6 +152,19 @@ def _tune_sqlite(engine: Engine, *, read_only: bool) -> None:
         if read_only:
             cursor.execute("PRAGMA query_only=ON")
         cursor.close()
+        record.info["busy_ms"] = int(SQLITE_BUSY_TIMEOUT * 1000)
+        if path is not None:
+            record.info["file_id"] = _file_id(path)
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if path is not None and _file_id(path) != record.info.get("file_id"):
+            # The file was deleted or replaced under a pooled connection: writing on would store the
+            # message in a file nobody will read again. The pool drops this connection and opens the
+            # path afresh (which fails while the file is missing).
+            raise DisconnectionError(f"SQLite file {path} is missing or was replaced")
+        if read_only:
+            _set_busy_timeout(dbapi_connection, record.info)
 
     if read_only:
         # Readers never write, so they need not queue for the write lock: WAL lets them read beside the
@@ -102,8 +175,18 @@ def _tune_sqlite(engine: Engine, *, read_only: bool) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         # A deferred transaction that reads and then writes fails with "database is locked" without
-        # waiting; IMMEDIATE takes the write lock up front and honours the busy timeout.
+        # waiting; IMMEDIATE takes the write lock up front and honours the busy timeout, which is the
+        # request's remaining budget when it has one.
+        _set_busy_timeout(conn.connection.dbapi_connection, conn.connection.info)
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _file_id(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 class _WriteGate:
@@ -124,7 +207,9 @@ class _WriteGate:
         self._depth = 0  # writing() nests in one thread: the file is locked by the outermost only
 
     def __enter__(self) -> None:
-        self._lock.acquire()
+        left = deadline.check("the turn to write")
+        if not self._lock.acquire(timeout=-1 if left is None else left):
+            raise deadline.DeadlineExceeded(f"no turn to write to {self._path} within the request's budget")
         try:
             if self._depth == 0:
                 self._lock_file()
@@ -145,15 +230,19 @@ class _WriteGate:
         fd = self._file()
         if fd is None:
             return
-        deadline = time.monotonic() + self._timeout
+        left = deadline.remaining()
+        budget = self._timeout if left is None else min(left, self._timeout)
+        ends = time.monotonic() + budget
         pause = 0.00005
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 return
             except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"no turn to write to {self._path} in {self._timeout:.0f} s") from None
+                if time.monotonic() > ends:
+                    raise deadline.DeadlineExceeded(
+                        f"no turn to write to {self._path} in {budget:.1f} s"
+                    ) from None
                 time.sleep(pause)
                 pause = min(pause * 2, 0.001)
 
@@ -177,12 +266,12 @@ class Database:
 
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
-        self.engine = make_engine(url, echo=echo)
+        self.engine = make_engine(url, echo=echo, must_exist=True)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         # Readers have an engine (and pool) of their own; an in-memory SQLite database exists only on
         # its own connection, so there they share the writers' engine (and their write lock).
         memory = url.startswith("sqlite") and make_url(url).database in (None, "", ":memory:")
-        self._reader = self.engine if memory else make_engine(url, echo=echo, read_only=True)
+        self._reader = self.engine if memory else make_engine(url, echo=echo, read_only=True, must_exist=True)
         # SQLite has one writer at a time. Writers queue here (threads wake the moment the writer before
         # them is done, processes within a millisecond) instead of polling in SQLite's busy handler,
         # whose back-off sleeps (up to 100 ms) overshoot the release.

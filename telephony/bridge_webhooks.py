@@ -8,7 +8,9 @@ from collections.abc import Callable
 from flask import Blueprint, Flask, Response, current_app, request
 from sqlalchemy.orm import Session
 
+from infra.config import Config
 from infra.db import Database
+from infra.deadline import deadline
 from telephony import bridge, params, signature, twiml
 from telephony.webhooks import DATABASE_KEY
 
@@ -33,6 +35,11 @@ def _db() -> Database:
     return db
 
 
+def _budget() -> float:
+    cfg: Config = current_app.config["HOTLINE"]
+    return cfg.webhook_db_budget_s
+
+
 def _xml(body: str, status: int = 200) -> Response:
     return Response(body, status=status, mimetype="text/xml")
 
@@ -40,7 +47,7 @@ def _xml(body: str, status: int = 200) -> Response:
 def _live(work: Callable[[Session], str]) -> Response:
     """A person is on the line: whatever fails, they hear a sentence and the call ends; never a 500."""
     try:
-        with _db().writing() as session:
+        with deadline(_budget()), _db().writing() as session:
             return _xml(work(session))
     except params.BadRequest as exc:
         log.warning("malformed %s webhook: %s", request.path, exc)
@@ -52,7 +59,7 @@ def _live(work: Callable[[Session], str]) -> Response:
 def _status(work: Callable[[Session], None]) -> Response:
     """Status callbacks: Twilio ignores the body; a failure answers 500 so Twilio's debugger shows it."""
     try:
-        with _db().writing() as session:
+        with deadline(_budget()), _db().writing() as session:
             work(session)
     except params.BadRequest as exc:
         log.warning("malformed %s callback: %s", request.path, exc)

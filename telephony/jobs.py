@@ -6,7 +6,6 @@ finds the recording and the case already there), and a call is closed once (ende
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import timedelta
 from pathlib import Path
@@ -15,30 +14,14 @@ from sqlalchemy import select
 
 from cases.models import Call
 from infra.db import Database
-from telephony import service
+from telephony import service, spool
 
 log = logging.getLogger(__name__)
 
 
 def replay_spool(db: Database, tel: service.Telephony) -> int:
-    """Store every spooled rescue message (written while the database was down) with a case."""
-    done = 0
-    for path in spool_files(tel.spool_dir):
-        try:
-            form = {str(k): str(v) for k, v in json.loads(path.read_text(encoding="utf-8")).items()}
-        except (OSError, ValueError):
-            log.error("spool file %s is unreadable; left in place for a person to look at", path.name)
-            continue
-        try:
-            with db.session() as session:
-                service.rescue_recording(session, tel, form)
-        except Exception:
-            log.exception("spool file %s could not be stored yet; will retry", path.name)
-            continue
-        path.unlink(missing_ok=True)
-        done += 1
-        log.info("spooled message %s stored with a case", form.get("RecordingSid", "?"))
-    return done
+    """Store what was spooled while the database was down (messages, call ends, recording statuses)."""
+    return spool.replay(db, tel)
 
 
 def close_stale_calls(
@@ -62,4 +45,4 @@ def close_stale_calls(
 
 
 def spool_files(spool_dir: Path) -> list[Path]:
-    return sorted(spool_dir.glob("*.json")) if spool_dir.is_dir() else []
+    return spool.files(spool_dir)

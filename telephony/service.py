@@ -2,42 +2,49 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import stat
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Connection, Row, Table, bindparam, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from cases import follow_up
-from cases.callback_settings import CallbackSettings
-from cases.models import Call, CallbackChoice, CallEvent, Case, HazardGroup
-from cases.service import DraftReport, open_draft_case
-from infra.clock import Clock, utcnow
-from infra.crypto import FieldCipher, mask_phone
-from infra.files import make_private_dirs
-from telephony import engine, params, twiml
-from telephony.flow import FOLLOWUP_VAR, Flow
+from cases.models import Call, CallbackChoice
+from infra.crypto import mask_phone
+from telephony import endings, engine, params, twiml
+from telephony.callstate import (
+    CALLS,
+    ENCRYPTED,
+    add_events,
+    context,
+    decrypt_response,
+    insert_events,
+    load_state,
+    note_recording,
+    save_state,
+    state_from,
+    state_node,
+    stored_state,
+)
+from telephony.callstate import (
+    Telephony as Telephony,
+)
+from telephony.callstate import (
+    find_call as _find_call,
+)
 from transcription import ingest
-from transcription.models import Recording
 
 log = logging.getLogger(__name__)
-ENCRYPTED = "enc:"
 CALL_ENDED = ("completed", "busy", "no-answer", "failed", "canceled")
 # Effects one caller step may chain (a lookup whose branch reaches a submit, …); the flow check's
 # pass-through cycle rule keeps real chains short.
 MAX_EFFECTS = 8
 # The caller-action fast path reads and writes with Core statements built once: building a statement
 # and its cache key each time, and the ORM's unit of work, were most of a key press's CPU time.
-CALLS = cast(Table, Call.__table__)
-CALL_EVENTS = cast(Table, CallEvent.__table__)
 _READ_CALL = select(
     CALLS.c.id,
     CALLS.c.seq,
@@ -46,6 +53,7 @@ _READ_CALL = select(
     CALLS.c.last_response,
     CALLS.c.caller_number_enc.is_not(None),
     CALLS.c.updated_at,
+    CALLS.c.ended_at.is_not(None),
 ).where(CALLS.c.call_sid == bindparam("call_sid"))
 _STEP_VALUES = {
     "seq": bindparam("new_seq", type_=CALLS.c.seq.type),
@@ -65,24 +73,9 @@ _SAVE_STEP = (
     .values(_STEP_VALUES)
 )
 _SAVE_ANONYMOUS_STEP = _SAVE_STEP.values(caller_number_enc=None, caller_number_masked=None)
-_ADD_EVENTS = insert(CALL_EVENTS)
 _ADD_CALL = insert(CALLS)
-CASES = cast(Table, Case.__table__)
-_CASE_OF_CALL = select(CASES.c.id).where(CASES.c.call_id == bindparam("call_id"))
-
-
-@dataclass(frozen=True)
-class Telephony:
-    """The dependencies of the webhook service, built once by the app."""
-
-    flow: Flow
-    voices: twiml.Voices
-    cipher: FieldCipher
-    transfer_number: str | None
-    spool_dir: Path
-    clock: Clock = utcnow
-    # The callback rules: a case that asks to be called back gets its due time and reminders.
-    callbacks: CallbackSettings | None = None
+# Old names, kept for the tests that make one of them fail on purpose.
+_insert_events = insert_events
 
 
 @dataclass(frozen=True)
@@ -137,7 +130,7 @@ def incoming_call(session: Session, tel: Telephony, form: Mapping[str, str]) -> 
         existing = _find_call(session, p.call_sid)
         assert existing is not None
         return _last_response(tel, existing) or _replay(session, tel, existing)
-    outcome = engine.start(tel.flow, _context(tel, call))
+    outcome = engine.start(tel.flow, context(tel, call))
     return _commit_outcome(session, tel, call, outcome)
 
 
@@ -150,7 +143,7 @@ def prepare_incoming_call(conn: Connection, tel: Telephony, form: Mapping[str, s
     p = params.call_params(form)
     row = _read_call(conn, p.call_sid)
     if row is not None:
-        return _decrypt_response(tel, row.last_response)
+        return decrypt_response(tel, row.last_response)
     ctx = engine.Context(
         now=tel.clock(), caller_id_present=p.caller is not None, transfer_number=tel.transfer_number
     )
@@ -166,7 +159,7 @@ def prepare_incoming_call(conn: Connection, tel: Telephony, form: Mapping[str, s
             "language": outcome.state.language,
             "caller_number_enc": tel.cipher.encrypt(p.caller) if keep_number and p.caller else None,
             "caller_number_masked": mask_phone(p.caller) if keep_number else None,
-            "ivr_state": _stored_state(tel, outcome.state),
+            "ivr_state": stored_state(tel, outcome.state),
             "seq": 1,
             "last_response": ENCRYPTED + tel.cipher.encrypt(body),
         },
@@ -178,20 +171,32 @@ def prepare_incoming_call(conn: Connection, tel: Telephony, form: Mapping[str, s
 def caller_action(session: Session, tel: Telephony, form: Mapping[str, str], seq: str, kind: str) -> str:
     """POST /twilio/ivr?seq=N&ev=KIND: what the caller did at the step we sent as N."""
     p = params.call_params(form)
+    inp = params.caller_input(kind, form)
     call = _find_call(session, p.call_sid)
     if call is None:
+        if inp.recording is not None and inp.recording.duration_s != 0:
+            # A message for a call we lost: keep it as a rescue message would be kept.
+            log.warning("recording for unknown call %s: kept as a rescue message", p.call_sid)
+            return rescue_recording(session, tel, form)
         log.warning("ivr action for unknown call %s: taking a message instead", p.call_sid)
         return twiml.render_rescue(tel.flow.rescue, tel.flow.default_language, tel.voices)
+    if inp.recording is not None:
+        # Whatever the step, a message Twilio holds is the caller's: noted before anything else.
+        note_recording(session, call.call_sid, call.language, inp.recording)
     if params.step_number(seq) != call.seq:
         # A retried or stale request: it was applied already, so answer the same again.
         log.info("repeated ivr request for call %s (seq %r, current %d)", call.call_sid, seq[:8], call.seq)
+        if inp.recording is not None:
+            endings.settle(session, tel, call, caller_gone=inp.caller_hung_up)
         return _last_response(tel, call) or _replay(session, tel, call)
-    inp = params.caller_input(kind, form)
+    state = load_state(tel, call)
+    outcome = engine.advance(tel.flow, state, inp, context(tel, call))
+    # A caller who hung up while recording has sent the message, the same as one whose call ends later.
+    body = _commit_outcome(session, tel, call, outcome, how="hangup" if inp.caller_hung_up else "caller")
     if inp.recording is not None:
-        _note_recording(session, call.call_sid, call.language, inp.recording)
-    state = _load_state(tel, call)
-    outcome = engine.advance(tel.flow, state, inp, _context(tel, call))
-    return _commit_outcome(session, tel, call, outcome)
+        # The end of the call may have come first (Twilio promises no order): settle what it left.
+        endings.settle(session, tel, call, caller_gone=inp.caller_hung_up)
+    return body
 
 
 def prepare_caller_action(
@@ -207,14 +212,17 @@ def prepare_caller_action(
     row = _read_call(conn, call_sid)
     if row is None:
         return None
-    call_id, current, language, stored_state, stored_response, caller_id_present, updated_at = row
+    call_id, current, language, stored, stored_response, caller_id_present, updated_at, ended = row
+    inp = params.caller_input(kind, form)
+    if inp.recording is not None and (ended or inp.caller_hung_up or params.step_number(seq) != current):
+        # The end of a call: its message is settled into a case under the call's lock (endings.settle).
+        return None
     if params.step_number(seq) != current:
-        answer = _decrypt_response(tel, stored_response)
+        answer = decrypt_response(tel, stored_response)
         if answer is not None:
             log.info("repeated ivr request for call %s (seq %r, current %d)", call_sid, seq[:8], current)
         return answer
-    inp = params.caller_input(kind, form)
-    state = _state_from(tel, stored_state, language, call_sid)
+    state = state_from(tel, stored, language, call_sid)
     ctx = engine.Context(
         now=tel.clock(), caller_id_present=bool(caller_id_present), transfer_number=tel.transfer_number
     )
@@ -228,7 +236,7 @@ def prepare_caller_action(
         seq=current,
         updated_at=updated_at,
         language=language,
-        state=_stored_state(tel, outcome.state),
+        state=stored_state(tel, outcome.state),
         new_language=outcome.state.language,
         anonymous=outcome.state.vars.get("callback") == CallbackChoice.NONE,
         events=outcome.events,
@@ -279,13 +287,13 @@ def save_step(session: Session, step: Step) -> bool:
     if moved.rowcount != 1:
         return False
     if step.recording is not None:
-        _note_recording(session, step.call_sid, step.language, step.recording)
+        note_recording(session, step.call_sid, step.language, step.recording)
     _insert_events(session, step.call_id, step.events)
     return True
 
 
 def call_status(session: Session, tel: Telephony, form: Mapping[str, str]) -> None:
-    """POST /twilio/status: the call ended. A recorded message the caller did not send is kept."""
+    """POST /twilio/status: the call ended. What the caller left is settled into a case."""
     p = params.call_params(form)
     call = _find_call(session, p.call_sid)
     if call is None:
@@ -300,21 +308,23 @@ def call_status(session: Session, tel: Telephony, form: Mapping[str, str]) -> No
         return  # the caller may still be on the line: what they left is kept when the call ends
     if call.ended_at is None:
         call.ended_at = tel.clock()
-        _add_events(session, call, [engine.FlowEvent(_state_node(call), "call_ended", {"status": p.status})])
-    if _case_id(session, call.id) is None:
-        _open_case_for_unfinished_call(session, tel, call)
+        add_events(session, call, [engine.FlowEvent(state_node(call), "call_ended", {"status": p.status})])
+    endings.settle(session, tel, call)
 
 
-def close_unfinished_call(session: Session, tel: Telephony, call: Call) -> None:
-    """A call that never got its status callback: mark it ended and keep whatever report it left."""
+def close_unfinished_call(session: Session, tel: Telephony, call: Call, status: str | None = None) -> None:
+    """A call that never got its status callback: mark it ended and keep whatever report it left.
+
+    `status` is the call's final status when Twilio's REST API told it (the reconcile sweep asked).
+    """
     call.ended_at = tel.clock()
-    if call.status in ("ringing", "in-progress"):
+    if status:
+        call.status = status
+    elif call.status in ("ringing", "in-progress"):
         call.status = "ended-unreported"
-    _add_events(
-        session, call, [engine.FlowEvent(_state_node(call), "call_ended", {"status": "no status callback"})]
-    )
-    if call.case is None:
-        _open_case_for_unfinished_call(session, tel, call)
+    why = f"{status} (asked Twilio)" if status else "no status callback"
+    add_events(session, call, [engine.FlowEvent(state_node(call), "call_ended", {"status": why})])
+    endings.settle(session, tel, call)
 
 
 def recording_status(session: Session, tel: Telephony, form: Mapping[str, str]) -> None:
@@ -325,6 +335,7 @@ def recording_status(session: Session, tel: Telephony, form: Mapping[str, str]) 
     if rec is None or status not in params.RECORDING_STATUSES:
         log.warning("recording status for call %s without a valid RecordingSid/Url/Status", p.call_sid)
         return
+    # The call first, then the recording: the order every request about the call takes its locks in.
     call = _find_call(session, p.call_sid)
     row = ingest.apply_status_callback(
         session,
@@ -336,18 +347,15 @@ def recording_status(session: Session, tel: Telephony, form: Mapping[str, str]) 
         language=call.language if call else None,
         now=tel.clock(),
     )
-    if row is None:
-        return  # this (RecordingSid, status) was applied before: a retried callback changes nothing
-    if row.case_id is None and call is not None:
-        case_id = _case_id(session, call.id)
-        if case_id is not None and _load_state(tel, call).vars.get("recording_sid") == rec.sid:
-            row.case_id = case_id
+    if row is None or call is None:
+        return  # a retried callback changes nothing; a call we do not know is left to the reconcile sweep
+    endings.settle(session, tel, call)
 
 
 def rescue_recording(session: Session, tel: Telephony, form: Mapping[str, str]) -> str:
-    """POST /twilio/rescue-recording: the message taken after a fault, kept with a case.
+    """POST /twilio/rescue-recording: the message taken after a fault, kept with a case at once.
 
-    If this raises, the view spools the request to disk (spool_rescue) and still thanks the caller.
+    If this raises, the view spools the request to disk (telephony.spool) and still thanks the caller.
     """
     p = params.call_params(form)
     rec = params.recording(form)
@@ -360,97 +368,57 @@ def rescue_recording(session: Session, tel: Telephony, form: Mapping[str, str]) 
         session.add(call)
         session.flush()
     if rec is not None and rec.duration_s != 0:
-        _note_recording(session, call.call_sid, call.language, rec)
-        state = _load_state(tel, call)
-        # A message the caller recorded before the fault (say, one that failed at "send") is theirs too.
-        earlier = state.vars.get("recording_sid")
-        state = replace(state, vars={**state.vars, "recording_sid": rec.sid, "recording_url": rec.url})
-        _save_state(tel, call, state)
-        _add_events(session, call, [engine.FlowEvent("rescue", "recorded", {"sid": rec.sid})])
-        if call.case is None and state.vars.get(FOLLOWUP_VAR):
-            # A fault during a follow-up: the messages belong to the case looked up, not to a new one.
-            for sid in dict.fromkeys(s for s in (earlier, rec.sid) if s):
-                followed = replace(state, vars={**state.vars, "recording_sid": sid})
-                _add_events(session, call, _attach_follow_up(session, tel, call, followed, via="rescue"))
-        elif call.case is None:
-            case = _open_case(session, tel, call, state, opened_by="rescue")
-            if earlier and earlier != rec.sid:
-                session.execute(
-                    update(Recording)
-                    .where(Recording.recording_sid == earlier, Recording.case_id.is_(None))
-                    .values(case_id=case.id)
-                )
+        keep_message(session, tel, call, rec)
     session.flush()
     return twiml.render_thanks(tel.flow.rescue, call.language, tel.voices)
 
 
-def spool_rescue(spool_dir: Path, form: Mapping[str, str]) -> Path | None:
-    """Keep what Twilio told us about a message on disk when the database cannot take it."""
-    keep = {
-        k: form.get(k, "")[:500] for k in ("CallSid", "RecordingSid", "RecordingUrl", "RecordingDuration")
-    }
-    if not keep["RecordingSid"]:
-        return None
-    try:
-        make_private_dirs(spool_dir)
-        sid = "".join(c for c in keep["RecordingSid"] if c.isalnum())
-        name = f"{utcnow().strftime('%Y%m%dT%H%M%S')}-{sid}.json"
-        path = spool_dir / name
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, stat.S_IRUSR | stat.S_IWUSR)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump({**keep, "received_at": utcnow().isoformat()}, fh)
-        return path
-    except OSError:
-        log.exception("spool directory %s not writable: a recording reference is only in Twilio", spool_dir)
-        return None
+def keep_message(session: Session, tel: Telephony, call: Call, rec: engine.Recording) -> None:
+    """A message taken outside the menu (rescue, spool): noted, and settled into the call's case now."""
+    note_recording(session, call.call_sid, call.language, rec)
+    state = load_state(tel, call)
+    if state.vars.get("recording_sid") != rec.sid:
+        state = replace(state, vars={**state.vars, "recording_sid": rec.sid, "recording_url": rec.url})
+        save_state(tel, call, state)
+        add_events(session, call, [engine.FlowEvent("rescue", "recorded", {"sid": rec.sid})])
+    endings.settle(session, tel, call, caller_gone=True, opened_by="rescue")
 
 
 # ---- internals ----------------------------------------------------------------------------------
 
 
-def _find_call(session: Session, call_sid: str) -> Call | None:
-    return session.scalar(select(Call).where(Call.call_sid == call_sid).with_for_update())
-
-
-def _read_call(conn: Connection, call_sid: str) -> Row[int, int, str, Any, str | None, bool, datetime] | None:
+def _read_call(
+    conn: Connection, call_sid: str
+) -> Row[int, int, str, Any, str | None, bool, datetime, bool] | None:
     """What prepare_caller_action needs of a call, as plain values: no ORM object to load or track."""
     return conn.execute(_READ_CALL, {"call_sid": call_sid}).one_or_none()
 
 
-def _case_id(session: Session, call_id: int) -> int | None:
-    """The id of the call's case (flushed ones only), without loading the case (call.case would)."""
-    found: int | None = session.connection().execute(_CASE_OF_CALL, {"call_id": call_id}).scalar()
-    return found
-
-
-def _context(tel: Telephony, call: Call) -> engine.Context:
-    return engine.Context(
-        now=tel.clock(),
-        caller_id_present=call.caller_number_enc is not None,
-        transfer_number=tel.transfer_number,
-    )
-
-
 def _replay(session: Session, tel: Telephony, call: Call) -> str:
-    outcome = engine.render_current(tel.flow, _load_state(tel, call), _context(tel, call))
+    outcome = engine.render_current(tel.flow, load_state(tel, call), context(tel, call))
     return _commit_outcome(session, tel, call, outcome)
 
 
-def _commit_outcome(session: Session, tel: Telephony, call: Call, outcome: engine.Outcome) -> str:
-    """Carry out the outcome's effect, store state and events, render TwiML with the next seq."""
+def _commit_outcome(
+    session: Session, tel: Telephony, call: Call, outcome: engine.Outcome, *, how: str = "caller"
+) -> str:
+    """Carry out the outcome's effect, store state and events, render TwiML with the next seq.
+
+    `how` says how a case or message this step opens came: "caller" (sent), "hangup" (hung up first).
+    """
     events = list(outcome.events)
     for _ in range(MAX_EFFECTS):
         if outcome.effect is None:
             break
-        resumed, done = _carry_out(session, tel, call, outcome)
+        resumed, done = _carry_out(session, tel, call, outcome, how)
         events += [*done, *resumed.events]
         outcome = engine.Outcome(
             resumed.state, outcome.instructions + resumed.instructions, (), resumed.effect, resumed.ended
         )
     else:
         raise engine.EngineError(f"more than {MAX_EFFECTS} effects in one step of flow {tel.flow.name!r}")
-    _add_events(session, call, events)
-    _save_state(tel, call, outcome.state)
+    add_events(session, call, events)
+    save_state(tel, call, outcome.state)
     if outcome.state.vars.get("callback") == CallbackChoice.NONE:
         # Anonymous from the moment it is chosen, not only once a case is opened: a caller who then
         # hangs up leaves no number behind either.
@@ -466,12 +434,13 @@ def _commit_outcome(session: Session, tel: Telephony, call: Call, outcome: engin
 
 
 def _carry_out(
-    session: Session, tel: Telephony, call: Call, outcome: engine.Outcome
+    session: Session, tel: Telephony, call: Call, outcome: engine.Outcome, how: str
 ) -> tuple[engine.Outcome, list[engine.FlowEvent]]:
     """Do what the engine asked for (under the call's lock), then let it go on; returns the events too."""
-    state, ctx = outcome.state, _context(tel, call)
+    state, ctx = outcome.state, context(tel, call)
     if outcome.effect == "open_case":
-        case = call.case or _open_case(session, tel, call, state, opened_by="caller")
+        # An existing case (the call's end came first and opened it) gets this message linked instead.
+        case = endings.open_case(session, tel, call, state, opened_by=how)
         state = replace(state, vars={**state.vars, "reference": case.reference})
         opened = engine.FlowEvent(state.node, "case_opened", {"reference": case.reference})
         return engine.resume(tel.flow, state, ctx), [opened]
@@ -481,155 +450,11 @@ def _carry_out(
         standing = follow_up.standing_of(found) if found is not None else None
         return engine.resume(tel.flow, state, ctx, standing=standing), []
     if outcome.effect == "attach_message":
-        return engine.resume(tel.flow, state, ctx), _attach_follow_up(session, tel, call, state, via="caller")
+        return engine.resume(tel.flow, state, ctx), endings.attach_follow_up(
+            session, tel, call, state, via=how
+        )
     raise engine.EngineError(f"unknown effect {outcome.effect!r}")
 
 
-def _attach_follow_up(
-    session: Session, tel: Telephony, call: Call, state: engine.State, *, via: str
-) -> list[engine.FlowEvent]:
-    """Add a follow-up caller's recorded message to the case they looked up; the call opens no case."""
-    sid = state.vars.get("recording_sid")
-    if not sid:
-        return []  # nothing recorded, nothing to add
-    case = follow_up.find_case(session, state.vars.get(FOLLOWUP_VAR, ""))
-    if case is None:
-        # The case was found earlier in this call; should it be gone, the message still must not be lost.
-        log.error("call %s: followed-up case is gone; the message opens a case of its own", call.call_sid)
-        _open_case(session, tel, call, state, opened_by=via)
-        return [engine.FlowEvent(state.node, "follow_up_case_missing")]
-    if not follow_up.attach_follow_up_message(session, case, sid, via=via, now=tel.clock()):
-        return []  # already with the case (the caller pressed send, then the call ended)
-    return [engine.FlowEvent(state.node, "message_attached", {"reference": case.reference, "via": via})]
-
-
 def _last_response(tel: Telephony, call: Call) -> str | None:
-    return _decrypt_response(tel, call.last_response)
-
-
-def _decrypt_response(tel: Telephony, stored: str | None) -> str | None:
-    if stored and stored.startswith(ENCRYPTED):
-        return tel.cipher.decrypt(stored[len(ENCRYPTED) :])
-    return stored
-
-
-def _open_case(session: Session, tel: Telephony, call: Call, state: engine.State, *, opened_by: str) -> Case:
-    v = state.vars
-    try:
-        category = HazardGroup(v.get("category", HazardGroup.UNSPECIFIED))
-    except ValueError:
-        category = HazardGroup.UNSPECIFIED
-    try:
-        callback = CallbackChoice(v.get("callback", CallbackChoice.NONE))
-    except ValueError:
-        callback = CallbackChoice.NONE
-    report = DraftReport(
-        call=call,
-        category=category,
-        language=state.language,
-        province_code=v.get("province_code"),
-        callback=callback,
-        callback_number=v.get("callback_number"),
-        recording_sid=v.get("recording_sid"),
-        opened_by=opened_by,
-        anonymous=v.get("callback") == CallbackChoice.NONE,
-    )
-    case = open_draft_case(session, report, cipher=tel.cipher, clock=tel.clock, callbacks=tel.callbacks)
-    if opened_by != "caller":
-        _add_events(
-            session,
-            call,
-            [
-                engine.FlowEvent(
-                    state.node, "case_opened", {"reference": case.reference, "opened_by": opened_by}
-                )
-            ],
-        )
-    return case
-
-
-def _open_case_for_unfinished_call(session: Session, tel: Telephony, call: Call) -> None:
-    """The caller hung up before sending: keep a recorded message, or a request to be called back."""
-    state = _load_state(tel, call)
-    if state.vars.get(FOLLOWUP_VAR):
-        # A follow-up call opens no case of its own: what it recorded goes to the case looked up.
-        sid = state.vars.get("recording_sid")
-        if sid and session.scalar(select(Recording.status).where(Recording.recording_sid == sid)) != "absent":
-            _add_events(session, call, _attach_follow_up(session, tel, call, state, via="hangup"))
-        return
-    has_message = session.scalar(
-        select(Recording.id).where(Recording.call_sid == call.call_sid, Recording.status != "absent").limit(1)
-    )
-    if state.vars.get("recording_sid") and has_message:
-        _open_case(session, tel, call, state, opened_by="hangup")
-    elif state.vars.get("callback") in (CallbackChoice.CALLER, CallbackChoice.OTHER) and (
-        state.vars.get("callback") == CallbackChoice.CALLER or state.vars.get("callback_number")
-    ):
-        _open_case(session, tel, call, state, opened_by="callback_only")
-
-
-def _note_recording(session: Session, call_sid: str, language: str, rec: engine.Recording) -> Recording:
-    return ingest.note_recording(
-        session,
-        recording_sid=rec.sid,
-        call_sid=call_sid,
-        media_url=rec.url,
-        duration_s=rec.duration_s if rec.duration_s >= 0 else None,
-        language=language,
-    )
-
-
-def _add_events(session: Session, call: Call, events: list[engine.FlowEvent]) -> None:
-    # Inserted at once with Core, in the order they come: as ORM objects they cost more than the step.
-    _insert_events(session, call.id, events)
-
-
-def _insert_events(session: Session, call_id: int, events: Sequence[engine.FlowEvent]) -> None:
-    if events:
-        now = utcnow()
-        session.connection().execute(
-            _ADD_EVENTS,
-            [
-                {"call_id": call_id, "at": now, "node": e.node, "kind": e.kind, "detail": dict(e.detail)}
-                for e in events
-            ],
-        )
-
-
-def _state_node(call: Call) -> str:
-    return str(call.ivr_state.get("node", "")) if call.ivr_state else ""
-
-
-def _load_state(tel: Telephony, call: Call) -> engine.State:
-    # A deep copy: the ORM must not see the stored state change under it.
-    return _state_from(tel, json.loads(json.dumps(call.ivr_state or {})), call.language, call.call_sid)
-
-
-def _state_from(tel: Telephony, data: dict[str, Any] | None, language: str, call_sid: str) -> engine.State:
-    """The engine's state from a stored ivr_state (decrypted in place: pass a copy nobody else holds)."""
-    if not data:
-        return engine.State(node=tel.flow.start, language=language)
-    for bucket in ("vars", "pending"):
-        values = data.get(bucket, {})
-        for key, value in list(values.items()):
-            if isinstance(value, str) and value.startswith(ENCRYPTED):
-                values[key] = tel.cipher.decrypt(value[len(ENCRYPTED) :])
-    state = engine.State.from_json(data)
-    if state.node not in tel.flow.nodes:
-        # The flow changed under a live call: carry on from the message, not from nowhere.
-        log.warning("call %s was at node %r, which the flow no longer has", call_sid, state.node)
-        return engine.State(node=tel.flow.start, language=state.language, vars=state.vars)
-    return state
-
-
-def _save_state(tel: Telephony, call: Call, state: engine.State) -> None:
-    call.ivr_state = _stored_state(tel, state)
-
-
-def _stored_state(tel: Telephony, state: engine.State) -> dict[str, Any]:
-    """The state as stored; sensitive values (phone numbers being keyed) are encrypted at rest."""
-    data = state.to_json()
-    for key in tel.flow.sensitive_vars & set(data["vars"]):
-        data["vars"][key] = ENCRYPTED + tel.cipher.encrypt(data["vars"][key])
-    data["pending"] = {k: ENCRYPTED + tel.cipher.encrypt(v) for k, v in data["pending"].items()}
-    return data
+    return decrypt_response(tel, call.last_response)

@@ -10,7 +10,8 @@ from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from infra.db import Database
-from telephony import params, service, signature, twiml
+from infra.deadline import deadline
+from telephony import params, service, signature, spool, twiml
 
 log = logging.getLogger(__name__)
 bp = Blueprint("twilio", __name__, url_prefix="/twilio")
@@ -55,30 +56,41 @@ def _answer(
     """Run one service call in one transaction; a caller on the line never gets a 500 from us.
 
     With `prepare`, the step is first worked out from a read outside the write lock and saved by a short
-    guarded write; `work` runs under the lock only when that cannot answer (see _prepared).
+    guarded write; `work` runs under the lock only when that cannot answer (see _prepared). All of the
+    database work shares one budget (Telephony.db_budget_s), well inside Twilio's 15 s: a database that
+    is locked, stalled or gone makes the caller hear `on_failure`'s answer (by default the rescue prompt,
+    which takes a message) instead of Twilio's error and a dropped call.
     """
     tel = _tel()
     form = request.form.to_dict()
     try:
-        body = _prepared(prepare) if prepare else None
-        if body is None:
-            with _db().writing() as session:
-                body = work(session)
+        with deadline(tel.db_budget_s):
+            body = _prepared(prepare) if prepare else None
+            if body is None:
+                with _db().writing() as session:
+                    body = work(session)
     except params.BadRequest as exc:
         log.warning("malformed %s webhook: %s", request.path, exc)
-        body = (
-            on_failure()
-            if on_failure
-            else twiml.render_rescue(tel.flow.rescue, tel.flow.default_language, tel.voices)
-        )
+        body = on_failure() if on_failure else _rescue(tel)
     except Exception:
         log.exception("%s failed for call %s", request.path, _sid(form.get("CallSid")))
-        body = (
-            on_failure()
-            if on_failure
-            else twiml.render_rescue(tel.flow.rescue, tel.flow.default_language, tel.voices)
-        )
+        body = on_failure() if on_failure else _rescue(tel)
     return _xml(body)
+
+
+def _rescue(tel: service.Telephony) -> str:
+    return twiml.render_rescue(tel.flow.rescue, tel.flow.default_language, tel.voices)
+
+
+def _keep_message(tel: service.Telephony, form: dict[str, str]) -> str | None:
+    """The thanks for a message kept in the spool, or None if the request carried no message."""
+    rec = params.recording(form)
+    if rec is None or rec.duration_s == 0:
+        return None
+    # Kept on disk, or (if even the disk failed) still at Twilio, where the reconcile sweep finds it:
+    # either way the caller has left their message and is thanked for it.
+    spool.keep(tel, spool.MESSAGE, form)
+    return twiml.render_thanks(tel.flow.rescue, tel.flow.default_language, tel.voices)
 
 
 def _prepared(prepare: Callable[[Connection], str | service.Prepared | None]) -> str | None:
@@ -120,6 +132,8 @@ def ivr() -> Response:
     return _answer(
         lambda s: service.caller_action(s, tel, form, seq, kind),
         prepare=lambda c: service.prepare_caller_action(c, tel, form, seq, kind),
+        # The <Record> action carries the caller's message: kept in the spool, never asked for again.
+        on_failure=lambda: _keep_message(tel, form) or _rescue(tel),
     )
 
 
@@ -128,24 +142,32 @@ def rescue_recording() -> Response:
     tel = _tel()
     form = request.form.to_dict()
 
-    def spool() -> str:
-        service.spool_rescue(tel.spool_dir, form)
-        return twiml.render_thanks(tel.flow.rescue, tel.flow.default_language, tel.voices)
+    def thanks() -> str:
+        return _keep_message(tel, form) or twiml.render_thanks(
+            tel.flow.rescue, tel.flow.default_language, tel.voices
+        )
 
-    return _answer(lambda s: service.rescue_recording(s, tel, form), on_failure=spool)
+    return _answer(lambda s: service.rescue_recording(s, tel, form), on_failure=thanks)
 
 
-def _callback(work: Callable[[Session], None]) -> Response:
-    """Status callbacks: Twilio ignores the body, but a failure must still be visible to Twilio."""
+def _callback(work: Callable[[Session], None], kind: str) -> Response:
+    """Status callbacks: what they say is applied, or kept in the spool when the database cannot take it.
+
+    Twilio does not retry them by default, so a failure is answered 200 only once the spool holds the
+    request; otherwise a 500 lets Twilio's debugger see it (and the reconcile sweep mends it later).
+    """
+    tel = _tel()
+    form = request.form.to_dict()
     try:
-        with _db().writing() as session:
+        with deadline(tel.db_budget_s), _db().writing() as session:
             work(session)
     except params.BadRequest as exc:
         log.warning("malformed %s callback: %s", request.path, exc)
         return _xml(twiml.empty())
     except Exception:
-        log.exception("%s failed", request.path)
-        # Not a caller on the line: a 500 lets Twilio's debugger (and any retry) see the failure.
+        log.exception("%s failed for call %s", request.path, _sid(form.get("CallSid")))
+        if spool.keep(tel, kind, form) is not None:
+            return _xml(twiml.empty())
         return Response(twiml.empty(), status=500, mimetype="text/xml")
     return _xml(twiml.empty())
 
@@ -153,13 +175,15 @@ def _callback(work: Callable[[Session], None]) -> Response:
 @bp.post("/status")
 def status() -> Response:
     tel = _tel()
-    return _callback(lambda s: service.call_status(s, tel, request.form.to_dict()))
+    return _callback(lambda s: service.call_status(s, tel, request.form.to_dict()), spool.CALL_STATUS)
 
 
 @bp.post("/recording-status")
 def recording_status() -> Response:
     tel = _tel()
-    return _callback(lambda s: service.recording_status(s, tel, request.form.to_dict()))
+    return _callback(
+        lambda s: service.recording_status(s, tel, request.form.to_dict()), spool.RECORDING_STATUS
+    )
 
 
 @bp.get("/audio/<path:name>")

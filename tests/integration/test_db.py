@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import threading
 import time
 import warnings
@@ -19,6 +20,7 @@ pytestmark = pytest.mark.sqlite_only
 
 def test_a_writer_of_another_process_waits_its_turn_and_gets_it(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'x.db'}"
+    sqlite3.connect(tmp_path / "x.db").close()  # the service opens a database; migrations create it
     # Two Database objects open the lock file twice, as two gunicorn workers do.
     first, second = Database(url), Database(url)
     try:

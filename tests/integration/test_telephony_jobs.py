@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from cases.models import Call, Case
 from infra.clock import utcnow
-from telephony import jobs, service
+from telephony import jobs, service, spool
 from telephony.webhooks import DATABASE_KEY, TELEPHONY_KEY
 from tests.conftest import ACCOUNT_SID, TwilioCaller
 from tests.integration.test_webhooks import Recorded, walk
@@ -30,10 +30,11 @@ def test_a_spooled_rescue_message_is_stored_with_a_case_once(app: Flask) -> None
         "RecordingDuration": "9",
         "From": "+66812345678",
     }
-    path = service.spool_rescue(tel.spool_dir, form)
+    path = spool.keep(tel, spool.MESSAGE, form)
     assert path is not None and path.exists()
     assert os.stat(tel.spool_dir).st_mode & 0o777 == 0o700
-    assert "812345678" not in path.read_text()  # the caller's number is not spooled
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    assert "812345678" not in path.read_text()  # the caller's number is spooled only encrypted
 
     assert jobs.replay_spool(db, tel) == 1
     assert not path.exists()
@@ -42,6 +43,7 @@ def test_a_spooled_rescue_message_is_stored_with_a_case_once(app: Flask) -> None
     with db.session() as session:
         case = session.scalars(select(Case)).one()
         assert case.opened_by == "rescue"
+        assert case.call is not None and case.call.caller_number_masked == "+66 8x xxx x678"
         recording = session.scalars(select(Recording)).one()
         assert (recording.recording_sid, recording.case_id) == (rec_sid, case.id)
 

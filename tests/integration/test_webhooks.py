@@ -38,7 +38,7 @@ from cases.models import Call, CallEvent, Case, Office, OfficeKind
 from cases.reference import is_valid_reference
 from infra.config import Config, ConfigError
 from infra.crypto import FieldCipher
-from telephony import service
+from telephony import endings, service
 from telephony.flow import Flow
 from telephony.validators import speak_digits
 from tests.conftest import (
@@ -852,7 +852,7 @@ def test_a_failing_case_service_gives_the_rescue_and_the_message_is_kept(
 ) -> None:
     first = Recorded()
     confirm = walk(caller, *FULL_CALL, first)
-    monkeypatch.setattr(service, "open_draft_case", db_down)
+    monkeypatch.setattr(endings, "open_draft_case", db_down)
     rescue = answer(caller, confirm, "1")
     _assert_rescue(rescue)
     monkeypatch.undo()
@@ -870,7 +870,7 @@ def test_a_failing_case_service_gives_the_rescue_and_the_message_is_kept(
 
 
 def test_the_rescue_recording_opens_a_case(caller: TwilioCaller, app: Flask) -> None:
-    rescue = Twiml(caller.post("/twilio/ivr?seq=7&ev=record", **Recorded().form()))
+    rescue = Twiml(caller.post("/twilio/ivr?seq=7&ev=gather", Digits="1"))
     _assert_rescue(rescue)
     rec = Recorded(duration=30)
     thanks = Twiml(caller.post(rescue.action("Record"), **rec.form()))
@@ -882,6 +882,32 @@ def test_the_rescue_recording_opens_a_case(caller: TwilioCaller, app: Flask) -> 
     assert case["opened_by"] == "rescue"
     assert case["recording_sid"] == rec.sid
     assert case["category"] == "unspecified" and case["office_code"] == "central"
+    assert case["caller_number_masked"] is None  # no call back was asked for
+
+
+def test_a_message_for_a_call_we_lost_is_kept_as_a_rescue_message(caller: TwilioCaller, app: Flask) -> None:
+    rec = Recorded(duration=30)
+    thanks = Twiml(caller.post("/twilio/ivr?seq=7&ev=record", **rec.form()))
+    # The caller already spoke: they are thanked, not asked to say it all again.
+    assert thanks.verbs() == ["Say", "Hangup"]
+    assert thanks.says() == [flow_of(app).rescue.thanks.text["th"]]
+    [case] = export_cases(app)
+    assert (case["opened_by"], case["recording_sid"]) == ("rescue", rec.sid)
+    call = find_call(app, caller.call_sid)
+    assert call is not None and call.caller_number_masked == "+66 8x xxx x678"
+
+
+def test_a_second_rescue_message_joins_the_case_of_the_first(caller: TwilioCaller, app: Flask) -> None:
+    first, second = Recorded(), Recorded()
+    Twiml(caller.post("/twilio/rescue-recording", **first.form()))
+    Twiml(caller.post("/twilio/rescue-recording", **second.form()))
+    [case] = export_cases(app)
+    with get_database(app).session() as session:
+        linked = session.scalars(
+            select(Recording.recording_sid).where(Recording.case_id.is_not(None)).order_by(Recording.id)
+        ).all()
+    assert linked == [first.sid, second.sid]
+    assert case["recording_sid"] == second.sid
 
 
 def test_an_empty_rescue_recording_opens_no_case(caller: TwilioCaller, app: Flask) -> None:
@@ -909,10 +935,30 @@ def test_the_rescue_recording_is_spooled_when_the_database_is_down(
 
 
 @pytest.mark.parametrize("path", ["/twilio/status", "/twilio/recording-status"])
-def test_status_callbacks_report_a_database_failure(path: str, caller: TwilioCaller, app: Flask) -> None:
+def test_status_callbacks_are_spooled_when_the_database_fails(
+    path: str, caller: TwilioCaller, app: Flask, config: Config
+) -> None:
     walk(caller)
     break_table(app, "calls")
     break_table(app, "recordings")
+    response = caller.post(path, CallStatus="completed", RecordingStatus="completed", **Recorded().form())
+    assert response.status_code == 200
+    assert xml_root(response.data).tag == "Response"
+    [spooled] = list(config.spool_dir.iterdir())
+    kept = json.loads(spooled.read_text(encoding="utf-8"))
+    assert kept["kind"] == ("call_status" if path == "/twilio/status" else "recording_status")
+    assert kept["CallSid"] == caller.call_sid
+
+
+@pytest.mark.parametrize("path", ["/twilio/status", "/twilio/recording-status"])
+def test_status_callbacks_report_a_failure_nothing_could_keep(
+    path: str, caller: TwilioCaller, app: Flask, config: Config
+) -> None:
+    walk(caller)
+    break_table(app, "calls")
+    break_table(app, "recordings")
+    config.spool_dir.parent.mkdir(parents=True, exist_ok=True)
+    config.spool_dir.write_text("not a folder")  # the spool cannot be written either
     response = caller.post(path, CallStatus="completed", RecordingStatus="completed", **Recorded().form())
     assert response.status_code == 500
     assert xml_root(response.data).tag == "Response"
