@@ -31,6 +31,7 @@ from infra.scheduler import Sweep, build_scheduler
 from telephony import bridge, bridge_webhooks, twiml, webhooks
 from telephony import jobs as telephony_jobs
 from telephony.flow import FlowError, load_flow
+from telephony.reconcile import Reconciler, ReconcileSettings
 from telephony.rest import TwilioRest
 from telephony.service import Telephony
 from transcription.cli import models_list_command, transcribe_command
@@ -433,9 +434,12 @@ class Worker:
         tel: Telephony,
         reminders: callbacks.ReminderSweep,
         outbox: notifications.Outbox,
+        reconciler: Reconciler,
+        reconcile_s: float,
     ) -> None:
         self.jobs, self.pool, self.interval_s = jobs, pool, interval_s
         self.db, self.tel, self.reminders, self.outbox = db, tel, reminders, outbox
+        self.reconciler, self.reconcile_s = reconciler, reconcile_s
 
     def sweeps(self) -> list[Sweep]:
         slow = max(60.0, self.interval_s)
@@ -447,6 +451,8 @@ class Worker:
             Sweep(
                 "telephony.stale_calls", lambda: telephony_jobs.close_stale_calls(self.db, self.tel), slow * 5
             ),
+            # Every message Twilio holds reaches a case, even when no webhook told us of it.
+            Sweep("telephony.reconcile", self.reconciler.sweep, self.reconcile_s),
             Sweep("cases.reminders", self.reminders.sweep, self.interval_s),
             Sweep("cases.outbox", self.outbox.sweep, self.interval_s),
         ]
@@ -502,14 +508,19 @@ def build_worker(app: Flask) -> Worker:
     outbox = notifications.build_outbox(
         cfg, get_database(app), callback_settings.line, sms, worker_id=f"{socket.gethostname()}:{os.getpid()}"
     )
+    tel: Telephony = app.extensions[webhooks.TELEPHONY_KEY]
+    rest = TwilioRest(cfg.twilio_api_base, cfg.twilio_account_sid, cfg.twilio_auth_token)
+    reconciler = Reconciler(get_database(app), tel, rest, ReconcileSettings())
     return Worker(
         jobs,
         pool,
         cfg.sweep_interval_s,
         get_database(app),
-        app.extensions[webhooks.TELEPHONY_KEY],
+        tel,
         reminders,
         outbox,
+        reconciler,
+        cfg.twilio_reconcile_s,
     )
 
 

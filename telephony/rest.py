@@ -1,4 +1,5 @@
-"""Twilio's REST API for what we create there: SMS messages and outbound calls.
+"""Twilio's REST API: what we create there (SMS messages, outbound calls) and what we read back
+(recordings and calls, for the reconcile sweep).
 
 One small client over `requests`, with HTTP basic auth (account SID, auth token) against TWILIO_API_BASE,
 short timeouts, and one error type whose reason is safe to store: Twilio's own error messages quote the
@@ -11,8 +12,11 @@ none); a 4xx is never retried. Calls are not retried here at all: the operator p
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -21,6 +25,18 @@ from cases.channels import DeliveryError
 API_VERSION = "2010-04-01"
 # Every progress event of a call we place: the call-back bridge needs to know it rang, was answered, ended.
 CALL_EVENTS = ("initiated", "ringing", "answered", "completed")
+MAX_PAGES = 50  # a reconcile sweep reads at most this many pages of a list (1,000 items each)
+
+
+@dataclass(frozen=True)
+class TwilioRecording:
+    """One item of Twilio's Recordings list, as the reconcile sweep needs it."""
+
+    sid: str
+    call_sid: str
+    status: str  # processing | completed | absent | failed | deleted (and in-progress, paused, stopped)
+    duration_s: int | None
+    media_url: str  # the recording under TWILIO_API_BASE, without an extension (as RecordingUrl is)
 
 
 class TwilioRestError(DeliveryError):
@@ -86,6 +102,81 @@ class TwilioRest:
                 reason = f"Twilio {status} without a JSON body"
             # 429: too many requests; 5xx: Twilio's side. Anything else will not change by retrying.
             raise TwilioRestError(reason, status=status, code=code, retryable=status == 429 or status >= 500)
+
+    def read(self, path_or_resource: str, query: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """GET a resource (`Calls/CA….json` style, or a `next_page_uri`); Twilio's JSON or TwilioRestError."""
+        if path_or_resource.startswith("/"):
+            url = self.api_base + path_or_resource  # a next_page_uri: always under our own API base
+        else:
+            url = f"{self.api_base}/{API_VERSION}/Accounts/{self.account_sid}/{path_or_resource}"
+        try:
+            response = self._session.get(
+                url, params=dict(query or {}), auth=self._auth, timeout=self._timeout, allow_redirects=False
+            )
+        except requests.Timeout:
+            raise TwilioRestError(f"timeout after {self._timeout[1]:g} s") from None
+        except requests.RequestException as exc:
+            raise TwilioRestError(f"Twilio unreachable ({type(exc).__name__})") from None
+        with response:
+            try:
+                payload = response.json()
+            except ValueError:
+                payload = None
+            if response.status_code == 200 and isinstance(payload, dict):
+                return payload
+            code = payload.get("code") if isinstance(payload, dict) else None
+            code = code if isinstance(code, int) else None
+            status = response.status_code
+            raise TwilioRestError(
+                f"Twilio {status}" + (f" (code {code})" if code else ""),
+                status=status,
+                code=code,
+                retryable=status == 429 or status >= 500,
+            )
+
+    def recordings_since(self, day: date, *, call_sid: str | None = None) -> Iterator[TwilioRecording]:
+        """Every recording of the account created on `day` (UTC) or later, page after page."""
+        query = {"DateCreated>=": day.isoformat(), "PageSize": "1000"}
+        if call_sid:
+            query["CallSid"] = call_sid
+        payload = self.read("Recordings.json", query)
+        for _ in range(MAX_PAGES):
+            for item in payload.get("recordings") or []:
+                found = self._recording(item)
+                if found is not None:
+                    yield found
+            nxt = payload.get("next_page_uri")
+            if not isinstance(nxt, str) or not nxt.startswith("/") or urlsplit(nxt).netloc:
+                return
+            payload = self.read(nxt)
+
+    def call_status(self, call_sid: str) -> str | None:
+        """The call's status at Twilio (queued, ringing, in-progress, completed, busy, …); None if unknown."""
+        try:
+            payload = self.read(f"Calls/{call_sid}.json")
+        except TwilioRestError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        status = payload.get("status")
+        return status if isinstance(status, str) else None
+
+    def _recording(self, item: Any) -> TwilioRecording | None:
+        if not isinstance(item, dict):
+            return None
+        sid, call_sid, uri = item.get("sid"), item.get("call_sid"), item.get("uri")
+        if not all(isinstance(v, str) and v for v in (sid, call_sid, uri)):
+            return None
+        assert isinstance(sid, str) and isinstance(call_sid, str) and isinstance(uri, str)
+        raw = str(item.get("duration") or "")
+        media = uri[: -len(".json")] if uri.endswith(".json") else uri
+        return TwilioRecording(
+            sid=sid,
+            call_sid=call_sid,
+            status=str(item.get("status") or ""),
+            duration_s=int(raw) if raw.isdigit() else None,
+            media_url=self.api_base + media if media.startswith("/") else media,
+        )
 
     def send_sms(self, to: str, body: str, from_: str) -> str:
         """Send one SMS from a number or a Messaging Service (MG…); return the message SID (SM…)."""
