@@ -12,6 +12,7 @@ import re
 import threading
 
 import pytest
+from flask import Flask
 
 from telephony.simulator import (
     HANGUP_PURPOSES,
@@ -321,3 +322,40 @@ def test_recordings_made_in_a_hang_up_are_held_by_the_fake_twilio_whatever_arriv
         assert held is not None
         assert (held["call_sid"], held["duration"], held["status"]) == (result.call_sid, "5", "completed")
         assert app.to(RECORDED) == [] and app.to(RECORDING_STATUS) == []
+
+
+# --------------------------------------------------------------------------------------------------
+# flask --app app simulate-call --hangup-order (the real app; only what the simulator sends is asserted)
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("order", "purposes"),
+    [
+        ("status,recording,action", ["status-callback", "recording-status", "record-action"]),
+        ("action,status", ["record-action", "status-callback"]),
+    ],
+)
+def test_simulate_call_command_prints_the_end_of_call_in_its_order(
+    app: Flask, order: str, purposes: list[str]
+) -> None:
+    done = app.test_cli_runner().invoke(
+        args=["simulate-call", "--keys", "1,10,1,1,record:6:#:hangup", "--hangup-order", order, "--quiet"]
+    )
+
+    assert done.exit_code == 0, done.output
+    assert "ended: caller-hangup" in done.output
+    summary = next(line for line in done.output.splitlines() if line.startswith("end of call"))
+    assert summary.startswith(f"end of call (hang-up order {order}): ")
+    assert re.findall(r"(\d)\. (\S+) -> \d{3}", summary) == [(str(n), p) for n, p in enumerate(purposes, 1)]
+    if "recording" not in order:
+        assert "recording-status never sent" in done.output
+
+
+def test_simulate_call_command_refuses_a_bad_order_naming_it(app: Flask) -> None:
+    done = app.test_cli_runner().invoke(
+        args=["simulate-call", "--keys", "1", "--hangup-order", "status,recording,status"]
+    )
+
+    assert done.exit_code == 2
+    assert "bad hang-up order 'status,recording,status': 'status' named twice" in done.output
