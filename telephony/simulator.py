@@ -2180,7 +2180,6 @@ class _Delivery:
     name: HangupRequest
     events: list[CallEvent] = field(default_factory=list)
     sent: float = 0.0  # perf_counter() when its request went out
-    answered: float = 0.0
 
 
 class _EndOfCall:
@@ -2272,7 +2271,6 @@ class _EndOfCall:
                     delivery.events.append(
                         CallEvent(kind="error", text=f"simulator failure sending {name}: {exc!r}")
                     )
-                delivery.answered = time.perf_counter()
         finally:
             if session is not None:
                 session.close()
