@@ -315,8 +315,20 @@ def _register_commands(app: Flask) -> None:
     @click.option("--from", "from_number", default="+66812345678", show_default=True)
     @click.option("--wav", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
     @click.option("--quiet", is_flag=True, help="Print only the outcome.")
+    @click.option(
+        "--hangup-order",
+        default=None,
+        help="When the caller hangs up while recording (record:8:hangup, record:8:#:hangup): the order "
+        "the action, recording and status requests arrive in, e.g. 'action,status,recording', "
+        "'status' (the others lost) or 'concurrent'.",
+    )
     def simulate_call_cmd(
-        connect_base: str | None, keys: str, from_number: str, wav: Path | None, quiet: bool
+        connect_base: str | None,
+        keys: str,
+        from_number: str,
+        wav: Path | None,
+        quiet: bool,
+        hangup_order: str | None,
     ) -> None:
         """Call the hotline as Twilio would: signed webhooks, TwiML followed, a recording served."""
         from telephony.simulator_cli import simulate_call
@@ -328,6 +340,7 @@ def _register_commands(app: Flask) -> None:
             from_number=from_number,
             wav=wav,
             quiet=quiet,
+            hangup_order=hangup_order,
         )
         sys.exit(code)
 

@@ -45,7 +45,17 @@ connection failure", "Dial action DialCallStatus", "Reject reason", "voice webho
   ``completed``) chooses the callbacks; ``absent`` is the status of a recording with no audio (too short or
   silent). The callback is asynchronous: here it is posted right after the action response arrived, so it
   reaches the app after the action webhook, as it may on Twilio. After a caller hangs up the action is still
-  requested (``Digits=hangup``) but the TwiML it returns is not executed.
+  requested (``Digits=hangup``, or the key pressed just before: ``record:5:#:hangup``) but the TwiML it
+  returns is not executed.
+* End of a call (PLATFORM-NOTES, "End of a call has no order"): when the caller hangs up with a recording
+  outstanding, the ``<Record>`` action, the recording status callback and the call status callback have
+  no promised order and may race on different threads. ``SimulatorConfig.hangup_order`` (a
+  :class:`HangupOrder`) plays any fixed order, a lost request, or all three at once.
+* REST reads (twilio-python's fixtures for these resources; docs "Recording resource", "Call resource",
+  "error 20003"): ``GET …/Recordings.json`` (CallSid, ``DateCreated``/``DateCreated<``/``DateCreated>``,
+  PageSize, Page, PageToken; newest first; ``next_page_uri`` relative to the API base) and
+  ``GET …/Calls/{CallSid}.json``. Good credentials on another account's path are 20003 (401), as for a
+  subaccount's credentials on its parent.
 * ``<Dial>``: no default ``action``; without one the call goes on with the next verb. With one, it posts
   ``DialCallStatus`` (``completed``, ``busy``, ``no-answer``, ``failed``, ``canceled``), ``DialCallSid``
   and ``DialCallDuration``, and verbs after the ``<Dial>`` are unreachable.
@@ -67,6 +77,7 @@ import io
 import json
 import math
 import os
+import random
 import re
 import secrets
 import sys
@@ -75,18 +86,22 @@ import time
 import uuid
 import wave
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Final, Literal
+from typing import Final, Literal, cast
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit, urlunsplit
 
 import requests
 from twilio.request_validator import RequestValidator
 
 __all__ = [
+    "DEFAULT_HANGUP_ORDER",
+    "HANGUP_PURPOSES",
+    "HANGUP_REQUESTS",
     "SCRIPT_GRAMMAR",
     "CallEvent",
     "CallResult",
@@ -94,6 +109,8 @@ __all__ = [
     "CallerAction",
     "EndedBy",
     "EventKind",
+    "HangupOrder",
+    "HangupRequest",
     "MediaFault",
     "MediaServer",
     "OutboundCall",
@@ -123,6 +140,7 @@ EventKind = Literal[
     "warning",
     "hangup",
     "reject",
+    "end-of-call",
 ]
 EndedBy = Literal["hangup-verb", "end-of-document", "caller-hangup", "error", "loop-guard"]
 ActionKind = Literal["digits", "silence", "speech", "record", "hangup", "dial"]
@@ -150,6 +168,132 @@ _NO_FETCH_ATTR: Final = "{urn:simulator}no-fetch"
 
 
 # --------------------------------------------------------------------------------------------------
+# The end of a call: which of Twilio's three hang-up requests arrive, and in what order
+# --------------------------------------------------------------------------------------------------
+
+HangupRequest = Literal["action", "recording", "status"]
+HANGUP_REQUESTS: Final[tuple[HangupRequest, ...]] = ("action", "recording", "status")
+# The purpose each one carries in CallEvents (and in CallResult.requests(purpose)).
+HANGUP_PURPOSES: Final[Mapping[HangupRequest, str]] = {
+    "action": "record-action",
+    "recording": "recording-status",
+    "status": "status-callback",
+}
+_HANGUP_HELP: Final = (
+    "name action, recording and status (each at most once) separated by commas, in the order they arrive; "
+    "'concurrent' for all three at once (or 'concurrent:NAMES', plus 'spread=MS' and 'seed=N' items); "
+    "'none' for none of them"
+)
+
+
+@dataclass(frozen=True)
+class HangupOrder:
+    """How Twilio delivers the end of a call when the caller hangs up with a recording outstanding.
+
+    Three requests end such a call: the ``<Record>`` action (``action``; ``Digits=hangup``, or the key
+    pressed just before hanging up), the recording status callback (``recording``; ``completed``, or
+    ``absent`` for an empty recording) and the number's call status callback (``status``). Twilio promises
+    no order between them (PLATFORM-NOTES, "End of a call has no order").
+
+    ``requests`` names the ones delivered, in order; each waits for the answer to the one before. A name
+    left out never arrives (Twilio gave up on it). With ``concurrent`` they are released together from
+    one thread each, behind a :class:`threading.Barrier`; each thread then waits a random 0 to
+    ``spread_ms`` ms (drawn from ``random.Random(seed)``) before it sends. A request the call did not
+    produce (no action for an empty recording, no callback the TwiML did not subscribe to) is skipped.
+    """
+
+    requests: tuple[HangupRequest, ...] = HANGUP_REQUESTS
+    concurrent: bool = False
+    spread_ms: float = 0.0
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        problem = _hangup_order_problem(self.requests, self.concurrent, self.spread_ms)
+        if problem is not None:
+            raise ValueError(f"bad hang-up order {str(self)!r}: {problem}; {_HANGUP_HELP}")
+
+    @classmethod
+    def parse(cls, text: str) -> HangupOrder:
+        """Read ``"action,status,recording"``, ``"status"``, ``"concurrent"``, ``"concurrent:action,status"``,
+        ``"concurrent:spread=4,seed=7"`` or ``"none"``; a bad value raises ValueError naming it."""
+        raw = text.strip()
+        low = raw.lower()
+        if low == "none":
+            return cls(requests=())
+        concurrent = low == "concurrent" or low.startswith("concurrent:")
+        body = low[len("concurrent") :].removeprefix(":") if concurrent else low
+        names: list[str] = []
+        spread_ms, seed = 0.0, None
+        for item in [part.strip() for part in body.split(",")] if body else []:
+            key, eq, value = item.partition("=")
+            if eq and key in ("spread", "seed"):
+                try:
+                    if key == "spread":
+                        spread_ms = float(value.removesuffix("ms"))
+                    else:
+                        seed = int(value)
+                except ValueError:
+                    raise ValueError(
+                        f"bad hang-up order {raw!r}: {item!r} is not a number; {_HANGUP_HELP}"
+                    ) from None
+                continue
+            names.append(item)
+        if not names and not concurrent:
+            problem: str | None = "no request named"
+        else:
+            problem = _hangup_order_problem(names, concurrent, spread_ms)
+        if problem is not None:
+            raise ValueError(f"bad hang-up order {raw!r}: {problem}; {_HANGUP_HELP}")
+        requests = tuple(cast(HangupRequest, n) for n in names) if names else HANGUP_REQUESTS
+        return cls(requests=requests, concurrent=concurrent, spread_ms=spread_ms, seed=seed)
+
+    @classmethod
+    def of(cls, value: HangupOrder | str | Sequence[str]) -> HangupOrder:
+        """A HangupOrder from itself, its text form, or a sequence of names."""
+        if isinstance(value, HangupOrder):
+            return value
+        if isinstance(value, str):
+            return cls.parse(value)
+        return cls.parse(",".join(value)) if value else cls(requests=())
+
+    def __str__(self) -> str:
+        """The text form :meth:`parse` reads back."""
+        if not self.concurrent:
+            return ",".join(self.requests) or "none"
+        items: list[str] = [] if self.requests == HANGUP_REQUESTS else list(self.requests)
+        if self.spread_ms:
+            items.append(f"spread={self.spread_ms:g}")
+        if self.seed is not None:
+            items.append(f"seed={self.seed}")
+        return "concurrent" + (":" + ",".join(items) if items else "")
+
+    def delays_s(self, count: int) -> list[float]:
+        """The wait of each concurrent request after the barrier, in seconds (all 0 without a spread)."""
+        if not self.spread_ms:
+            return [0.0] * count
+        rng = random.Random(self.seed)  # noqa: S311 - jitter for a test, not a secret
+        return [rng.uniform(0, self.spread_ms) / 1000 for _ in range(count)]
+
+
+def _hangup_order_problem(requests: Sequence[str], concurrent: bool, spread_ms: float) -> str | None:
+    seen: set[str] = set()
+    for name in requests:
+        if name not in HANGUP_REQUESTS:
+            return f"unknown request {name!r}"
+        if name in seen:
+            return f"{name!r} named twice"
+        seen.add(name)
+    if not 0 <= spread_ms <= 1000:  # also false for NaN
+        return "the spread must be 0 to 1000 ms"
+    if spread_ms and not concurrent:
+        return "a spread needs concurrent delivery"
+    return None
+
+
+DEFAULT_HANGUP_ORDER: Final = HangupOrder()
+
+
+# --------------------------------------------------------------------------------------------------
 # Configuration, events, results
 # --------------------------------------------------------------------------------------------------
 
@@ -173,6 +317,8 @@ class SimulatorConfig:
     first_call_status: str = "ringing"
     recording_wav: bytes | None = None
     fetch_media: bool = True
+    # Which end-of-call requests arrive, and how, when the caller hangs up with a recording outstanding.
+    hangup_order: HangupOrder = DEFAULT_HANGUP_ORDER
 
     def public_url(self, path: str) -> str:
         return self.public_base.rstrip("/") + "/" + path.lstrip("/")
@@ -196,6 +342,8 @@ class CallEvent:
     outcome: str | None = None
     seconds: float | None = None
     params: Mapping[str, str] | None = None
+    order: int | None = None  # an end-of-call request: its place in the order they were sent (1-based)
+    offset_ms: float | None = None  # an end-of-call request: sent this long after the first one was
 
     def describe(self) -> str:
         """A one-line, human-readable rendering (for terminals and test failure messages)."""
@@ -208,7 +356,10 @@ class CallEvent:
         if self.kind == "request":
             status = self.status if self.status is not None else "no answer"
             ms = f"{self.elapsed_ms:.0f} ms" if self.elapsed_ms is not None else "-"
-            return f"HTTP {self.method} {self.url} ({self.purpose}) -> {status} in {ms}"
+            end = ""
+            if self.order is not None:
+                end = f" [end of call #{self.order}, sent +{self.offset_ms or 0:.1f} ms]"
+            return f"HTTP {self.method} {self.url} ({self.purpose}){end} -> {status} in {ms}"
         if self.kind in ("error", "warning"):
             code = f" {self.code}" if self.code is not None else ""
             status = f" [HTTP {self.status}]" if self.status is not None else ""
@@ -243,6 +394,12 @@ class CallResult:
     def requests(self, purpose: str | None = None) -> list[CallEvent]:
         return [e for e in self.events if e.kind == "request" and (purpose is None or e.purpose == purpose)]
 
+    def end_of_call(self) -> list[CallEvent]:
+        """The end-of-call requests sent after the caller hung up with a recording outstanding, in the
+        order they were sent (``order`` 1, 2, …); see :class:`HangupOrder`."""
+        sent = [e for e in self.events if e.kind == "request" and e.order is not None]
+        return sorted(sent, key=lambda e: (e.order or 0, e.offset_ms or 0.0))
+
 
 class ScriptError(ValueError):
     """The caller's script does not fit what the call asked for (or a token is malformed).
@@ -271,17 +428,20 @@ class CallerAction:
     speech: str = ""
     seconds: int = 0
     finish_key: str = "#"
-    hangup_during: bool = False
+    hangup_during: bool = False  # record:N:hangup: the caller hangs up while recording
+    hangup_after: bool = False  # record:N:KEY:hangup: the caller presses KEY and hangs up at once
     dial_status: str = "completed"
 
 
 _DIGITS_RE: Final = re.compile(r"[0-9*#]+")
-_RECORD_RE: Final = re.compile(r"record(?::(\d+))?(?::(hangup|[0-9*#]))?", re.IGNORECASE)
+_RECORD_RE: Final = re.compile(r"record(?::(\d+))?(?::(hangup|[0-9*#]))?(?::(hangup))?", re.IGNORECASE)
 _DIAL_RE: Final = re.compile(r"dial(?::([a-z-]+))?(?::(\d+))?", re.IGNORECASE)
 
 SCRIPT_GRAMMAR: Final = (
     "digits like 1, 10#, 0812345678# (keys 0-9 * #); '-' or 'silence' for no input; "
-    "'speech:TEXT'; 'record', 'record:SECONDS', 'record:SECONDS:hangup' or 'record:SECONDS:KEY'; "
+    "'speech:TEXT'; 'record', 'record:SECONDS', 'record:SECONDS:KEY' (KEY ends the recording), "
+    "'record:SECONDS:hangup' (hang up while recording) or 'record:SECONDS:KEY:hangup' (press KEY and hang up "
+    "at once); "
     "'dial', 'dial:STATUS' or 'dial:STATUS:SECONDS' (STATUS: completed, no-answer, busy, failed, canceled); "
     "'hangup'"
 )
@@ -318,8 +478,12 @@ def parse_token(token: str, position: int | None = None) -> CallerAction:
             raise bad("a recording cannot be longer than 86400 seconds")
         tail = (m.group(2) or "#").lower()
         if tail == "hangup":
+            if m.group(3) is not None:
+                raise bad("'hangup' twice; to press a key and then hang up write record:SECONDS:KEY:hangup")
             return CallerAction(kind="record", raw=raw, seconds=seconds, hangup_during=True)
-        return CallerAction(kind="record", raw=raw, seconds=seconds, finish_key=tail)
+        return CallerAction(
+            kind="record", raw=raw, seconds=seconds, finish_key=tail, hangup_after=m.group(3) is not None
+        )
     if low.startswith("dial"):
         m = _DIAL_RE.fullmatch(raw)
         if m is None:
@@ -477,6 +641,211 @@ class SentMessage:
     body: str
 
 
+# What the fake Twilio holds for the REST reads: recordings (with or without media) and calls.
+_RECORDING_LIST_RE: Final = re.compile(r"/2010-04-01/Accounts/(?P<account>[^/]+)/Recordings\.json")
+_CALL_PATH_RE: Final = re.compile(r"/2010-04-01/Accounts/(?P<account>[^/]+)/Calls/(?P<sid>[^/.]+)\.json")
+CALL_END_STATUSES: Final = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
+DEFAULT_PAGE_SIZE: Final = 50
+MAX_PAGE_SIZE: Final = 1000
+_DATE_FILTER_OPS: Final = frozenset({"", "<", "<=", ">", ">="})
+
+
+@dataclass
+class _HeldRecording:
+    sid: str
+    wav: bytes | None  # None: no media (an ``absent`` recording)
+    call_sid: str | None
+    duration_s: int
+    status: str
+    date_created: datetime
+    seq: int  # registration order: the tie-break between equal creation times
+
+
+@dataclass
+class _HeldCall:
+    sid: str
+    from_: str
+    to: str
+    direction: str
+    status: str
+    date_created: datetime
+    end_time: datetime | None = None
+    duration_s: int | None = None
+
+
+def _rfc2822(moment: datetime) -> str:
+    return email.utils.format_datetime(moment.astimezone(UTC).replace(microsecond=0))
+
+
+def _date_filter(key: str, value: str) -> Callable[[datetime], bool]:
+    """One ``DateCreated`` filter of a list request; ValueError when it is not one Twilio reads.
+
+    ``DateCreated=D`` matches that UTC day; ``DateCreated<=D`` (sent as the key ``DateCreated<``) and
+    ``DateCreated>=D`` (``DateCreated>``) are inclusive. D is ``YYYY-MM-DD`` (compared by UTC day) or an
+    ISO 8601 time such as ``2024-05-01T00:00:00Z`` (what twilio-python sends; compared as an instant).
+    """
+    op = key[len("DateCreated") :]
+    if op not in _DATE_FILTER_OPS:
+        raise ValueError(f"unknown filter {key!r}")
+    text = value.strip()
+    try:
+        if "T" not in text:
+            day = datetime.strptime(text, "%Y-%m-%d").date()
+            if op == "":
+                return lambda created: created.astimezone(UTC).date() == day
+            if op.startswith("<"):
+                return lambda created: created.astimezone(UTC).date() <= day
+            return lambda created: created.astimezone(UTC).date() >= day
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{key} {value!r} is not a date (YYYY-MM-DD) or an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    if op == "":
+        return lambda created: created.astimezone(UTC).date() == moment.astimezone(UTC).date()
+    if op.startswith("<"):
+        return lambda created: created <= moment
+    return lambda created: created >= moment
+
+
+class _Holdings:
+    """The recordings and calls of one fake Twilio account, rendered as the 2010-04-01 API renders them."""
+
+    def __init__(self, account_sid: str) -> None:
+        self.account_sid = account_sid
+        self.lock = threading.Lock()
+        self.recordings: dict[str, _HeldRecording] = {}
+        self.calls: dict[str, _HeldCall] = {}
+        self._seq = 0
+
+    def add_recording(
+        self,
+        sid: str,
+        wav: bytes | None,
+        *,
+        call_sid: str | None,
+        duration_s: int | None,
+        status: str,
+        date_created: datetime | None,
+    ) -> None:
+        if duration_s is None:
+            measured = wav_duration(wav) if wav is not None else None
+            duration_s = round(measured) if measured is not None else 0
+        created = (date_created or datetime.now(UTC)).astimezone(UTC)
+        with self.lock:
+            self._seq += 1
+            self.recordings[sid] = _HeldRecording(sid, wav, call_sid, duration_s, status, created, self._seq)
+
+    def recording_json(self, held: _HeldRecording, media_base: str) -> dict[str, object]:
+        path = f"/{API_VERSION}/Accounts/{self.account_sid}/Recordings/{held.sid}"
+        return {
+            "account_sid": self.account_sid,
+            "api_version": API_VERSION,
+            "call_sid": held.call_sid,
+            "conference_sid": None,
+            "channels": 1,
+            "date_created": _rfc2822(held.date_created),
+            "date_updated": _rfc2822(held.date_created),
+            "start_time": _rfc2822(held.date_created),
+            "price": None,
+            "price_unit": "USD",
+            "duration": str(held.duration_s),
+            "sid": held.sid,
+            "source": "RecordVerb",
+            "status": held.status,
+            "error_code": 16101 if held.status == "absent" else None,
+            "encryption_details": None,
+            "media_url": media_base + path,
+            "uri": path + ".json",
+            "subresource_uris": {
+                "add_on_results": path + "/AddOnResults.json",
+                "transcriptions": path + "/Transcriptions.json",
+            },
+        }
+
+    def recordings_page(self, query: Mapping[str, str], media_base: str) -> tuple[int, dict[str, object]]:
+        """``GET …/Recordings.json``: newest first, filtered by CallSid and DateCreated, one page."""
+        try:
+            page_size = int(query.get("PageSize", DEFAULT_PAGE_SIZE))
+            page = int(query.get("Page", 0))
+            tests = [_date_filter(k, v) for k, v in query.items() if k.startswith("DateCreated")]
+        except ValueError as exc:
+            return _twilio_error(400, 20001, f"Invalid parameter: {exc}")
+        if not 1 <= page_size <= MAX_PAGE_SIZE or page < 0:
+            return _twilio_error(400, 20001, f"Invalid parameter: PageSize 1-{MAX_PAGE_SIZE}, Page 0 or more")
+        call_sid = query.get("CallSid")
+        with self.lock:
+            held = sorted(self.recordings.values(), key=lambda r: (r.date_created, r.seq), reverse=True)
+        matching = [
+            r
+            for r in held
+            if (call_sid is None or r.call_sid == call_sid) and all(test(r.date_created) for test in tests)
+        ]
+        start = page * page_size
+        token = query.get("PageToken", "")
+        # Twilio's token names the last item of the page before: the next page starts after it even when
+        # recordings were added or deleted meanwhile.
+        after = next((i for i, r in enumerate(matching) if "PA" + r.sid == token), None)
+        if after is not None:
+            start = after + 1
+        items = matching[start : start + page_size]
+        filters = [(k, v) for k, v in query.items() if k not in ("PageSize", "Page", "PageToken")]
+        base = f"/{API_VERSION}/Accounts/{self.account_sid}/Recordings.json"
+
+        def uri(number: int, page_token: str | None = None) -> str:
+            params = [*filters, ("PageSize", str(page_size)), ("Page", str(number))]
+            return base + "?" + urlencode(params + ([("PageToken", page_token)] if page_token else []))
+
+        more = bool(items) and start + len(items) < len(matching)
+        return 200, {
+            "end": start + max(len(items), 1) - 1,
+            "first_page_uri": uri(0),
+            "next_page_uri": uri(page + 1, "PA" + items[-1].sid) if more else None,
+            "page": page,
+            "page_size": page_size,
+            "previous_page_uri": uri(page - 1) if page > 0 else None,
+            "recordings": [self.recording_json(r, media_base) for r in items],
+            "start": start,
+            "uri": uri(page, token or None),
+        }
+
+    def call_json(self, held: _HeldCall) -> dict[str, object]:
+        path = f"/{API_VERSION}/Accounts/{self.account_sid}/Calls/{held.sid}"
+        ended = held.end_time is not None
+        return {
+            "account_sid": self.account_sid,
+            "annotation": None,
+            "answered_by": None,
+            "api_version": API_VERSION,
+            "caller_name": None,
+            "date_created": _rfc2822(held.date_created),
+            "date_updated": _rfc2822(held.end_time or held.date_created),
+            "direction": held.direction,
+            "duration": str(held.duration_s or 0) if ended else None,
+            "end_time": _rfc2822(held.end_time) if held.end_time is not None else None,
+            "forwarded_from": None,
+            "from": held.from_,
+            "from_formatted": held.from_,
+            "group_sid": None,
+            "parent_call_sid": None,
+            "phone_number_sid": None,
+            "price": None,
+            "price_unit": "USD",
+            "queue_time": "0",
+            "sid": held.sid,
+            "start_time": None if held.status == "queued" else _rfc2822(held.date_created),
+            "status": held.status,
+            "subresource_uris": {
+                "notifications": path + "/Notifications.json",
+                "recordings": path + "/Recordings.json",
+            },
+            "to": held.to,
+            "to_formatted": held.to,
+            "trunk_sid": None,
+            "uri": path + ".json",
+        }
+
+
 class _MediaHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     media: MediaServer
@@ -534,10 +903,18 @@ class _MediaHandler(BaseHTTPRequestHandler):
 
     def _handle(self, *, send_body: bool) -> None:
         media = self.server.media
-        path = self.path.split("?", 1)[0]
+        path, _, query = self.path.partition("?")
         media._count(path, self.command)
         if not self._authorized():
             return self._unauthorized(send_body=send_body)
+        read = media._read(path, query)
+        if read is not None:
+            key, status, body = read
+            if status == 401:
+                return self._unauthorized(send_body=send_body)
+            if media._misbehave(self, "GET", key, None, send_body=send_body):
+                return
+            return self._json(status, json.dumps(body, ensure_ascii=False), send_body=send_body)
         m = _MEDIA_PATH_RE.fullmatch(path)
         wav = media._get(m["sid"]) if m is not None else None
         if m is None or m["account"] != media.account_sid or m["ext"] not in (None, ".wav") or wav is None:
@@ -594,12 +971,8 @@ class _MediaHandler(BaseHTTPRequestHandler):
         )
 
     def _not_found(self, path: str, *, send_body: bool = True) -> None:
-        self._json(
-            404,
-            '{"code": 20404, "message": "The requested resource was not found", '
-            '"more_info": "https://www.twilio.com/docs/errors/20404", "status": 404}',
-            send_body=send_body,
-        )
+        _, body = _twilio_error(404, 20404, f"The requested resource {path} was not found")
+        self._json(404, json.dumps(body), send_body=send_body)
 
 
 class MediaServer:
@@ -614,9 +987,18 @@ class MediaServer:
     Messaging Service, 21602/21617 Body); :meth:`messages` lists what was sent.
     ``POST …/Calls.json`` places an outbound call and plays it against the app the way Twilio does
     (``calls``, an :class:`OutboundCalls`: its status callbacks, TwiML, ``<Dial>`` legs and AMD).
+    ``GET …/Recordings.json`` lists what :meth:`register` holds (every recording a simulated call made,
+    ``absent`` ones too, until deleted), filtered by ``CallSid`` and ``DateCreated`` (``=``, ``<=``,
+    ``>=``), newest first, ``PageSize`` (default 50) to a page with ``next_page_uri``.
+    ``GET …/Recordings/{Sid}.json`` is one recording. ``GET …/Calls/{CallSid}.json`` is a call the
+    simulator plays: ``in-progress`` while it runs, its final status, ``duration`` and ``end_time`` from
+    the moment the caller hangs up. These reads need the credentials like the media (401 otherwise, and
+    for another account's path); unknown SIDs get Twilio's 404 JSON (code 20404).
 
     For tests, :meth:`inject` makes the next requests for one recording misbehave the ways Twilio's media
-    and the network do (errors, slowness, cut-off or non-audio bodies); without it nothing changes.
+    and the network do (errors, slowness, cut-off or non-audio bodies); without it nothing changes. The
+    reads take faults too: ``inject("Recordings", …)`` for the list, ``inject(call_sid, …)`` for a call,
+    ``inject(recording_sid + ".json", …)`` for one recording's JSON.
     :meth:`requests` lists what was asked, in order, and ``observer`` (if set) is called with the method and
     path of each request before it is answered, in the server's thread.
     """
@@ -626,7 +1008,7 @@ class MediaServer:
         self.auth_token = auth_token
         self._host = host
         self._lock = threading.Lock()
-        self._recordings: dict[str, bytes] = {}
+        self._held = _Holdings(account_sid)
         self._counts: dict[str, int] = {}
         self._log: list[tuple[str, str]] = []
         self._faults: dict[tuple[str, str], list[_Fault]] = {}
@@ -686,23 +1068,109 @@ class MediaServer:
     def recording_url(self, recording_sid: str) -> str:
         return f"{self.base_url}/{API_VERSION}/Accounts/{self.account_sid}/Recordings/{recording_sid}"
 
-    def register(self, recording_sid: str, wav_bytes: bytes) -> str:
-        """Store a recording; returns its RecordingUrl (no extension, like Twilio)."""
-        with self._lock:
-            self._recordings[recording_sid] = bytes(wav_bytes)
+    def rest_url(self, resource: str) -> str:
+        """``Recordings`` -> ``{base}/2010-04-01/Accounts/{AccountSid}/Recordings.json`` (``Calls/CA…``)."""
+        return f"{self.base_url}/{API_VERSION}/Accounts/{self.account_sid}/{resource}.json"
+
+    def register(
+        self,
+        recording_sid: str,
+        wav_bytes: bytes | None,
+        *,
+        call_sid: str | None = None,
+        duration_s: int | None = None,
+        status: str = "completed",
+        date_created: datetime | None = None,
+    ) -> str:
+        """Store a recording; returns its RecordingUrl (no extension, like Twilio).
+
+        It is listed by ``GET …/Recordings.json`` from now on. ``wav_bytes=None`` holds one without media
+        (status ``absent``: Twilio made the recording but heard nothing). ``duration_s`` defaults to the
+        WAV's length, ``date_created`` to now (pass an earlier time to test the date filters).
+        """
+        self._held.add_recording(
+            recording_sid,
+            bytes(wav_bytes) if wav_bytes is not None else None,
+            call_sid=call_sid,
+            duration_s=duration_s,
+            status=status,
+            date_created=date_created,
+        )
         return self.recording_url(recording_sid)
 
     def delete(self, recording_sid: str) -> bool:
-        with self._lock:
-            return self._recordings.pop(recording_sid, None) is not None
+        with self._held.lock:
+            return self._held.recordings.pop(recording_sid, None) is not None
 
     def has(self, recording_sid: str) -> bool:
-        with self._lock:
-            return recording_sid in self._recordings
+        """Whether the recording's media can be fetched."""
+        return self._get(recording_sid) is not None
 
     def _get(self, recording_sid: str) -> bytes | None:
-        with self._lock:
-            return self._recordings.get(recording_sid)
+        with self._held.lock:
+            held = self._held.recordings.get(recording_sid)
+            return held.wav if held is not None else None
+
+    def recording_resource(self, recording_sid: str) -> dict[str, object] | None:
+        """The recording as ``GET …/Recordings/{Sid}.json`` answers it; None when Twilio holds none."""
+        with self._held.lock:
+            held = self._held.recordings.get(recording_sid)
+        return self._held.recording_json(held, self.base_url) if held is not None else None
+
+    # calls (what GET …/Calls/{CallSid}.json answers)
+    def call_started(
+        self,
+        call_sid: str,
+        *,
+        from_number: str,
+        to_number: str,
+        direction: str = "inbound",
+        status: str = "in-progress",
+    ) -> None:
+        """A call begins (the simulator calls this for each call it plays)."""
+        held = _HeldCall(call_sid, from_number, to_number, direction, status, datetime.now(UTC))
+        with self._held.lock:
+            self._held.calls[call_sid] = held
+
+    def call_updated(self, call_sid: str, status: str, *, duration_s: int | None = None) -> None:
+        """A call's status changes; a final one (completed, busy, …) ends it, once."""
+        with self._held.lock:
+            held = self._held.calls.get(call_sid)
+            if held is None or held.end_time is not None:
+                return
+            held.status = status
+            if status in CALL_END_STATUSES:
+                held.end_time = datetime.now(UTC)
+                held.duration_s = duration_s if duration_s is not None else 0
+
+    def call_resource(self, call_sid: str) -> dict[str, object] | None:
+        """The call as ``GET …/Calls/{CallSid}.json`` answers it; None for a call Twilio never had."""
+        with self._held.lock:
+            held = self._held.calls.get(call_sid)
+            return self._held.call_json(held) if held is not None else None
+
+    def _read(self, path: str, query: str) -> tuple[str, int, dict[str, object]] | None:
+        """A REST read (fault key, status, JSON body), or None when `path` is not one (media, say)."""
+        form = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
+        if (m := _RECORDING_LIST_RE.fullmatch(path)) is not None:
+            key = "Recordings"
+            found: tuple[int, dict[str, object]] | None = self._held.recordings_page(form, self.base_url)
+        elif (m := _CALL_PATH_RE.fullmatch(path)) is not None:
+            key = m["sid"]
+            body = self.call_resource(m["sid"])
+            found = (200, body) if body is not None else None
+        elif (m := _MEDIA_PATH_RE.fullmatch(path)) is not None and m["ext"] == ".json":
+            key = m["sid"] + ".json"
+            body = self.recording_resource(m["sid"])
+            found = (200, body) if body is not None else None
+        else:
+            return None
+        # Credentials of one account on another's path: Twilio's 20003, not a 404 (docs, error 20003).
+        if m["account"] != self.account_sid:
+            return key, *_twilio_error(401, 20003, "Authenticate")
+        if found is None:
+            return key, *_twilio_error(404, 20404, f"The requested resource {path} was not found")
+        return key, *found
 
     # fault injection (tests)
     def inject(
@@ -962,7 +1430,7 @@ def _new_sid(prefix: str) -> str:
 
 
 def _rfc2822_now() -> str:
-    return email.utils.format_datetime(datetime.now(UTC).replace(microsecond=0))
+    return _rfc2822(datetime.now(UTC))
 
 
 def _twilio_error(status: int, code: int, message: str) -> tuple[int, dict[str, object]]:
@@ -973,6 +1441,53 @@ def _twilio_error(status: int, code: int, message: str) -> tuple[int, dict[str, 
         "more_info": f"https://www.twilio.com/docs/errors/{code}",
         "status": status,
     }
+
+
+@dataclass(frozen=True)
+class _RecordVerb:
+    """One ``<Record>``'s attributes, with Twilio's defaults."""
+
+    action: str
+    method: str
+    max_length: int
+    timeout: int
+    finish: str
+    beep: bool
+    callback_url: str | None
+    callback_method: str
+    callback_events: frozenset[str]
+
+    @classmethod
+    def of(cls, doc: _Document, el: ET.Element) -> _RecordVerb:
+        rsc = el.get("recordingStatusCallback")
+        events = (el.get("recordingStatusCallbackEvent") or "completed").strip()
+        return cls(
+            action=urljoin(doc.url, el.get("action") or "") if el.get("action") else doc.url,
+            method=(el.get("method") or "POST").upper(),
+            max_length=_int_attr(el, "maxLength", 3600) or 3600,
+            timeout=_int_attr(el, "timeout", 5),
+            finish=el.get("finishOnKey", "1234567890*#"),
+            beep=(el.get("playBeep") or "true").lower() != "false",
+            callback_url=urljoin(doc.url, rsc) if rsc else None,
+            callback_method=(el.get("recordingStatusCallbackMethod") or "POST").upper(),
+            callback_events=frozenset(re.split(r"[\s,]+", events)),
+        )
+
+    @property
+    def prompt(self) -> str:
+        return f"record (maxLength={self.max_length}s, finishOnKey={self.finish!r}, timeout={self.timeout}s)"
+
+
+def _record_digits(act: CallerAction, verb: _RecordVerb) -> str | None:
+    """The action's ``Digits``: what ended the recording (None: maxLength or the silence timeout)."""
+    if act.hangup_during:
+        return "hangup"
+    if act.seconds > verb.max_length:
+        return None
+    if act.finish_key in verb.finish:
+        return act.finish_key
+    # The key does not end this recording: the silence timeout does, or the caller's hang-up.
+    return "hangup" if act.hangup_after else None
 
 
 class _Call:
@@ -1001,12 +1516,26 @@ class _Call:
         self._public_origin = _origin(config.public_base)
         self._public_path = urlsplit(config.public_base).path.rstrip("/")
         self._connect_base = config.connect_base.rstrip("/")
+        # The end-of-call requests run on their own threads (concurrent delivery): each gets its own
+        # session and collects its events, which the call's thread emits once they are all answered.
+        self._local = threading.local()
+        # The status callback goes out once per call: at the end of run(), unless the end-of-call
+        # delivery took it over (and sent it, or lost it as the hang-up order said).
+        self.status_handled = False
 
     # ---- plumbing ----
     def emit(self, event: CallEvent) -> None:
+        buffer: list[CallEvent] | None = getattr(self._local, "events", None)
+        if buffer is not None:
+            buffer.append(event)
+            return
         self.result.events.append(event)
         if self.on_event is not None:
             self.on_event(event)
+
+    def http(self) -> requests.Session:
+        session: requests.Session | None = getattr(self._local, "session", None)
+        return session if session is not None else self.session
 
     def standard_params(self) -> dict[str, str]:
         c = self.config
@@ -1064,7 +1593,7 @@ class _Call:
             }
             started = time.perf_counter()
             try:
-                resp = self.session.request(
+                resp = self.http().request(
                     method,
                     self.to_connect(signed_url),
                     data=body,
@@ -1218,6 +1747,8 @@ class _Call:
     # ---- the call ----
     def run(self) -> CallResult:
         script_error: ScriptError | None = None
+        c = self.config
+        self.media.call_started(self.call_sid, from_number=c.from_number, to_number=c.to_number)
         try:
             doc = self.load(self.config.public_url(self.config.voice_path), "POST", {}, "voice")
             while True:
@@ -1233,20 +1764,30 @@ class _Call:
             self.emit(CallEvent(kind="hangup", text=f"caller hangs up: script error: {exc}"))
             self.result.ended_by = "caller-hangup"
         finally:
-            self.result.duration_s = 0 if not self.answered else max(1, math.ceil(self.clock_s))
-            self.call_status = self.result.call_status
-            params = {
-                **self.standard_params(),
-                "CallDuration": str(self.result.duration_s),
-                "Timestamp": _rfc2822_now(),
-                "CallbackSource": "call-progress-events",
-                "SequenceNumber": "0",
-            }
-            self.callback(self.config.public_url(self.config.status_path), "POST", params, "status-callback")
+            params = self.end_call()
+            if not self.status_handled:
+                self.send_status_callback(params)
         if script_error is not None:
             script_error.result = self.result
             raise script_error
         return self.result
+
+    def end_call(self) -> dict[str, str]:
+        """The call is over (the Calls resource says so from now on); the status callback's parameters."""
+        self.result.duration_s = 0 if not self.answered else max(1, math.ceil(self.clock_s))
+        self.call_status = self.result.call_status
+        self.media.call_updated(self.call_sid, self.call_status, duration_s=self.result.duration_s)
+        return {
+            **self.standard_params(),
+            "CallDuration": str(self.result.duration_s),
+            "Timestamp": _rfc2822_now(),
+            "CallbackSource": "call-progress-events",
+            "SequenceNumber": "0",
+        }
+
+    def send_status_callback(self, params: Mapping[str, str]) -> None:
+        self.status_handled = True
+        self.callback(self.config.public_url(self.config.status_path), "POST", params, "status-callback")
 
     def execute(self, doc: _Document) -> _Document:
         for el in doc.root:
@@ -1411,106 +1952,147 @@ class _Call:
 
     # ---- Record ----
     def record(self, doc: _Document, el: ET.Element) -> _Document | None:
-        action = urljoin(doc.url, el.get("action") or "") if el.get("action") else doc.url
-        method = (el.get("method") or "POST").upper()
-        max_length = _int_attr(el, "maxLength", 3600) or 3600
-        timeout = _int_attr(el, "timeout", 5)
-        finish = el.get("finishOnKey", "1234567890*#")
-        beep = (el.get("playBeep") or "true").lower() != "false"
-        rsc = el.get("recordingStatusCallback")
-        rsc_url = urljoin(doc.url, rsc) if rsc else None
-        rsc_method = (el.get("recordingStatusCallbackMethod") or "POST").upper()
-        rsc_events = set(re.split(r"[\s,]+", (el.get("recordingStatusCallbackEvent") or "completed").strip()))
-        prompt = f"record (maxLength={max_length}s, finishOnKey={finish!r}, timeout={timeout}s)"
+        verb = _RecordVerb.of(doc, el)
         accepts: frozenset[ActionKind] = frozenset({"record", "silence", "hangup"})
-        act = self.cursor.take("Record", accepts, prompt)
+        act = self.cursor.take("Record", accepts, verb.prompt)
         if act is None:
             raise self.caller_hangs_up("the script ran out at a <Record>")
         sid = _new_sid("RE")
         started = _rfc2822_now()
-
-        def recording_callback(status: str, extra: Mapping[str, str]) -> None:
-            if rsc_url is None or status not in rsc_events:
-                return
-            params = {
-                "AccountSid": self.config.account_sid,
-                "CallSid": self.call_sid,
-                "RecordingSid": sid,
-                "RecordingStatus": status,
-                "RecordingChannels": "1",
-                "RecordingSource": "RecordVerb",
-                "RecordingStartTime": started,
-                **extra,
-            }
-            self.callback(rsc_url, rsc_method, params, "recording-status")
-
         if act.kind != "record" or act.seconds == 0:
-            # Nothing recorded: Twilio skips the action and goes on with the next verb.
-            self.emit(
-                CallEvent(
-                    kind="record", text=act.raw, outcome="empty recording: action not requested", seconds=0
-                )
-            )
-            self.clock_s += timeout
-            recording_callback("absent", {"RecordingDuration": "0", "ErrorCode": "16101"})
-            if act.kind == "hangup":
-                raise self.caller_hangs_up("at the <Record> beep")
-            return None
+            return self.empty_recording(verb, act, sid, started)
 
-        duration = min(act.seconds, max_length)
-        digits: str | None
-        if act.hangup_during:
-            digits = "hangup"
-        elif act.seconds > max_length:
-            digits = None  # stopped by maxLength
-        elif act.finish_key in finish:
-            digits = act.finish_key
-        else:
-            digits = None  # the key does not end this recording: silence timeout does
+        duration = min(act.seconds, verb.max_length)
+        digits = _record_digits(act, verb)
         wav = self.recording_wav if self.recording_wav is not None else generate_wav(duration)
         measured = wav_duration(wav)
         if self.recording_wav is not None and measured is not None:
             duration = round(measured)
-        recording_url = self.media.register(sid, wav)
+        recording_url = self.media.register(sid, wav, call_sid=self.call_sid, duration_s=duration)
         self.result.recordings.append(sid)
-        recording_callback("in-progress", {"RecordingUrl": recording_url})
+        self.recording_status(verb, sid, started, "in-progress", {"RecordingUrl": recording_url})
         self.emit(
             CallEvent(
                 kind="record",
                 text=act.raw,
                 url=recording_url,
-                outcome=f"RecordingSid={sid} Digits={digits}{' (beep)' if beep else ''}",
+                outcome=f"RecordingSid={sid} Digits={digits}{' (beep)' if verb.beep else ''}",
                 seconds=float(duration),
             )
         )
-        self.clock_s += duration + (0 if digits else timeout)
+        self.clock_s += duration + (0 if digits else verb.timeout)
         params = {"RecordingUrl": recording_url, "RecordingSid": sid, "RecordingDuration": str(duration)}
         if digits is not None:
             params["Digits"] = digits
         completed = {"RecordingUrl": recording_url, "RecordingDuration": str(duration)}
-        if act.hangup_during:
-            self.call_status = "completed"
+        if act.hangup_during or act.hangup_after:
+            recording = self.recording_status_request(verb, sid, started, "completed", completed)
+            raise self.hang_up_recording(verb, digits, params, recording)
+        try:
+            nxt = self.load(verb.action, verb.method, params, "record-action")
+        except _FetchError as err:
+            self.error_event(err)
+            self.recording_status(verb, sid, started, "completed", completed)
+            raise _CallEnded("error") from None
+        except _CallEnded:
+            self.recording_status(verb, sid, started, "completed", completed)
+            raise
+        self.recording_status(verb, sid, started, "completed", completed)
+        return nxt
+
+    def empty_recording(
+        self, verb: _RecordVerb, act: CallerAction, sid: str, started: str
+    ) -> _Document | None:
+        """Nothing recorded: Twilio skips the action and goes on with the next verb (if the caller stayed)."""
+        self.emit(
+            CallEvent(kind="record", text=act.raw, outcome="empty recording: action not requested", seconds=0)
+        )
+        self.clock_s += verb.timeout
+        self.media.register(sid, None, call_sid=self.call_sid, duration_s=0, status="absent")
+        absent = self.recording_status_request(
+            verb, sid, started, "absent", {"RecordingDuration": "0", "ErrorCode": "16101"}
+        )
+        if act.kind == "hangup" or act.hangup_during or act.hangup_after:
+            self.caller_hangs_up("at the <Record> beep")
+            raise self.finish_after_hangup({"recording": absent})
+        if absent is not None:
+            absent()
+        return None
+
+    def recording_status_request(
+        self, verb: _RecordVerb, sid: str, started: str, status: str, extra: Mapping[str, str]
+    ) -> Callable[[], None] | None:
+        """The recording status callback for `status`, to send; None when the TwiML did not ask for it."""
+        url = verb.callback_url
+        if url is None or status not in verb.callback_events:
+            return None
+        params = {
+            "AccountSid": self.config.account_sid,
+            "CallSid": self.call_sid,
+            "RecordingSid": sid,
+            "RecordingStatus": status,
+            "RecordingChannels": "1",
+            "RecordingSource": "RecordVerb",
+            "RecordingStartTime": started,
+            **extra,
+        }
+        return lambda: self.callback(url, verb.callback_method, params, "recording-status")
+
+    def recording_status(
+        self, verb: _RecordVerb, sid: str, started: str, status: str, extra: Mapping[str, str]
+    ) -> None:
+        send = self.recording_status_request(verb, sid, started, status, extra)
+        if send is not None:
+            send()
+
+    def hang_up_recording(
+        self,
+        verb: _RecordVerb,
+        digits: str | None,
+        params: Mapping[str, str],
+        recording: Callable[[], None] | None,
+    ) -> _CallEnded:
+        """The caller hung up during the recording (Digits=hangup) or right after the key that ended it."""
+        if digits == "hangup":
             self.emit(CallEvent(kind="hangup", text="caller hangs up during <Record>"))
+        else:
+            ended = f"pressing {digits!r}" if digits else "the recording ended"
+            self.emit(CallEvent(kind="hangup", text=f"caller hangs up at once after {ended}"))
+        # A key went in while the call was still up; only Digits=hangup is sent after the caller left.
+        action_params = {**params, "CallStatus": "completed" if digits == "hangup" else "in-progress"}
+
+        def action() -> None:
             try:
-                self.load(action, method, params, "record-action")  # TwiML returned is not executed
+                self.load(verb.action, verb.method, action_params, "record-action")  # its TwiML is not played
             except _FetchError as err:
                 self.emit(
                     CallEvent(kind="warning", code=err.code, text=err.message, url=err.url, status=err.status)
                 )
-            finally:
-                recording_callback("completed", completed)
-            raise _CallEnded("caller-hangup")
+            except _CallEnded as end:
+                self.emit(CallEvent(kind="warning", text=f"record-action not sent: {end.ended_by}"))
+
+        return self.finish_after_hangup({"action": action, "recording": recording})
+
+    def finish_after_hangup(self, pending: Mapping[HangupRequest, Callable[[], None] | None]) -> _CallEnded:
+        """The caller hung up with a recording outstanding: the end-of-call requests go out as
+        ``config.hangup_order`` says, the call status callback among them."""
+        self.call_status = self.result.call_status = "completed"
+        status_params = self.end_call()
+        self.status_handled = True
+        sends = {name: send for name, send in pending.items() if send is not None}
+        status_url = self.config.public_url(self.config.status_path)
+        sends["status"] = lambda: self.callback(status_url, "POST", status_params, "status-callback")
+        _EndOfCall(self, self.config.hangup_order, sends).deliver()
+        return _CallEnded("caller-hangup")
+
+    @contextmanager
+    def captured(self, events: list[CallEvent], session: requests.Session | None) -> Iterator[None]:
+        """In this thread, collect events in `events` (not the result) and send through `session`."""
+        self._local.events, self._local.session = events, session
         try:
-            nxt = self.load(action, method, params, "record-action")
-        except _FetchError as err:
-            self.error_event(err)
-            recording_callback("completed", completed)
-            raise _CallEnded("error") from None
-        except _CallEnded:
-            recording_callback("completed", completed)
-            raise
-        recording_callback("completed", completed)
-        return nxt
+            yield
+        finally:
+            self._local.events = self._local.session = None
 
     # ---- Dial ----
     def dial(self, doc: _Document, el: ET.Element) -> _Document | None:
@@ -1586,6 +2168,120 @@ def _schema_problem(root: ET.Element) -> str | None:
                 if isinstance(child.tag, str) and child.tag not in allowed:
                     return f"<{child.tag}> is not allowed inside <{tag}>"
     return None
+
+
+# --------------------------------------------------------------------------------------------------
+# The end of a call, delivered as a HangupOrder says
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Delivery:
+    name: HangupRequest
+    events: list[CallEvent] = field(default_factory=list)
+    sent: float = 0.0  # perf_counter() when its request went out
+
+
+class _EndOfCall:
+    """Sends the end-of-call requests of one call (functions that make one request each) in a HangupOrder.
+
+    In turn: one after the other on the call's thread, each after the answer to the one before. At once:
+    one thread each, released together by a barrier (then each waits its share of the spread), each with its
+    own HTTP session so that nothing in the client serialises them. Either way the call's events are
+    emitted on the call's thread, the requests numbered in the order they went out.
+    """
+
+    def __init__(
+        self, call: _Call, order: HangupOrder, sends: Mapping[HangupRequest, Callable[[], None]]
+    ) -> None:
+        self.call = call
+        self.order = order
+        self.sends = sends
+
+    def deliver(self) -> None:
+        names = [n for n in self.order.requests if n in self.sends]
+        lost = [n for n in HANGUP_REQUESTS if n in self.sends and n not in self.order.requests]
+        how = "at once" if self.order.concurrent else "in turn"
+        self.call.emit(
+            CallEvent(
+                kind="end-of-call",
+                text=f"{', '.join(names) or 'nothing'} {how} (hang-up order {self.order})",
+            )
+        )
+        if self.order.concurrent and len(names) > 1:
+            deliveries = sorted(self._at_once(names), key=lambda d: d.sent)
+            first = deliveries[0].sent if deliveries else 0.0
+            for number, delivery in enumerate(deliveries, start=1):
+                self._emit(delivery, number, first)
+        else:
+            first = 0.0
+            for number, name in enumerate(names, start=1):
+                delivery = self._send(name, None, 0.0, own_session=False)
+                first = first or delivery.sent
+                self._emit(delivery, number, first)
+        for name in lost:
+            self.call.emit(
+                CallEvent(
+                    kind="end-of-call",
+                    text=f"{HANGUP_PURPOSES[name]} never sent: left out of the hang-up order "
+                    "(as when Twilio gives up on it)",
+                    purpose=HANGUP_PURPOSES[name],
+                )
+            )
+
+    def _at_once(self, names: Sequence[HangupRequest]) -> list[_Delivery]:
+        gate = threading.Barrier(len(names))
+        done: dict[str, _Delivery] = {}
+
+        def run(name: HangupRequest, delay_s: float) -> None:
+            done[name] = self._send(name, gate, delay_s, own_session=True)
+
+        threads = [
+            threading.Thread(target=run, args=(name, delay), name=f"twilio-end-{name}", daemon=True)
+            for name, delay in zip(names, self.order.delays_s(len(names)), strict=True)
+        ]
+        for thread in threads:
+            thread.start()
+        wait_s = 2 * self.call.config.timeout_s + 5
+        for thread in threads:
+            thread.join(wait_s)
+        for name in names:
+            if name not in done:
+                text = f"{HANGUP_PURPOSES[name]} still unanswered after {wait_s:g} s"
+                self.call.emit(CallEvent(kind="error", text=text))
+        return [done[name] for name in names if name in done]
+
+    def _send(
+        self, name: HangupRequest, gate: threading.Barrier | None, delay_s: float, *, own_session: bool
+    ) -> _Delivery:
+        delivery = _Delivery(name)
+        session = requests.Session() if own_session else None
+        try:
+            with self.call.captured(delivery.events, session):
+                if gate is not None:
+                    # A sibling that never reaches the barrier must not hold the others back for ever.
+                    with suppress(threading.BrokenBarrierError):
+                        gate.wait(timeout=10)
+                if delay_s:
+                    time.sleep(delay_s)
+                delivery.sent = time.perf_counter()
+                try:
+                    self.sends[name]()
+                except Exception as exc:  # a simulator bug must show, not kill the thread silently
+                    delivery.events.append(
+                        CallEvent(kind="error", text=f"simulator failure sending {name}: {exc!r}")
+                    )
+        finally:
+            if session is not None:
+                session.close()
+        return delivery
+
+    def _emit(self, delivery: _Delivery, number: int, first: float) -> None:
+        offset_ms = (delivery.sent - first) * 1000
+        for event in delivery.events:
+            if event.kind == "request":
+                event = replace(event, order=number, offset_ms=offset_ms)
+            self.call.emit(event)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1743,6 +2439,8 @@ class OutboundCalls:
             self.on_event,
         )
         thread = threading.Thread(target=runner.play, name=f"twilio-call-{sid[:10]}", daemon=True)
+        media = self.media
+        media.call_started(sid, from_number=from_, to_number=to, direction="outbound-api", status="queued")
         with self._lock:
             self._calls.append(call)
             self._threads.append(thread)
@@ -1799,6 +2497,8 @@ class _OutboundCall(_Call):
     def status(self, event: str, call_status: str, **extra: str) -> None:
         """The call's status callback for one event, if the request asked for it."""
         self.call_status = call_status
+        duration = extra.get("CallDuration")
+        self.media.call_updated(self.call_sid, call_status, duration_s=int(duration) if duration else None)
         if self.status_callback is None or event not in self.events:
             return
         params = {
@@ -1943,14 +2643,19 @@ def run_call(
     session: requests.Session | None = None,
     on_event: Callable[[CallEvent], None] | None = None,
     recording_wav: bytes | None = None,
+    hangup_order: HangupOrder | str | Sequence[str] | None = None,
 ) -> CallResult:
     """Simulate one inbound call against the app at ``config.connect_base``.
 
     Without ``media`` a MediaServer runs only for the duration of the call (recording URLs die with it);
     pass one to keep recordings fetchable afterwards. ``recording_wav`` (or ``config.recording_wav``)
-    replaces the generated tone as the audio of every recording.
+    replaces the generated tone as the audio of every recording. ``hangup_order`` (a :class:`HangupOrder`,
+    its text form such as ``"status,action"`` or ``"concurrent"``, or a sequence of names) replaces
+    ``config.hangup_order`` for this call.
     Raises :class:`ScriptError` when the script does not fit the call (after ending it as a hang-up).
     """
+    if hangup_order is not None:
+        config = replace(config, hangup_order=HangupOrder.of(hangup_order))
     own_session = session is None
     sess = session if session is not None else requests.Session()
     own_media = media is None
@@ -1984,9 +2689,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--interactive", action="store_true", help="ask on the terminal when the script runs out"
     )
     parser.add_argument("--recording", help="WAV file to use as the caller's recorded audio")
+    parser.add_argument(
+        "--hangup-order",
+        default=str(DEFAULT_HANGUP_ORDER),
+        help="when the caller hangs up while recording (or right after #): the end-of-call requests, "
+        f"e.g. 'action,status,recording' or 'concurrent'; {_HANGUP_HELP}",
+    )
     args = parser.parse_args(argv)
     if not args.account_sid or not args.auth_token:
         parser.error("--account-sid and --auth-token (or TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN) are required")
+    try:
+        hangup_order = HangupOrder.parse(args.hangup_order)
+    except ValueError as exc:
+        parser.error(f"--hangup-order: {exc}")
     wav = None
     if args.recording:
         with open(args.recording, "rb") as fh:
@@ -1998,6 +2713,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         auth_token=args.auth_token,
         from_number=args.from_number,
         recording_wav=wav,
+        hangup_order=hangup_order,
     )
     script = CallScript.parse(args.script, input_fn=input if args.interactive else None)
 

@@ -23,7 +23,17 @@ from cases.export import case_record
 from cases.models import Call, Case
 from infra.config import Config
 from infra.db import Database
-from telephony.simulator import CallEvent, CallScript, MediaServer, ScriptError, SimulatorConfig, run_call
+from telephony.simulator import (
+    DEFAULT_HANGUP_ORDER,
+    CallEvent,
+    CallResult,
+    CallScript,
+    HangupOrder,
+    MediaServer,
+    ScriptError,
+    SimulatorConfig,
+    run_call,
+)
 from telephony.webhooks import DATABASE_KEY
 from transcription.models import Recording, StorageStatus, TranscriptStatus
 
@@ -56,9 +66,18 @@ def simulate_call(
     quiet: bool,
     media: MediaServer | None = None,
     wait_for_transcript_s: float = 0.0,
+    hangup_order: HangupOrder | str | None = None,
 ) -> int:
-    """Place one simulated call; print what the caller hears and the case it opened. Returns an exit code."""
+    """Place one simulated call; print what the caller hears and the case it opened. Returns an exit code.
+
+    `hangup_order` (see HangupOrder; text such as "status,action,recording" or "concurrent") says how
+    the end-of-call requests arrive when the caller hangs up with a recording outstanding.
+    """
     cfg: Config = app.config["HOTLINE"]
+    try:
+        order = HangupOrder.of(hangup_order) if hangup_order is not None else DEFAULT_HANGUP_ORDER
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--hangup-order") from exc
     input_fn: Callable[[str], str] | None = None
     if not keys and sys.stdin.isatty():
 
@@ -73,7 +92,8 @@ def simulate_call(
         raise click.UsageError(f"--keys: {exc}") from exc
 
     def show(event: CallEvent) -> None:
-        if not quiet and event.kind != "request":
+        # Requests repeat what the caller hears, except the end of the call, where they are the story.
+        if not quiet and (event.kind != "request" or event.order is not None):
             click.echo("  " + event.describe())
 
     def place(base: str) -> int:
@@ -83,11 +103,13 @@ def simulate_call(
             account_sid=cfg.twilio_account_sid,
             auth_token=cfg.twilio_auth_token,
             from_number=from_number,
+            hangup_order=order,
         )
         result = run_call(
             sim, script, media=media, on_event=show, recording_wav=wav.read_bytes() if wav else None
         )
         click.echo(f"call {result.call_sid} ended: {result.ended_by}")
+        _print_end_of_call(result, order)
         for err in result.errors():
             click.echo(f"error: {err.describe()}", err=True)
         if result.errors():
@@ -100,6 +122,20 @@ def simulate_call(
         return place(connect_base.rstrip("/"))
     with serve_in_thread(app) as base:
         return place(base)
+
+
+def _print_end_of_call(result: CallResult, order: HangupOrder) -> None:
+    """After a hang-up with a recording outstanding: the requests the app got, in order, and its answers."""
+    notes = result.of_kind("end-of-call")
+    if not notes:
+        return
+    sent = [
+        f"{e.order}. {e.purpose} -> {e.status if e.status is not None else 'no answer'}"
+        for e in result.end_of_call()
+    ]
+    click.echo(f"end of call (hang-up order {order}): {', '.join(sent) or 'nothing sent'}")
+    for note in notes[1:]:  # the first one announces the order; the others name what never came
+        click.echo(f"  {note.text}")
 
 
 def _wait_for_transcript(app: Flask, call_sid: str, timeout_s: float) -> None:
