@@ -10,10 +10,13 @@ message added to the case looked up and no case of its own.
 from __future__ import annotations
 
 import itertools
+import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import requests
@@ -23,7 +26,10 @@ from werkzeug.serving import make_server
 
 from app import get_database
 from cases.models import Call, Case, CaseEvent
-from tests.conftest import PUBLIC_BASE, TwilioCaller, sign
+from infra.db import Database
+from telephony.simulator import CallScript, MediaServer, SimulatorConfig, run_call
+from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_BASE, TwilioCaller, sign
+from tests.integration.test_end_to_end import BIN, ROOT, _env, _free_port, flask_cli
 from tests.integration.test_webhooks import (
     FULL_CALL,
     OTHER_NUMBER,
@@ -205,3 +211,100 @@ def test_the_hang_up_requests_at_once_keep_the_message_in_one_case(
         sent = _end_requests(caller, rec, record_url)
         assert _at_once(served, [sent[name] for name in REQUESTS]) == [200, 200, 200]
         assert_one_home(app, caller, kind, rec, reference)
+
+
+# ---- two server processes, the simulator delivering the hang-up at once -------------------------------
+
+SCRIPTS = {
+    "callback": ("1,10,1,1", True, "+66 8x xxx x678"),
+    "other": ("1,50,1,2,0898765432#,1", True, "+66 8x xxx x432"),
+    "anonymous": ("3,10,1,3", False, None),
+    "follow_up": ("5,{reference}#,1", False, None),
+}
+
+
+@pytest.fixture
+def two_processes(tmp_path: Path) -> Iterator[tuple[str, Database]]:
+    """gunicorn as the README runs it on two cores: two processes of four threads each."""
+    env = _env(tmp_path)
+    for args in (("db", "upgrade"), ("offices", "load")):
+        done = flask_cli(env, *args)
+        assert done.returncode == 0, done.stderr
+    port = _free_port()
+    log = (tmp_path / "gunicorn.log").open("w")
+    proc = subprocess.Popen(
+        [
+            str(BIN / "gunicorn"),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--worker-class",
+            "gthread",
+            "--workers",
+            "2",
+            "--threads",
+            "4",
+            "app:create_app()",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    db = Database(env["DATABASE_URL"])
+    try:
+        wait_until = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(base + "/healthz", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass  # not listening yet
+            assert proc.poll() is None, (tmp_path / "gunicorn.log").read_text()
+            assert time.monotonic() < wait_until, "server did not come up"
+            time.sleep(0.2)
+        yield base, db
+    finally:
+        db.dispose()
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
+
+
+@pytest.mark.slow
+def test_hang_ups_delivered_at_once_to_two_server_processes_keep_every_message(
+    two_processes: tuple[str, Database],
+) -> None:
+    base, db = two_processes
+    sim = SimulatorConfig(
+        connect_base=base, public_base=PUBLIC_BASE, account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN
+    )
+    with MediaServer(ACCOUNT_SID, AUTH_TOKEN) as media:
+        first = run_call(sim, CallScript.parse("1,10,1,1,record:5,1"), media=media)
+        with db.session() as session:
+            reference = session.scalars(select(Case.reference)).one()
+        placed: list[tuple[str, str, str]] = []  # (kind, call sid, recording sid)
+        for round_ in range(3):
+            for kind, (keys, _cb, _masked) in SCRIPTS.items():
+                for ending in ("record:6:hangup", "record:6:#:hangup"):
+                    script = CallScript.parse(f"{keys.format(reference=reference)},{ending}")
+                    order = f"concurrent:spread={round_ * 2},seed={len(placed)}"
+                    result = run_call(sim, script, media=media, hangup_order=order)
+                    assert [e.status for e in result.end_of_call()] == [200, 200, 200], result.events
+                    placed.append((kind, result.call_sid, result.recordings[-1]))
+    with db.session() as session:
+        followed = session.scalar(select(Case).where(Case.reference == reference))
+        assert followed is not None and followed.call is not None
+        assert followed.call.call_sid == first.call_sid
+        for kind, call_sid, rec_sid in placed:
+            _keys, callback, masked = SCRIPTS[kind]
+            rec = session.scalar(select(Recording).where(Recording.recording_sid == rec_sid))
+            assert rec is not None and rec.case_id is not None, f"{kind} call {call_sid}: message in no case"
+            call_row = session.scalar(select(Call).where(Call.call_sid == call_sid))
+            assert call_row is not None
+            own = session.scalars(select(Case).where(Case.call_id == call_row.id)).all()
+            if kind == "follow_up":
+                assert own == [] and rec.case_id == followed.id
+                continue
+            assert [c.id for c in own] == [rec.case_id]
+            assert (own[0].callback_requested, own[0].callback_number_masked) == (callback, masked)
