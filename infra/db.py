@@ -51,12 +51,13 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
-def make_engine(url: str, *, echo: bool = False, read_only: bool = False) -> Engine:
+def make_engine(url: str, *, echo: bool = False, read_only: bool = False, snapshot: bool = False) -> Engine:
     """Create an engine; SQLite gets WAL, a busy timeout, foreign keys and BEGIN IMMEDIATE.
 
     read_only: an engine whose transactions only read (Database.reading): plain BEGIN on SQLite, which
     does not queue for the write lock, and every connection refuses writes (SQLite's query_only,
     PostgreSQL's read-only transactions). Its own pool, so no connection flips between the two modes.
+    snapshot (with read_only): each transaction reads one snapshot (Database.read_session).
     """
     if url.startswith("sqlite"):
         engine = create_engine(
@@ -66,8 +67,23 @@ def make_engine(url: str, *, echo: bool = False, read_only: bool = False) -> Eng
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT, "check_same_thread": False},
         )
         _tune_sqlite(engine, read_only=read_only)
+        if read_only and snapshot:
+            _begin_deferred(engine)
         return engine
     # hide_parameters: SQL errors in logs must not carry the values (personal data) that were bound.
+    if read_only and snapshot:
+        # A page's SELECTs see one state of the database, as on SQLite; a read-only transaction
+        # cannot fail to serialize, so REPEATABLE READ costs nothing more than READ COMMITTED.
+        engine = create_engine(
+            url,
+            echo=echo,
+            hide_parameters=True,
+            pool_pre_ping=True,
+            pool_size=10,
+            max_overflow=20,
+            isolation_level="REPEATABLE READ",
+        )
+        return engine.execution_options(postgresql_readonly=True)
     if read_only:
         # One quick SELECT per webhook: a small pool beside the writers' is plenty.
         engine = create_engine(
@@ -104,6 +120,14 @@ def _tune_sqlite(engine: Engine, *, read_only: bool) -> None:
         # A deferred transaction that reads and then writes fails with "database is locked" without
         # waiting; IMMEDIATE takes the write lock up front and honours the busy timeout.
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _begin_deferred(engine: Engine) -> None:
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # A deferred BEGIN: in WAL mode a transaction that only reads holds a snapshot of the database
+        # and never the write lock, so the several SELECTs of a page agree with one another.
+        conn.exec_driver_sql("BEGIN")
 
 
 class _WriteGate:
@@ -183,6 +207,12 @@ class Database:
         # its own connection, so there they share the writers' engine (and their write lock).
         memory = url.startswith("sqlite") and make_url(url).database in (None, "", ":memory:")
         self._reader = self.engine if memory else make_engine(url, echo=echo, read_only=True)
+        # Console pages and exports read through Sessions of a third engine: a page runs several
+        # SELECTs that must agree (the queue and its counts), so its transactions BEGIN (deferred on
+        # SQLite: a snapshot, never the write lock) where the webhooks' reader has no BEGIN at all;
+        # and its own pool, so that staff reloading pages never leave a webhook waiting for a connection.
+        self._pages = self.engine if memory else make_engine(url, echo=echo, read_only=True, snapshot=True)
+        self._read_sessions = sessionmaker(self._pages, expire_on_commit=False)
         # SQLite has one writer at a time. Writers queue here (threads wake the moment the writer before
         # them is done, processes within a millisecond) instead of polling in SQLite's busy handler,
         # whose back-off sleeps (up to 100 ms) overshoot the release.
@@ -215,6 +245,15 @@ class Database:
         with self._reader.connect() as conn, conn.begin():
             yield conn
 
+    def read_session(self) -> Session:
+        """A Session that only reads (console pages, exports), in one snapshot; the caller closes it.
+
+        It never waits for the write lock, and it refuses every write: SQLite's query_only, PostgreSQL's
+        READ ONLY transactions. (An in-memory SQLite database has one connection: there it is a plain
+        Session of the writers' engine.) Writes go through writing(), on a session of their own.
+        """
+        return self._read_sessions()
+
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A session whose transaction commits on success and rolls back on error."""
@@ -230,3 +269,5 @@ class Database:
         self.engine.dispose()
         if self._reader is not self.engine:
             self._reader.dispose()
+        if self._pages is not self.engine:
+            self._pages.dispose()
