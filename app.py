@@ -101,7 +101,7 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
 
     @app.get("/healthz")
     def healthz() -> Response:
-        with db.engine.connect() as conn:
+        with db.reading() as conn:  # the writers' engine would BEGIN IMMEDIATE: a probe must not queue
             conn.execute(text("SELECT 1"))
         return Response("ok\n", mimetype="text/plain")
 
@@ -184,7 +184,8 @@ def _register_commands(app: Flask) -> None:
         from cases.export import iter_case_records
 
         out = sys.stdout
-        with get_database().session() as session:
+        # Read-only, in one snapshot: an export of many cases never holds up a caller's webhook.
+        with get_database().read_session() as session:
             out.write("[")
             for i, record in enumerate(iter_case_records(session)):
                 out.write(("," if i else "") + "\n  " + json.dumps(record, ensure_ascii=False))
@@ -291,7 +292,7 @@ def _register_commands(app: Flask) -> None:
         from cases.staff import RoleAssignment
         from infra.clock import utcnow
 
-        with get_database().session() as session:
+        with get_database().read_session() as session:
             roles: dict[int, list[str]] = {}
             for user_id, role, code in session.execute(
                 select(RoleAssignment.user_id, RoleAssignment.role, Office.code)

@@ -8,6 +8,7 @@ import re
 import secrets
 import threading
 from collections import deque
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache
 from typing import Any
@@ -29,7 +30,7 @@ from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 from werkzeug.wrappers import Response
 
-from cases.console_base import CONSOLE_BLUEPRINTS, clock, db, safe_next
+from cases.console_base import CONSOLE_BLUEPRINTS, clock, db, me, reader, safe_next
 from cases.i18n import LOCALES, _
 from cases.staff import AuditEvent, User
 from infra.clock import Clock, utcnow
@@ -142,22 +143,39 @@ def end_all_sessions(session: Session, user: User) -> None:
     session.flush()
 
 
-def authenticate(session: Session, username: str, password: str, *, clock: Clock = utcnow) -> User | None:
-    """The user if the password is right and the account open; counts failures and locks after five.
+@dataclass(frozen=True)
+class PasswordCheck:
+    """A password checked against an account, read without the write lock: scrypt takes about 0.1 s."""
 
-    The caller commits either way (the failure count is the point) and says the same thing to the
-    person whatever the reason, so that nobody learns whether a username exists or is locked.
-    """
-    now = clock()
+    user_id: int | None
+    password_hash: str | None
+    good: bool
+
+
+def check_password(session: Session, username: str, password: str) -> PasswordCheck:
+    """Check the password (reads only); record_sign_in() then decides and counts, under the write lock."""
     user = session.scalar(select(User).where(User.username == username.strip().lower()))
     if user is None:
         check_password_hash(_dummy_hash(), password)
+        return PasswordCheck(None, None, False)
+    return PasswordCheck(user.id, user.password_hash, check_password_hash(user.password_hash, password))
+
+
+def record_sign_in(session: Session, check: PasswordCheck, *, clock: Clock = utcnow) -> User | None:
+    """The user if the password was right and the account is open now; counts failures and locks after five.
+
+    The account is read again in `session` (the write transaction), so a lock or a new password set since
+    the check wins. The caller commits either way (the failure count is the point) and says the same
+    thing to the person whatever the reason, so that nobody learns whether a username exists or is locked.
+    """
+    user = session.get(User, check.user_id) if check.user_id is not None else None
+    if user is None or user.password_hash != check.password_hash:
         return None
+    now = clock()
     locked = user.locked_until is not None and user.locked_until > now
-    good = check_password_hash(user.password_hash, password)
     if locked or not user.active:
         return None
-    if good:
+    if check.good:
         user.failed_logins, user.locked_until = 0, None
         session.flush()
         return user
@@ -226,7 +244,7 @@ def _load_user(user_id: str) -> LoginUser | None:
     uid, _sep, token = user_id.partition(":")
     if not uid.isdigit() or not token:
         return None
-    user = db().get(User, int(uid))
+    user = reader().get(User, int(uid))  # on every request, POST too: it must not wait for the write lock
     if user is None or not user.active or not hmac.compare_digest(user.session_token, token):
         return None
     return LoginUser(user)
@@ -301,7 +319,9 @@ def login() -> Any:
         return render_template("console/login.html", next=nxt, error=_failure_message()), 429
     username = request.form.get("username", "")[:80]
     password = request.form.get("password", "")[:1024]
-    user = authenticate(db(), username, password, clock=clock)
+    # scrypt runs on the read-only session; only the count waits for the write lock. An unknown name
+    # waits its turn at the lock too, so that the time taken tells nobody whether a name exists.
+    user = record_sign_in(db(), check_password(reader(), username, password), clock=clock)
     db().commit()
     if user is None:
         throttle.failed(ip, now.timestamp())
@@ -328,7 +348,7 @@ def logout() -> Response:
     be revoked one by one without a server-side session store.
     """
     if current_user.is_authenticated:
-        user: User = current_user.user
+        user = me()
         end_all_sessions(db(), user)
         db().commit()
         log.info("user id %d signed out", user.id)
@@ -348,6 +368,6 @@ def switch_locale() -> Response:
     if locale in LOCALES:
         session["locale"] = locale
         if current_user.is_authenticated:
-            set_locale(db(), current_user.user, locale)
+            set_locale(db(), me(), locale)
             db().commit()
     return redirect(safe_next(request.form.get("next")) or url_for("console.queue"))

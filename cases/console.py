@@ -2,7 +2,8 @@
 
 Each view parses the request, calls one cases.workflow service function, commits, and maps a
 WorkflowError to a flash message in the reader's language. Whatever the user may not see answers 404
-and leaves an audit row.
+and leaves an audit row. Pages (GET) read through the read-only session; a form (POST) works in one
+write transaction (see console_base.db).
 """
 
 from __future__ import annotations
@@ -46,7 +47,9 @@ from cases.console_base import (
     cipher,
     clock,
     db,
+    end_writes,
     me,
+    reader,
     refuse,
     require_login,
     safe_next,
@@ -339,8 +342,8 @@ def reveal(case_id: int) -> Any:
         db().commit()  # a refused reveal is audited too
         flash(error_text(exc), "error")
         return redirect(url_for("console.case", case_id=case_id, _anchor="reporter"))
-    db().commit()
     log.info("reporter's number of case %d revealed to user id %d", found.id, me().id)
+    end_writes()  # the page renders (and its badges read) without holding the write lock
     return render_template(
         "console/reveal.html", nav="queue", case=found, number=number, national=_national(number)
     )
@@ -362,8 +365,8 @@ def _nav_counts() -> dict[str, Any]:
     if request.blueprint not in CONSOLE_BLUEPRINTS or not current_user.is_authenticated:
         return {}
     count = 0
-    if who().has(Role.HEAD):
-        count = len(workflow.proposals_awaiting(db(), me()))
+    if who().has(Role.HEAD):  # read-only, also on a POST that renders a page
+        count = len(workflow.proposals_awaiting(reader(), who().user))
     return {"approvals_waiting": count}
 
 

@@ -1,8 +1,9 @@
-"""What every console request shares: its database session, clock, signed-in user and response headers."""
+"""What every console request shares: its database sessions, clock, signed-in user and response headers."""
 
 from __future__ import annotations
 
 import logging
+from contextlib import ExitStack
 from datetime import datetime
 from typing import Any, NoReturn
 
@@ -24,6 +25,9 @@ CIPHER_KEY = "hotline.cipher"
 # Tests replace it to move time forward (idle and absolute session timeouts, case ages).
 CLOCK_KEY = "hotline.clock"
 CONSOLE_BLUEPRINTS = frozenset({"auth", "console", "offices", "notifications", "calls"})
+# Requests that change nothing: their views read through the read-only session only (see db()).
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_READER, _WRITER = "hotline_reader", "hotline_writer"
 
 # Pages show a reporter's words and sometimes their number: nothing may be kept by a browser or proxy.
 SECURITY_HEADERS = {
@@ -39,20 +43,61 @@ SECURITY_HEADERS = {
 }
 
 
-def db() -> Session:
-    """The request's session (opened on first use, closed when the request ends; views commit)."""
-    session: Session | None = g.get("hotline_db")
+def database() -> Database:
+    found: Database = current_app.extensions[DATABASE_KEY]
+    return found
+
+
+def reader() -> Session:
+    """The request's read-only session: one snapshot, never the write lock (closed when the request ends).
+
+    The signed-in user is loaded here, and the pages and their badges read here, whatever the method.
+    """
+    session: Session | None = g.get(_READER)
     if session is None:
-        database: Database = current_app.extensions[DATABASE_KEY]
-        session = database.sessions()
-        g.hotline_db = session
+        session = database().read_session()
+        g.setdefault(_READER, session)
     return session
 
 
-def _close_db(_exc: BaseException | None) -> None:
-    session: Session | None = g.pop("hotline_db", None)
-    if session is not None:
-        session.close()
+def db() -> Session:
+    """The session a view works in: the reader on GET; on POST, the request's one write transaction.
+
+    A POST's transaction is entered on first use, through Database.writing() (on SQLite its turn at the
+    write lock), and left when the request ends: what the view did not commit is rolled back. Views and
+    service functions therefore flush, and the view commits once, as before.
+    """
+    if request.method in READ_METHODS:
+        return reader()
+    entry: tuple[ExitStack, Session] | None = g.get(_WRITER)
+    if entry is None:
+        stack = ExitStack()
+        entry = (stack, stack.enter_context(database().writing()))
+        g.setdefault(_WRITER, entry)
+    return entry[1]
+
+
+def end_writes() -> None:
+    """Commit the request's write transaction and leave it (before a network call): the lock is free.
+
+    Objects read in it are detached; keep ids. A later db() enters a new write transaction.
+    """
+    entry: tuple[ExitStack, Session] | None = g.pop(_WRITER, None)
+    if entry is not None:
+        entry[0].close()  # writing() commits
+
+
+def _close_db(exc: BaseException | None) -> None:
+    entry: tuple[ExitStack, Session] | None = g.pop(_WRITER, None)
+    if entry is not None:
+        stack, session = entry
+        try:
+            session.rollback()  # only what the view committed is kept, as with a plain session
+        finally:
+            stack.close()
+    read: Session | None = g.pop(_READER, None)
+    if read is not None:
+        read.close()
 
 
 def clock() -> datetime:
@@ -66,15 +111,23 @@ def cipher() -> FieldCipher:
 
 
 def me() -> User:
+    """The signed-in user as db() sees it (on POST, the write transaction's copy: service functions
+    may change it or link rows to it)."""
     user: User = current_user.user
-    return user
+    session = db()
+    if user in session:
+        return user
+    mine = session.get(User, user.id)
+    if mine is None:  # removed since the request began: nothing of theirs to do
+        abort(403)
+    return mine
 
 
 def who() -> WhoAmI:
-    """The signed-in user's offices and roles, computed once per request."""
+    """The signed-in user's offices and roles, read once per request (what pages and badges show)."""
     cached: WhoAmI | None = g.get("hotline_who")
     if cached is None:
-        cached = who_am_i(db(), me())
+        cached = who_am_i(reader(), current_user.user)
         g.hotline_who = cached
     return cached
 
@@ -111,10 +164,18 @@ def init_app(app: Flask, field_cipher: FieldCipher) -> None:
 
 
 def refuse(what: str, object_id: int) -> NoReturn:
-    """Not found, or not the user's to see: the same 404 either way, and an audit row."""
-    workflow.audit_refused_access(db(), me(), what, object_id)
-    db().commit()
-    logging.getLogger(__name__).info("refused %s %d to user id %d", what, object_id, me().id)
+    """Not found, or not the user's to see: the same 404 either way, and an audit row.
+
+    On GET the row is the request's only write: one short transaction of its own, after the reads.
+    """
+    user_id = current_user.user.id
+    if request.method in READ_METHODS:
+        with database().writing() as session:
+            workflow.audit_refused_access(session, session.get(User, user_id), what, object_id)
+    else:
+        workflow.audit_refused_access(db(), me(), what, object_id)
+        db().commit()
+    logging.getLogger(__name__).info("refused %s %d to user id %d", what, object_id, user_id)
     abort(404)
 
 

@@ -15,7 +15,7 @@ from werkzeug.wrappers import Response
 
 from cases import auth, callbacks, dialing
 from cases.callback_settings import CallbackSettings
-from cases.console_base import case_or_404, clock, db, me, require_login
+from cases.console_base import case_or_404, clock, db, end_writes, me, require_login
 from cases.i18n import N_, _, error_text, words
 from cases.models import AttemptOutcome, CallbackAttempt, Case
 from cases.staff import User
@@ -107,6 +107,8 @@ def call_back(case_id: int) -> Response:
         db().rollback()
         flash(error_text(exc), "error")
         return _back(case_id)
+    # Twilio is asked with the write lock free: its webhooks (and callers) must not wait on it.
+    end_writes()
     assert phone is not None
     try:
         sid = _dialer().call_operator(attempt_id, phone)

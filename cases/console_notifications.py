@@ -15,7 +15,7 @@ from flask_login import current_user
 from werkzeug.wrappers import Response
 
 from cases import notifications
-from cases.console_base import CONSOLE_BLUEPRINTS, clock, db, me, require_login, safe_next
+from cases.console_base import CONSOLE_BLUEPRINTS, clock, db, me, reader, require_login, safe_next, who
 from cases.i18n import N_, words
 from cases.models import Channel, Notification
 from infra.config import Config
@@ -106,9 +106,10 @@ def _nav_counts() -> dict[str, Any]:
     """The unread badge for everyone, and the failed-deliveries count for heads and admins."""
     if request.blueprint not in CONSOLE_BLUEPRINTS or not current_user.is_authenticated:
         return {}
-    failed_count = notifications.failed_count(db(), me())
+    user = who().user  # read-only, also on a POST that renders a page
+    failed_count = notifications.failed_count(reader(), user)
     return {
-        "notifications_unread": notifications.unread_count(db(), me()),
+        "notifications_unread": notifications.unread_count(reader(), user),
         "deliveries_failed": failed_count or 0,
         "sees_failed_deliveries": failed_count is not None,
     }

@@ -56,7 +56,9 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
-def make_engine(url: str, *, echo: bool = False, read_only: bool = False, must_exist: bool = False) -> Engine:
+def make_engine(
+    url: str, *, echo: bool = False, read_only: bool = False, snapshot: bool = False, must_exist: bool = False
+) -> Engine:
     """Create an engine; SQLite gets WAL, a busy timeout, foreign keys and BEGIN IMMEDIATE.
 
     read_only: an engine whose transactions only read (Database.reading): plain BEGIN on SQLite, which
@@ -65,6 +67,7 @@ def make_engine(url: str, *, echo: bool = False, read_only: bool = False, must_e
     must_exist: a SQLite file that is gone (a lost volume, a deleted file) is an error, never silently
     replaced by a new empty database; migrations create the file, the running service only opens it.
     Every wait on the database honours the caller's infra.deadline budget, when one is set.
+    snapshot (with read_only): each transaction reads one snapshot (Database.read_session).
     """
     if url.startswith("sqlite"):
         path = make_url(url).database
@@ -84,9 +87,26 @@ def make_engine(url: str, *, echo: bool = False, read_only: bool = False, must_e
             **kwargs,
         )
         _tune_sqlite(engine, read_only=read_only, path=str(path) if on_disk else None)
+        if read_only and snapshot:
+            _begin_deferred(engine)
         return engine
     # hide_parameters: SQL errors in logs must not carry the values (personal data) that were bound.
     pg_args = {"connect_timeout": PG_CONNECT_TIMEOUT_S}
+    if read_only and snapshot:
+        # A page's SELECTs see one state of the database, as on SQLite; a read-only transaction
+        # cannot fail to serialize, so REPEATABLE READ costs nothing more than READ COMMITTED.
+        engine = create_engine(
+            url,
+            echo=echo,
+            hide_parameters=True,
+            pool_pre_ping=True,
+            pool_size=10,
+            max_overflow=20,
+            isolation_level="REPEATABLE READ",
+            connect_args=pg_args,
+        )
+        _bound_postgresql(engine)
+        return engine.execution_options(postgresql_readonly=True)
     if read_only:
         # One quick SELECT per webhook: a small pool beside the writers' is plenty.
         engine = create_engine(
@@ -189,6 +209,14 @@ def _file_id(path: str) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
+def _begin_deferred(engine: Engine) -> None:
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # A deferred BEGIN: in WAL mode a transaction that only reads holds a snapshot of the database
+        # and never the write lock, so the several SELECTs of a page agree with one another.
+        conn.exec_driver_sql("BEGIN")
+
+
 class _WriteGate:
     """Where writers of one SQLite file queue: threads on an RLock, processes on a lock file beside it.
 
@@ -272,6 +300,16 @@ class Database:
         # its own connection, so there they share the writers' engine (and their write lock).
         memory = url.startswith("sqlite") and make_url(url).database in (None, "", ":memory:")
         self._reader = self.engine if memory else make_engine(url, echo=echo, read_only=True, must_exist=True)
+        # Console pages and exports read through Sessions of a third engine: a page runs several
+        # SELECTs that must agree (the queue and its counts), so its transactions BEGIN (deferred on
+        # SQLite: a snapshot, never the write lock) where the webhooks' reader has no BEGIN at all;
+        # and its own pool, so that staff reloading pages never leave a webhook waiting for a connection.
+        self._pages = (
+            self.engine
+            if memory
+            else make_engine(url, echo=echo, read_only=True, snapshot=True, must_exist=True)
+        )
+        self._read_sessions = sessionmaker(self._pages, expire_on_commit=False)
         # SQLite has one writer at a time. Writers queue here (threads wake the moment the writer before
         # them is done, processes within a millisecond) instead of polling in SQLite's busy handler,
         # whose back-off sleeps (up to 100 ms) overshoot the release.
@@ -304,6 +342,15 @@ class Database:
         with self._reader.connect() as conn, conn.begin():
             yield conn
 
+    def read_session(self) -> Session:
+        """A Session that only reads (console pages, exports), in one snapshot; the caller closes it.
+
+        It never waits for the write lock, and it refuses every write: SQLite's query_only, PostgreSQL's
+        READ ONLY transactions. (An in-memory SQLite database has one connection: there it is a plain
+        Session of the writers' engine.) Writes go through writing(), on a session of their own.
+        """
+        return self._read_sessions()
+
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A session whose transaction commits on success and rolls back on error."""
@@ -319,3 +366,5 @@ class Database:
         self.engine.dispose()
         if self._reader is not self.engine:
             self._reader.dispose()
+        if self._pages is not self.engine:
+            self._pages.dispose()
