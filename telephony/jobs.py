@@ -15,6 +15,7 @@ from sqlalchemy import select
 from cases.models import Call
 from infra.db import Database
 from telephony import service, spool
+from telephony.callstate import find_call
 
 log = logging.getLogger(__name__)
 
@@ -29,19 +30,19 @@ def close_stale_calls(
 ) -> int:
     """End calls whose status callback never came (Twilio does not retry it), keeping their reports."""
     cutoff = tel.clock() - older_than
-    with db.session() as session:
-        ids = list(
-            session.scalars(
-                select(Call.id).where(Call.ended_at.is_(None), Call.created_at < cutoff).limit(200)
+    with db.read_session() as reader:
+        sids = list(
+            reader.scalars(
+                select(Call.call_sid).where(Call.ended_at.is_(None), Call.created_at < cutoff).limit(200)
             )
         )
-    for call_id in ids:
-        with db.session() as session:
-            call = session.get(Call, call_id)
+    for call_sid in sids:
+        with db.writing() as session:
+            call = find_call(session, call_sid)  # locked: a late webhook of the call waits its turn
             if call is None or call.ended_at is not None:
                 continue
             service.close_unfinished_call(session, tel, call)
-    return len(ids)
+    return len(sids)
 
 
 def spool_files(spool_dir: Path) -> list[Path]:

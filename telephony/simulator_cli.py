@@ -144,7 +144,7 @@ def _wait_for_transcript(app: Flask, call_sid: str, timeout_s: float) -> None:
     click.echo("waiting for the worker to download and transcribe the message …")
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        with db.session() as session:
+        with db.read_session() as session:
             rec = session.scalar(
                 select(Recording).where(Recording.call_sid == call_sid).order_by(Recording.id.desc())
             )
@@ -194,7 +194,7 @@ def run_demo(app: Flask, keys: str, *, worker_timeout_s: float = 120.0) -> int:
 
 def _print_case(app: Flask, call_sid: str) -> int:
     db: Database = app.extensions[DATABASE_KEY]
-    with db.session() as session:
+    with db.read_session() as session:
         call = session.scalar(select(Call).where(Call.call_sid == call_sid))
         if call is None or call.case is None:
             # A follow-up call opens no case: its message went to the case the caller keyed.
