@@ -45,35 +45,13 @@ def settle(
     if state.vars.get(FOLLOWUP_VAR):
         # A follow-up call opens no case of its own: what it recorded goes to the case looked up.
         for sid in messages:
-            events = attach_follow_up(
-                session, tel, call, replace(state, vars={**state.vars, "recording_sid": sid}), via=opened_by
-            )
-            add_events(session, call, events)
+            followed = replace(state, vars={**state.vars, "recording_sid": sid})
+            add_events(session, call, attach_follow_up(session, tel, call, followed, via=opened_by))
         return
-    case_id = case_id_of(session, call.id)
-    if case_id is None:
-        if messages:
-            chosen = state.vars.get("recording_sid")
-            main = chosen if chosen in messages else messages[-1]
-            state = replace(state, vars={**state.vars, "recording_sid": main})
-        elif _wants_callback(state):
-            opened_by = "callback_only"
-        else:
-            return  # nothing recorded, no call back asked for: nothing to report
-        case = open_case(session, tel, call, state, opened_by=opened_by)
-        add_events(session, call, [opened_event(state, case, opened_by)])
-        if not messages:
-            return
-    else:
-        found = session.get(Case, case_id)
-        assert found is not None
-        case = found
-    added = _link(session, case, messages)
-    if messages and case.opened_by == "callback_only":
-        # The message came after the callback request had opened the case on its own: it is a report now,
-        # the same as if the message had come first.
-        case.opened_by = opened_by
-    for sid in added:
+    case = _case_of(session, tel, call, state, messages, opened_by)
+    if case is None or not messages:
+        return
+    for sid in _link(session, case, messages):
         session.add(
             CaseEvent(
                 case_id=case.id,
@@ -85,6 +63,31 @@ def settle(
                 detail={"recording_sid": sid},
             )
         )
+    if case.opened_by == "callback_only":
+        # The message came after the callback request had opened the case on its own: it is a report now,
+        # the same as if the message had come first.
+        case.opened_by = opened_by
+
+
+def _case_of(
+    session: Session, tel: Telephony, call: Call, state: engine.State, messages: list[str], opened_by: str
+) -> Case | None:
+    """The call's case; opened now if there is something to report (a message, a callback request)."""
+    case_id = case_id_of(session, call.id)
+    if case_id is not None:
+        return session.get(Case, case_id)
+    if messages:
+        chosen = state.vars.get("recording_sid")
+        state = replace(
+            state, vars={**state.vars, "recording_sid": chosen if chosen in messages else messages[-1]}
+        )
+    elif _wants_callback(state):
+        opened_by = "callback_only"
+    else:
+        return None  # nothing recorded, no call back asked for: nothing to report
+    case = open_case(session, tel, call, state, opened_by=opened_by)
+    add_events(session, call, [opened_event(state, case, opened_by)])
+    return case
 
 
 def open_case(session: Session, tel: Telephony, call: Call, state: engine.State, *, opened_by: str) -> Case:
