@@ -23,7 +23,7 @@ DATABASE_KEY = "hotline.db"
 CIPHER_KEY = "hotline.cipher"
 # Tests replace it to move time forward (idle and absolute session timeouts, case ages).
 CLOCK_KEY = "hotline.clock"
-CONSOLE_BLUEPRINTS = frozenset({"auth", "console", "offices", "notifications", "calls"})
+CONSOLE_BLUEPRINTS = frozenset({"auth", "console", "offices", "notifications", "calls", "worker"})
 
 # Pages show a reporter's words and sometimes their number: nothing may be kept by a browser or proxy.
 SECURITY_HEADERS = {
