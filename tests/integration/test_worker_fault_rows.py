@@ -20,6 +20,7 @@ from typing import Any, BinaryIO
 import pytest
 import requests
 from flask import Flask
+from sqlalchemy import select
 
 from app import get_database
 from infra.config import Config
@@ -29,7 +30,7 @@ from tests.conftest import ACCOUNT_SID, AUTH_TOKEN
 from tests.integration.test_ingestion import FAST, Rig, TestClock, assert_one_private_copy
 from transcription.jobs import JobSettings, TranscriptionJobs
 from transcription.media import MediaClient, StoredMedia
-from transcription.models import StorageStatus, TranscriptStatus
+from transcription.models import Recording, StorageStatus, TranscriptStatus
 from transcription.pool import TranscriberPool
 
 DELETING = JobSettings(download_attempts=3, backoff_base_s=1.0, lease_s=60.0, delete_after_download=True)
@@ -228,3 +229,21 @@ def test_twilio_keeps_its_copy_while_ours_cannot_be_verified(rig: Rig) -> None:
     row = rig.recording(sid)
     assert (row.last_error, row.deleted_at_twilio) == (None, rig.clock())
     assert (report.counts, report.faults) == ({"deleted at Twilio": 1}, [])
+
+
+# ---- claims ----------------------------------------------------------------------------------------------
+
+
+def test_a_claim_taken_over_from_a_dead_worker_is_said(rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
+    sid = rig.due(2.0)
+    with get_database(rig.app).session() as session:
+        row = session.scalar(select(Recording).where(Recording.recording_sid == sid))
+        assert row is not None
+        row.claimed_by, row.claimed_until = "dead-host:4242", rig.clock() - timedelta(seconds=1)
+        rec_id = row.id
+    caplog.set_level(logging.WARNING, logger="infra.claims")
+    assert rig.jobs().sweep_downloads() == 1
+    assert [r.getMessage() for r in caplog.records if r.name == "infra.claims"] == [
+        f"recordings {rec_id} taken over from dead-host:4242, whose lease ran out"
+    ]
+    assert rig.recording(sid).storage_status == StorageStatus.STORED
