@@ -135,10 +135,10 @@ class TranscriptionJobs:
             rec = session.get(Recording, rec_id)
             if rec is None or rec.storage_status != StorageStatus.PENDING or rec.claimed_by != self.worker_id:
                 return
-            sid, url, reported = rec.recording_sid, rec.media_url, rec.duration_s
+            sid, url, reported, previous = rec.recording_sid, rec.media_url, rec.duration_s, rec.last_error
             created = rec.created_at
         dest = self.recordings_dir / f"{created:%Y}" / f"{created:%m}" / f"{sid}.wav"
-        result = self._fetch(url, sid, dest, reported)
+        result = self._fetch(url, sid, dest, reported, previous)
         now = self.clock()
         with self.db.session() as session:
             rec = session.get(Recording, rec_id)
@@ -166,7 +166,9 @@ class TranscriptionJobs:
         if isinstance(result, StoredMedia) and self.settings.delete_after_download:
             self._delete_at_twilio(rec_id, report)
 
-    def _fetch(self, url: str, sid: str, dest: Path, reported: int | None) -> StoredMedia | _Failure:
+    def _fetch(
+        self, url: str, sid: str, dest: Path, reported: int | None, previous: str | None
+    ) -> StoredMedia | _Failure:
         try:
             fetched = self.media.fetch(url, sid, dest)
         except MediaRefused as exc:
@@ -176,8 +178,9 @@ class TranscriptionJobs:
         except StorageFault as exc:
             return _Failure(exc.reason, ours=True)
         except Exception as exc:  # a bug of ours must not leave the row claimed until its lease runs out
-            log.exception("recording %s: download failed unexpectedly", sid)
-            return _Failure(f"internal error: {type(exc).__name__}", ours=True)
+            reason = f"internal error: {type(exc).__name__}"
+            _log_bug(reason != previous, "recording %s: download failed unexpectedly", sid)
+            return _Failure(reason, ours=True)
         if reported and abs(fetched.duration_s - reported) > max(1.5, 0.05 * reported):
             try:
                 dest.unlink(missing_ok=True)
@@ -247,6 +250,7 @@ class TranscriptionJobs:
             if rec is None or rec.storage_status != StorageStatus.STORED or rec.deleted_at_twilio is not None:
                 return
             sid, path, size, sha = rec.recording_sid, rec.stored_path, rec.size_bytes, rec.sha256
+            previous = rec.last_error
         fault = copy_fault(path, size, sha)
         if fault is None:
             try:
@@ -254,8 +258,8 @@ class TranscriptionJobs:
             except MediaFetchError as exc:
                 fault = DELETE_FAULT + exc.reason
             except Exception as exc:
-                log.exception("recording %s: deletion at Twilio failed unexpectedly", sid)
                 fault = f"{DELETE_FAULT}internal error: {type(exc).__name__}"
+                _log_bug(fault != previous, "recording %s: deletion at Twilio failed unexpectedly", sid)
         with self.db.session() as session:
             rec = session.get(Recording, rec_id)
             if rec is None or rec.storage_status != StorageStatus.STORED or rec.deleted_at_twilio is not None:
@@ -461,6 +465,11 @@ class TranscriptionJobs:
             self._delete_at_twilio(rec_id, report)
             fixed += 1
         return fixed
+
+
+def _log_bug(new: bool, message: str, *args: object) -> None:
+    """The traceback of an unforeseen error, once while a row keeps failing the same way (then DEBUG)."""
+    log.log(logging.ERROR if new else logging.DEBUG, message, *args, exc_info=True)
 
 
 def copy_fault(path: str | None, size: int | None, sha256: str | None) -> str | None:

@@ -142,20 +142,27 @@ def test_a_disk_that_fills_mid_download_never_makes_the_recording_unavailable(
     assert rig.downloads(sid) == sweeps + 1
 
 
-def test_a_bug_in_the_download_is_written_to_the_row_and_the_claim_given_back(rig: Rig) -> None:
+def test_a_bug_in_the_download_is_written_to_the_row_and_the_claim_given_back(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
     sid = rig.due(2.0)
     jobs = jobs_with(rig, client_for(rig, BrokenClient))
-    report = SweepReport()
-    assert jobs.sweep_downloads(report) == 1
-    row = rig.recording(sid)
-    assert (row.last_error, row.download_attempts, row.storage_status) == (
-        "internal error: KeyError",
-        0,
-        StorageStatus.PENDING,
-    )
-    assert (row.claimed_by, row.claimed_until) == (None, None)
-    assert report.faults == [f"recording {row.id}: internal error: KeyError"]
-    rig.clock.advance(FAST.backoff_base_s)
+    caplog.set_level(logging.DEBUG, logger="transcription.jobs")
+    for _ in range(3):
+        report = SweepReport()
+        assert jobs.sweep_downloads(report) == 1
+        row = rig.recording(sid)
+        assert (row.last_error, row.download_attempts, row.storage_status) == (
+            "internal error: KeyError",
+            0,
+            StorageStatus.PENDING,
+        )
+        assert (row.claimed_by, row.claimed_until) == (None, None)
+        assert report.faults == [f"recording {row.id}: internal error: KeyError"]
+        rig.clock.advance(FAST.backoff_base_s)
+    tracebacks = [r for r in caplog.records if r.levelno >= logging.ERROR and r.exc_info]
+    assert len(tracebacks) == 1  # the bug's traceback once, not at every retry
+
     assert rig.jobs().sweep_downloads() == 1
     assert_one_private_copy(rig, sid, generate_wav(2.0))
 
