@@ -27,7 +27,7 @@ from infra.crypto import FieldCipher
 from infra.db import Database
 from infra.files import make_private_dirs, tighten
 from infra.logs import configure_logging
-from infra.scheduler import Sweep, build_scheduler
+from infra.scheduler import Sweep, build_scheduler, run_once
 from telephony import bridge, bridge_webhooks, twiml, webhooks
 from telephony import jobs as telephony_jobs
 from telephony.flow import FlowError, load_flow
@@ -357,9 +357,8 @@ def _register_commands(app: Flask) -> None:
             raise click.ClickException(str(exc)) from exc
         with worker:
             if once:
-                for sweep in worker.sweeps():
-                    sweep.func()
-                return
+                # What each sweep did and every fault it met; non-zero when one met a fault (for cron).
+                sys.exit(run_once(worker.sweeps(), click.echo))
             # A thread per sweep: a long one (the reminder sweep waits for what falls due) delays no other.
             scheduler = build_scheduler(cfg.timezone_name, worker.sweeps(), threads=len(worker.sweeps()))
 
@@ -458,9 +457,9 @@ class Worker:
     def sweeps(self) -> list[Sweep]:
         slow = max(60.0, self.interval_s)
         return [
-            Sweep("transcription.downloads", self.jobs.sweep_downloads, self.interval_s),
-            Sweep("transcription.transcripts", self.jobs.sweep_transcripts, self.interval_s),
-            Sweep("transcription.reconcile", self.jobs.reconcile, slow),
+            Sweep.reporting("transcription.downloads", self.jobs.sweep_downloads, self.interval_s),
+            Sweep.reporting("transcription.transcripts", self.jobs.sweep_transcripts, self.interval_s),
+            Sweep.reporting("transcription.reconcile", self.jobs.reconcile, slow),
             Sweep("telephony.spool", lambda: telephony_jobs.replay_spool(self.db, self.tel), slow),
             Sweep(
                 "telephony.stale_calls", lambda: telephony_jobs.close_stale_calls(self.db, self.tel), slow * 5

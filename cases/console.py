@@ -37,6 +37,7 @@ from cases import (
     console_base,
     console_notifications,
     console_offices,
+    console_worker,
     i18n,
     queries,
     workflow,
@@ -391,6 +392,7 @@ def init_app(app: Flask, field_cipher: FieldCipher) -> None:
     app.register_blueprint(bp)
     app.register_blueprint(console_offices.bp)
     console_notifications.init_app(app)
+    console_worker.init_app(app)
     app.context_processor(_nav_counts)
     app.register_error_handler(CSRFError, _on_csrf_error)
 

@@ -24,7 +24,7 @@ DATABASE_KEY = "hotline.db"
 CIPHER_KEY = "hotline.cipher"
 # Tests replace it to move time forward (idle and absolute session timeouts, case ages).
 CLOCK_KEY = "hotline.clock"
-CONSOLE_BLUEPRINTS = frozenset({"auth", "console", "offices", "notifications", "calls"})
+CONSOLE_BLUEPRINTS = frozenset({"auth", "console", "offices", "notifications", "calls", "worker"})
 # Requests that change nothing: their views read through the read-only session only (see db()).
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _READER, _WRITER = "hotline_reader", "hotline_writer"

@@ -16,7 +16,7 @@ import hashlib
 import logging
 import string
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -410,17 +410,17 @@ def my_notifications(session: Session, user: User, *, limit: int = 100) -> list[
 OVERSEERS = (Role.HEAD, Role.ADMIN)
 
 
-def overseen_office_ids(session: Session, user: User) -> set[int] | None:
-    """Offices whose failed deliveries the user sees: where they are head or admin, and offices below.
+def overseen_office_ids(session: Session, user: User, roles: Iterable[Role] = OVERSEERS) -> set[int] | None:
+    """Offices the user oversees in one of `roles` (failed deliveries: head or admin), and offices below.
 
-    None means every office (a head or admin of the central office); an empty set, none.
+    None means every office (that role at the central office); an empty set, none.
     """
     if not user.active:
         return set()
     mine = set(
         session.scalars(
             select(RoleAssignment.office_id).where(
-                RoleAssignment.user_id == user.id, RoleAssignment.role.in_([str(r) for r in OVERSEERS])
+                RoleAssignment.user_id == user.id, RoleAssignment.role.in_([str(r) for r in roles])
             )
         )
     )

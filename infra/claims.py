@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
+
+log = logging.getLogger(__name__)
 
 
 class Claimable(Protocol):
@@ -33,13 +36,18 @@ def claim(
     """
     free = or_(model.claimed_until.is_(None), model.claimed_until < now)
     stmt = (
-        select(model.id)
+        select(model.id, model.claimed_by)
         .where(*conditions, free)
         .order_by(*(order_by or (model.id,)))
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    ids = list(session.scalars(stmt))
+    rows = session.execute(stmt).all()
+    ids = [row_id for row_id, _ in rows]
+    for row_id, holder in rows:
+        if holder is not None:
+            # Its worker died (or hung) mid-way: say so, or the lease's wait would pass in silence.
+            log.warning("%s %d taken over from %s, whose lease ran out", model.__tablename__, row_id, holder)
     if ids:
         session.execute(
             update(model).where(model.id.in_(ids)).values(claimed_until=now + lease, claimed_by=worker_id)

@@ -22,3 +22,21 @@ def tighten(folder: Path) -> None:
     """Make an existing folder of ours private (an older run may have created it 0755)."""
     if folder.is_dir() and folder.stat().st_mode & 0o077:
         os.chmod(folder, 0o700)
+
+
+def disk_fault(verb: str, folder: Path, exc: OSError | str, *, limit: int = 200) -> str:
+    """A short reason for an error of our own disk, safe to store and print: `cannot write /x (…)`.
+
+    It names the folder and the system's words for the error (os.strerror: "permission denied", "no
+    space left on device") or the words given, never a file name or anything read from the file. A
+    path too long for `limit` loses its start, so the folder's own name and the error stay readable.
+    """
+    if isinstance(exc, str):
+        what = exc
+    else:
+        what = os.strerror(exc.errno).lower() if exc.errno else type(exc).__name__
+    shown = str(folder)
+    room = limit - len(verb) - len(what) - 4
+    if len(shown) > room:
+        shown = "…" + shown[-max(room - 1, 1) :]
+    return f"{verb} {shown} ({what})"[:limit]

@@ -5,22 +5,40 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 
+from infra.sweeps import SweepReport
+
 log = logging.getLogger(__name__)
+
+
+class ReportingFunc(Protocol):
+    """A sweep function that fills the SweepReport it is given (the scheduler gives none)."""
+
+    def __call__(self, report: SweepReport | None = None) -> object: ...
 
 
 @dataclass(frozen=True)
 class Sweep:
-    """A periodic job: an explicit id, a bound function that takes no arguments, an interval."""
+    """A periodic job: an explicit id, a bound function that takes no arguments, an interval.
+
+    `report`, when given, runs the same sweep filling a SweepReport: `worker --once` prints it.
+    """
 
     id: str
     func: Callable[[], object]
     seconds: float
+    report: Callable[[SweepReport], object] | None = None
+
+    @classmethod
+    def reporting(cls, id: str, func: ReportingFunc, seconds: float) -> Sweep:
+        """A sweep whose function also fills a SweepReport: the one function serves both ways."""
+        return cls(id, func, seconds, report=func)
 
 
 def build_scheduler(timezone: str, sweeps: list[Sweep], *, threads: int = 4) -> BlockingScheduler:
@@ -39,6 +57,32 @@ def build_scheduler(timezone: str, sweeps: list[Sweep], *, threads: int = 4) -> 
     )
     add_sweeps(scheduler, sweeps)
     return scheduler
+
+
+def run_once(sweeps: list[Sweep], echo: Callable[[str], None]) -> int:
+    """Run every sweep once, in order; print what each did and every fault it met. 1 if any met one.
+
+    For cron and for an operator at the terminal: a fault shows in the output and in the exit status,
+    not only in a log. A sweep that raises is a fault too, and the sweeps after it still run.
+    """
+    faulty = False
+    for sweep in sweeps:
+        report = SweepReport()
+        try:
+            if sweep.report is not None:
+                sweep.report(report)
+            else:
+                result = sweep.func()
+                if isinstance(result, int):
+                    report.count("done", result)
+        except Exception as exc:
+            log.exception("sweep %s failed", sweep.id)
+            report.fault("stopped", f"{type(exc).__name__} (see the log)")
+        echo(f"{sweep.id}: {report.summary()}")
+        for line in report.faults:
+            echo(f"  {line}")
+        faulty = faulty or bool(report.faults)
+    return 1 if faulty else 0
 
 
 def add_sweeps(scheduler: BaseScheduler, sweeps: list[Sweep]) -> None:

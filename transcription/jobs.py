@@ -4,10 +4,16 @@ Every sweep is idempotent: it claims rows with a lease (infra.claims), does the 
 claiming transaction, and writes the result only if the row is still in the state it claimed. A worker
 that dies leaves its rows to be claimed again when the lease runs out; nothing is done twice by two
 live workers, and nothing is lost.
+
+Every fault a sweep meets (Twilio's, the network's, our own disk's, a bug of ours) is written to the row
+at once (`last_error`, or a queued transcript's `reason`), the claim is given back, and a retry is set:
+no row waits out its lease in silence. Each fault is logged when a row's fault changes, not at every
+retry, and is put in the sweep's SweepReport for `worker --once`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import socket
@@ -23,12 +29,18 @@ from sqlalchemy.orm import Session
 from infra.claims import claim, release
 from infra.clock import Clock, utcnow
 from infra.db import Database
-from transcription.media import MediaClient, MediaFetchError, MediaRefused, StoredMedia
+from infra.files import disk_fault
+from infra.sweeps import SweepReport
+from transcription.media import MediaClient, MediaFetchError, MediaRefused, StorageFault, StoredMedia
 from transcription.models import Recording, StorageStatus, Transcript, TranscriptStatus
 from transcription.pool import PoolClosed, TranscriptOutcome
 
 log = logging.getLogger(__name__)
 MAX_UNEXPECTED_ATTEMPTS = 3
+# What a stored recording's last_error says when our copy cannot be trusted, and when Twilio's could not
+# be deleted: each is cleared only by the step it is about succeeding.
+COPY_FAULTS = ("cannot read ", "stored copy ")
+DELETE_FAULT = "delete at Twilio: "
 
 
 class Transcriber(Protocol):
@@ -46,6 +58,16 @@ class JobSettings:
     delete_after_download: bool = False
     batch: int = 8
     transcribe_parallel: int = 2
+
+
+@dataclass(frozen=True)
+class _Failure:
+    """Why a download did not end with a stored copy; `reason` is short and safe to store and print."""
+
+    reason: str
+    retryable: bool = True
+    # Our disk or our own bug: it says nothing about Twilio's copy (see TranscriptionJobs._note_failure).
+    ours: bool = False
 
 
 def default_worker_id() -> str:
@@ -76,8 +98,10 @@ class TranscriptionJobs:
 
     # ---- downloads ---------------------------------------------------------------------------------
 
-    def sweep_downloads(self) -> int:
+    def sweep_downloads(self, report: SweepReport | None = None) -> int:
         """Download every recording that is due; returns how many were attempted."""
+        report = report if report is not None else SweepReport()
+        report.expect("stored", "failed")
         now = self.clock()
         stale = now - timedelta(seconds=self.settings.reconcile_after_s)
         with self.db.session() as session:
@@ -97,78 +121,164 @@ class TranscriptionJobs:
                 limit=self.settings.batch,
             )
         for rec_id in ids:
-            self._download(rec_id)
+            try:
+                self._download(rec_id, report)
+            except Exception as exc:
+                # The database failed us between steps (or a bug did): the rest of the batch still runs.
+                log.exception("recording %d: download step failed", rec_id)
+                report.fault("failed", f"recording {rec_id}: {type(exc).__name__} (see the log)")
+                self._give_back(Recording, rec_id)
         return len(ids)
 
-    def _download(self, rec_id: int) -> None:
+    def _download(self, rec_id: int, report: SweepReport) -> None:
         with self.db.session() as session:
             rec = session.get(Recording, rec_id)
             if rec is None or rec.storage_status != StorageStatus.PENDING or rec.claimed_by != self.worker_id:
                 return
-            sid, url, reported = rec.recording_sid, rec.media_url, rec.duration_s
+            sid, url, reported, previous = rec.recording_sid, rec.media_url, rec.duration_s, rec.last_error
             created = rec.created_at
         dest = self.recordings_dir / f"{created:%Y}" / f"{created:%m}" / f"{sid}.wav"
-        error: str | None = None
-        retry = True
-        stored: StoredMedia | None = None
-        try:
-            fetched = self.media.fetch(url, sid, dest)
-            if reported and abs(fetched.duration_s - reported) > max(1.5, 0.05 * reported):
-                dest.unlink(missing_ok=True)
-                error = f"truncated: {fetched.duration_s:.1f} s of {reported} s"
-            else:
-                stored = fetched
-        except MediaRefused as exc:
-            error, retry = f"refused: {exc}", False
-        except MediaFetchError as exc:
-            error, retry = exc.reason, exc.retryable
+        result = self._fetch(url, sid, dest, reported, previous)
         now = self.clock()
         with self.db.session() as session:
             rec = session.get(Recording, rec_id)
             if rec is None or rec.storage_status != StorageStatus.PENDING:
                 return
-            if stored is not None:
+            if isinstance(result, StoredMedia):
+                after = rec.last_error
                 rec.storage_status = StorageStatus.STORED
-                rec.stored_path = str(stored.path)
-                rec.sha256 = stored.sha256
-                rec.size_bytes = stored.size_bytes
-                rec.audio_duration_s = stored.duration_s
+                rec.stored_path = str(result.path)
+                rec.sha256 = result.sha256
+                rec.size_bytes = result.size_bytes
+                rec.audio_duration_s = result.duration_s
                 rec.last_error = None
                 self._queue_transcript(session, rec)
-                log.info("recording %s stored (%d bytes)", sid, stored.size_bytes)
+                log.info(
+                    "recording %s stored (%d bytes)%s",
+                    sid,
+                    result.size_bytes,
+                    f"; the fault is over: {after}" if after else "",
+                )
+                report.count("stored")
             else:
-                rec.download_attempts += 1
-                rec.last_error = (error or "unknown")[:200]
-                if not retry or rec.download_attempts >= self.settings.download_attempts:
-                    rec.storage_status = StorageStatus.UNAVAILABLE
-                    log.error(
-                        "recording %s unavailable after %d attempts: %s", sid, rec.download_attempts, error
-                    )
-                else:
-                    rec.next_attempt_at = now + self._backoff(rec.download_attempts)
-                    log.warning(
-                        "recording %s download failed (%s); retry %d", sid, error, rec.download_attempts
-                    )
+                self._note_failure(rec, result, now, report)
             release(session, Recording, rec_id, self.worker_id)
-        if stored is not None and self.settings.delete_after_download:
-            self._delete_at_twilio(rec_id)
+        if isinstance(result, StoredMedia) and self.settings.delete_after_download:
+            self._delete_at_twilio(rec_id, report)
+
+    def _fetch(
+        self, url: str, sid: str, dest: Path, reported: int | None, previous: str | None
+    ) -> StoredMedia | _Failure:
+        try:
+            fetched = self.media.fetch(url, sid, dest)
+        except MediaRefused as exc:
+            return _Failure(f"refused: {exc}", retryable=False)
+        except MediaFetchError as exc:
+            return _Failure(exc.reason, exc.retryable)
+        except StorageFault as exc:
+            return _Failure(exc.reason, ours=True)
+        except Exception as exc:  # a bug of ours must not leave the row claimed until its lease runs out
+            reason = f"internal error: {type(exc).__name__}"
+            _log_bug(reason != previous, "recording %s: download failed unexpectedly", sid)
+            return _Failure(reason, ours=True)
+        if reported and abs(fetched.duration_s - reported) > max(1.5, 0.05 * reported):
+            try:
+                dest.unlink(missing_ok=True)
+            except OSError as exc:
+                return _Failure(disk_fault("cannot write", dest.parent, exc), ours=True)
+            return _Failure(f"truncated: {fetched.duration_s:.1f} s of {reported} s")
+        return fetched
+
+    def _note_failure(self, rec: Recording, failure: _Failure, now: datetime, report: SweepReport) -> None:
+        """Write a failed download to its row at once, with its retry (the caller gives the claim back)."""
+        changed = rec.last_error != failure.reason[:200]
+        rec.last_error = failure.reason[:200]
+        if failure.ours:
+            # Our disk (an unwritable folder, a full disk) or a bug of ours says nothing about Twilio's
+            # copy. So it does not count toward download_attempts: their last one marks the recording
+            # unavailable, which means Twilio has no usable copy, and such a fault must not use up the tries
+            # Twilio's copy is given either. It is tried again every backoff_base_s, not at a growing
+            # backoff: it lasts until someone mends the disk, and downloads must then resume within one
+            # interval. An unwritable folder costs no request to Twilio (the folder is tried first).
+            rec.next_attempt_at = now + timedelta(seconds=self.settings.backoff_base_s)
+            line = f"recording {rec.id}: {failure.reason}"
+            log.log(
+                logging.ERROR if changed else logging.DEBUG,
+                "recording %s cannot be stored: %s; tried again at each interval",
+                rec.recording_sid,
+                failure.reason,
+            )
+        else:
+            rec.download_attempts += 1
+            if not failure.retryable or rec.download_attempts >= self.settings.download_attempts:
+                rec.storage_status = StorageStatus.UNAVAILABLE
+                line = f"recording {rec.id}: {failure.reason} (unavailable after {rec.download_attempts})"
+                log.error(
+                    "recording %s unavailable after %d attempts: %s",
+                    rec.recording_sid,
+                    rec.download_attempts,
+                    failure.reason,
+                )
+            else:
+                rec.next_attempt_at = now + self._backoff(rec.download_attempts)
+                line = f"recording {rec.id}: {failure.reason} (attempt {rec.download_attempts})"
+                log.log(
+                    logging.WARNING if changed else logging.DEBUG,
+                    "recording %s download failed (%s); retry %d",
+                    rec.recording_sid,
+                    failure.reason,
+                    rec.download_attempts,
+                )
+        report.fault("failed", line)
 
     def _backoff(self, attempts: int) -> timedelta:
         seconds = min(self.settings.backoff_base_s * 2 ** (attempts - 1), self.settings.backoff_max_s)
         return timedelta(seconds=seconds)
 
-    def _delete_at_twilio(self, rec_id: int) -> None:
-        """Delete Twilio's copy; only ever called once our copy is stored and verified."""
+    def _give_back(self, model: Any, row_id: int) -> None:
+        """Release a claim after an unexpected error; if even that fails, the lease frees the row later."""
+        try:
+            with self.db.session() as session:
+                release(session, model, row_id, self.worker_id)
+        except Exception:
+            log.warning("%s %d: claim not given back; its lease frees it", model.__tablename__, row_id)
+
+    def _delete_at_twilio(self, rec_id: int, report: SweepReport) -> None:
+        """Delete Twilio's copy, only once ours is stored and verified (read back: size and sha256)."""
         with self.db.session() as session:
             rec = session.get(Recording, rec_id)
             if rec is None or rec.storage_status != StorageStatus.STORED or rec.deleted_at_twilio is not None:
                 return
-            sid = rec.recording_sid
-        if self.media.delete(sid):
-            with self.db.session() as session:
-                rec = session.get(Recording, rec_id)
-                if rec is not None:
-                    rec.deleted_at_twilio = self.clock()
+            sid, path, size, sha = rec.recording_sid, rec.stored_path, rec.size_bytes, rec.sha256
+            previous = rec.last_error
+        fault = copy_fault(path, size, sha)
+        if fault is None:
+            try:
+                self.media.delete(sid)
+            except MediaFetchError as exc:
+                fault = DELETE_FAULT + exc.reason
+            except Exception as exc:
+                fault = f"{DELETE_FAULT}internal error: {type(exc).__name__}"
+                _log_bug(fault != previous, "recording %s: deletion at Twilio failed unexpectedly", sid)
+        with self.db.session() as session:
+            rec = session.get(Recording, rec_id)
+            if rec is None or rec.storage_status != StorageStatus.STORED or rec.deleted_at_twilio is not None:
+                return
+            if fault is None:
+                rec.deleted_at_twilio = self.clock()
+                if rec.last_error and rec.last_error.startswith((DELETE_FAULT, *COPY_FAULTS)):
+                    rec.last_error = None
+                report.count("deleted at Twilio")
+                return
+            changed = rec.last_error != fault[:200]
+            rec.last_error = fault[:200]
+        log.log(
+            logging.WARNING if changed else logging.DEBUG,
+            "recording %s: Twilio's copy kept (%s); tried again at reconcile",
+            sid,
+            fault,
+        )
+        report.fault("failed", f"recording {rec_id}: {fault}")
 
     @staticmethod
     def _queue_transcript(session: Session, rec: Recording) -> None:
@@ -184,14 +294,20 @@ class TranscriptionJobs:
 
     # ---- transcription ----------------------------------------------------------------------------
 
-    def sweep_transcripts(self) -> int:
+    def sweep_transcripts(self, report: SweepReport | None = None) -> int:
         """Transcribe queued recordings, several at once (each in its own transcriber process)."""
+        report = report if report is not None else SweepReport()
         now = self.clock()
+        # A transcript put back by a fault waits for its recording's next_attempt_at (see _defer).
+        due = select(Recording.id).where(
+            or_(Recording.next_attempt_at.is_(None), Recording.next_attempt_at <= now)
+        )
         with self.db.session() as session:
             ids = claim(
                 session,
                 Transcript,
                 Transcript.status == TranscriptStatus.QUEUED,
+                Transcript.recording_id.in_(due),
                 now=now,
                 lease=timedelta(seconds=self.settings.lease_s),
                 worker_id=self.worker_id,
@@ -200,34 +316,65 @@ class TranscriptionJobs:
         if not ids:
             return 0
         with ThreadPoolExecutor(max_workers=max(1, min(len(ids), self.settings.transcribe_parallel))) as ex:
-            list(ex.map(self._transcribe, ids))
+            list(ex.map(lambda transcript_id: self._transcribe_guarded(transcript_id, report), ids))
         return len(ids)
 
-    def _transcribe(self, transcript_id: int) -> None:
+    def _transcribe_guarded(self, transcript_id: int, report: SweepReport) -> None:
+        try:
+            self._transcribe(transcript_id, report)
+        except Exception as exc:
+            log.exception("transcript %d: transcription step failed", transcript_id)
+            report.fault("failed", f"transcript {transcript_id}: {type(exc).__name__} (see the log)")
+            self._give_back(Transcript, transcript_id)
+
+    def _transcribe(self, transcript_id: int, report: SweepReport) -> None:
         with self.db.session() as session:
             row = session.get(Transcript, transcript_id)
             if row is None or row.status != TranscriptStatus.QUEUED or row.claimed_by != self.worker_id:
                 return
-            path, language = row.recording.stored_path, row.language
+            rec = row.recording
+            path, size, sha, language = rec.stored_path, rec.size_bytes, rec.sha256, row.language
             row.attempts += 1
             attempts = row.attempts
+        # Our copy first: one that is gone or unreadable is our disk's fault, not a verdict on the audio.
+        fault = copy_fault(path, size, sha)
+        if fault is not None or path is None:
+            self._defer(transcript_id, fault or "stored copy missing", report, ours=True)
+            return
         started = self.clock()
         outcome: TranscriptOutcome | None = None
         failure: str | None = None
         interrupted = False
-        if not path or not Path(path).is_file():
-            failure = "stored recording missing from the data dir"
-        else:
-            try:
-                outcome = self.transcriber.transcribe(Path(path), language)
-            except PoolClosed:
-                interrupted = True
-            except Exception as exc:  # the pool contains crashes; anything else must not stop the sweep
-                log.exception("transcription %d failed", transcript_id)
-                failure = f"{type(exc).__name__}"
-                # No verdict on the recording itself: try again later, a few times, before giving up.
-                interrupted = attempts < MAX_UNEXPECTED_ATTEMPTS
-            interrupted = interrupted or (outcome is not None and outcome.reason == "pool_closed")
+        try:
+            outcome = self.transcriber.transcribe(Path(path), language)
+        except PoolClosed:
+            interrupted = True
+        except Exception as exc:  # the pool contains crashes; anything else must not stop the sweep
+            log.exception("transcription %d failed", transcript_id)
+            failure = f"internal error: {type(exc).__name__}"
+        if outcome is not None and outcome.status == "failed" and outcome.reason == "unreadable_file":
+            # The transcriber could not read the file the parent just read: still our disk, not the audio.
+            fault = copy_fault(path, size, sha) or disk_fault(
+                "cannot read", Path(path).parent, "in the transcriber"
+            )
+            self._defer(transcript_id, fault, report, ours=True)
+            return
+        if failure is not None and attempts < MAX_UNEXPECTED_ATTEMPTS:
+            # No verdict on the recording itself: try again later, a few times, before giving up.
+            self._defer(transcript_id, failure, report, ours=False)
+            return
+        interrupted = interrupted or (outcome is not None and outcome.reason == "pool_closed")
+        self._finish(transcript_id, outcome, failure, interrupted, started, report)
+
+    def _finish(
+        self,
+        transcript_id: int,
+        outcome: TranscriptOutcome | None,
+        failure: str | None,
+        interrupted: bool,
+        started: datetime,
+        report: SweepReport,
+    ) -> None:
         with self.db.session() as session:
             row = session.get(Transcript, transcript_id)
             if row is None or row.status != TranscriptStatus.QUEUED:
@@ -235,22 +382,60 @@ class TranscriptionJobs:
             if interrupted:
                 # The worker is stopping (SIGTERM, deploy): no verdict on this recording, so it stays
                 # queued for the next worker instead of ending "failed".
-                log.info(
-                    "transcription %d interrupted (%s); left queued", transcript_id, failure or "shutdown"
-                )
+                log.info("transcription %d interrupted (shutdown); left queued", transcript_id)
                 release(session, Transcript, transcript_id, self.worker_id)
+                report.count("interrupted")
                 return
             row.finished_at = self.clock()
             if outcome is None:
                 row.status, row.reason = TranscriptStatus.FAILED, failure
             else:
                 _apply_outcome(row, outcome, started, row.finished_at)
+            rec = row.recording
+            if rec.last_error and rec.last_error.startswith(COPY_FAULTS):
+                rec.last_error = None  # our copy was read whole this time
+            status, reason, rec_id = str(row.status), row.reason, row.recording_id
             release(session, Transcript, transcript_id, self.worker_id)
+        if status in (TranscriptStatus.FAILED, TranscriptStatus.TIMEOUT):
+            report.fault(status, f"transcript {transcript_id} (recording {rec_id}): {status} ({reason})")
+        else:
+            report.count(status)
+
+    def _defer(self, transcript_id: int, reason: str, report: SweepReport, *, ours: bool) -> None:
+        """Leave the transcript queued with `reason`, give its claim back, and try again in backoff_base_s.
+
+        The time is kept in the recording's next_attempt_at, which nothing else uses once it is stored:
+        sweep_transcripts claims no transcript of a recording before it. A fault of our disk (`ours`) is
+        also put on the recording (its copy is what failed) and is not counted as a transcriber run.
+        """
+        reason = reason[:200]
+        with self.db.session() as session:
+            row = session.get(Transcript, transcript_id)
+            if row is None or row.status != TranscriptStatus.QUEUED:
+                return
+            rec = row.recording
+            changed = row.reason != reason
+            row.reason = reason
+            if ours:
+                row.attempts = max(row.attempts - 1, 0)
+                rec.last_error = reason
+            rec.next_attempt_at = self.clock() + timedelta(seconds=self.settings.backoff_base_s)
+            rec_id = rec.id
+            release(session, Transcript, transcript_id, self.worker_id)
+        log.log(
+            logging.ERROR if changed else logging.DEBUG,
+            "transcript %d (recording %d) waits: %s; tried again at each interval",
+            transcript_id,
+            rec_id,
+            reason,
+        )
+        report.fault("waiting", f"transcript {transcript_id} (recording {rec_id}): {reason}")
 
     # ---- reconciliation -------------------------------------------------------------------------------
 
-    def reconcile(self) -> int:
+    def reconcile(self, report: SweepReport | None = None) -> int:
         """Mend what a crash between steps could leave: stored without transcript, undeleted at Twilio."""
+        report = report if report is not None else SweepReport()
         fixed = 0
         with self.db.session() as session:
             orphans = session.scalars(
@@ -274,10 +459,36 @@ class TranscriptionJobs:
                         .limit(100)
                     )
                 )
+        if fixed:
+            report.count("queued for transcription", fixed)
         for rec_id in undeleted:
-            self._delete_at_twilio(rec_id)
+            self._delete_at_twilio(rec_id, report)
             fixed += 1
         return fixed
+
+
+def _log_bug(new: bool, message: str, *args: object) -> None:
+    """The traceback of an unforeseen error, once while a row keeps failing the same way (then DEBUG)."""
+    log.log(logging.ERROR if new else logging.DEBUG, message, *args, exc_info=True)
+
+
+def copy_fault(path: str | None, size: int | None, sha256: str | None) -> str | None:
+    """Why our stored copy cannot be trusted; None when it is there, whole, and the bytes we downloaded."""
+    if not path:
+        return None
+    stored = Path(path)
+    digest = hashlib.sha256()
+    length = 0
+    try:
+        with stored.open("rb") as fh:
+            while block := fh.read(1 << 16):
+                digest.update(block)
+                length += len(block)
+    except OSError as exc:
+        return disk_fault("cannot read", stored.parent, exc)
+    if (size is not None and length != size) or (sha256 is not None and digest.hexdigest() != sha256):
+        return f"stored copy changed on disk in {stored.parent}"[:200]
+    return None
 
 
 def _apply_outcome(

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import urljoin, urlsplit
 
 import requests
 
-from infra.files import make_private_dirs
+from infra.files import disk_fault, make_private_dirs
 
 API_VERSION = "2010-04-01"
 RECORDING_PATH = re.compile(r"^/2010-04-01/Accounts/(AC[0-9a-fA-F]{32})/Recordings/(RE[0-9a-fA-F]{32})$")
@@ -22,6 +25,18 @@ MAX_REDIRECTS = 3
 
 class MediaRefused(ValueError):
     """The URL is not our account's recording at TWILIO_API_BASE (no SSRF): it is never fetched."""
+
+
+class StorageFault(RuntimeError):
+    """Our own disk failed while a recording was stored: an unwritable folder, a full disk, a read-only mount.
+
+    `reason` names the folder and the error (infra.files.disk_fault). It says nothing about Twilio's copy:
+    the download is tried again later, and the recording is never called unavailable for it.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class MediaFetchError(RuntimeError):
@@ -85,8 +100,45 @@ class MediaClient:
         return f"{self.api_base}{path}.wav"
 
     def fetch(self, recording_url: str, recording_sid: str, dest: Path) -> StoredMedia:
-        """Download the WAV to `dest` (mode 0600, written atomically) and verify it."""
+        """Download the WAV to `dest` (mode 0600, written atomically) and verify it.
+
+        Raises MediaRefused (never requested), MediaFetchError (Twilio or the network) or StorageFault (our
+        own disk). Whatever fails, no partial file is left behind.
+        """
         url = self.media_url(recording_url, recording_sid)
+        folder = dest.parent
+        tmp = dest.with_name(dest.name + ".part")
+        # Our own folder first: one that cannot be written fails here, before any request to Twilio.
+        _prepare_folder(folder)
+        with _our_disk("cannot write", folder):
+            out = self.open_for_writing(tmp)
+        try:
+            digest, size = self._receive(url, out, folder)
+            with _our_disk("cannot write", folder):
+                out.close()  # the last buffered bytes: a full disk may only show here
+            with _our_disk("cannot read", folder):
+                info = read_wav_header(tmp)
+            with _our_disk("cannot write", folder):
+                os.replace(tmp, dest)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                out.close()
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise
+        return StoredMedia(dest, digest, size, info.duration_s)
+
+    def open_for_writing(self, path: Path) -> BinaryIO:
+        """A new private (0600) file for the bytes of a download; tests subclass it to fail like a disk."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            return os.fdopen(fd, "wb")
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def _receive(self, url: str, out: BinaryIO, folder: Path) -> tuple[str, int]:
+        """GET the media into `out`; returns its sha256 and size."""
         response = self._get_following_redirects(url)
         with response:
             if response.status_code in (401, 403):
@@ -96,30 +148,21 @@ class MediaClient:
             if response.status_code != 200:
                 raise MediaFetchError(f"http {response.status_code}")
             expected = response.headers.get("Content-Length")
-            make_private_dirs(dest.parent)
-            tmp = dest.with_name(dest.name + ".part")
             digest = hashlib.sha256()
             size = 0
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
-                with os.fdopen(fd, "wb") as out:
-                    try:
-                        for chunk in response.iter_content(CHUNK):
-                            size += len(chunk)
-                            if size > self.max_bytes:
-                                raise MediaFetchError("too large", retryable=False)
-                            digest.update(chunk)
-                            out.write(chunk)
-                    except requests.RequestException as exc:
-                        raise MediaFetchError(f"interrupted: {type(exc).__name__}") from None
-                if expected is not None and expected.isdigit() and int(expected) != size:
-                    raise MediaFetchError(f"truncated: {size} of {expected} bytes")
-                info = read_wav_header(tmp)
-                os.replace(tmp, dest)
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
-        return StoredMedia(dest, digest.hexdigest(), size, info.duration_s)
+                for chunk in response.iter_content(CHUNK):
+                    size += len(chunk)
+                    if size > self.max_bytes:
+                        raise MediaFetchError("too large", retryable=False)
+                    digest.update(chunk)
+                    with _our_disk("cannot write", folder):
+                        out.write(chunk)
+            except requests.RequestException as exc:
+                raise MediaFetchError(f"interrupted: {type(exc).__name__}") from None
+        if expected is not None and expected.isdigit() and int(expected) != size:
+            raise MediaFetchError(f"truncated: {size} of {expected} bytes")
+        return digest.hexdigest(), size
 
     def _get_following_redirects(self, url: str) -> requests.Response:
         """GET with credentials for our API base only; Twilio may redirect media to a presigned https URL.
@@ -159,14 +202,18 @@ class MediaClient:
             url = nxt
         raise MediaFetchError("too many redirects", retryable=False)
 
-    def delete(self, recording_sid: str) -> bool:
-        """Delete the recording at Twilio (REST API); True when it is gone (404 counts as gone)."""
+    def delete(self, recording_sid: str) -> None:
+        """Delete the recording at Twilio (REST API; 404 is gone too); MediaFetchError if it may be there."""
         url = f"{self.api_base}/{API_VERSION}/Accounts/{self.account_sid}/Recordings/{recording_sid}.json"
         try:
             response = self._session.delete(url, auth=self._auth, timeout=self._timeout)
-        except requests.RequestException:
-            return False
-        return response.status_code in (204, 404)
+        except requests.Timeout:
+            raise MediaFetchError("timeout") from None
+        except requests.RequestException as exc:
+            raise MediaFetchError(f"connection: {type(exc).__name__}") from None
+        response.close()
+        if response.status_code not in (204, 404):
+            raise MediaFetchError(f"http {response.status_code}")
 
 
 def read_wav_header(path: Path) -> WavInfo:
@@ -202,3 +249,23 @@ def read_wav_header(path: Path) -> WavInfo:
                     raise MediaFetchError("not a WAV file: bad fmt chunk")
                 return WavInfo(channels, rate, bits, tag, clen / byte_rate)
             pos += 8 + clen + (clen & 1)
+
+
+def _prepare_folder(folder: Path) -> None:
+    """Create the recording's folder (0700); a StorageFault names the folder that could not be written in."""
+    try:
+        make_private_dirs(folder)
+    except OSError as exc:
+        # mkdir names the folder it could not make: the fault is in the one that should have held it.
+        where = Path(exc.filename).parent if isinstance(exc.filename, str | os.PathLike) else folder
+        raise StorageFault(disk_fault("cannot write", where, exc)) from None
+
+
+@contextlib.contextmanager
+def _our_disk(verb: str, folder: Path) -> Iterator[None]:
+    """Turn an OSError of our own file system into a StorageFault (only around file calls: requests'
+    errors are OSErrors too, and those are Twilio's or the network's)."""
+    try:
+        yield
+    except OSError as exc:
+        raise StorageFault(disk_fault(verb, folder, exc)) from None

@@ -549,7 +549,7 @@ def test_the_worker_process_reads_its_download_settings(app: Flask, config: Conf
         media.inject(lost, "http500", times=None)
         env = worker_env(config, media, TWILIO_DELETE_AFTER_DOWNLOAD="1", HOTLINE_DOWNLOAD_ATTEMPTS="1")
         done = flask_cli(env, "worker", "--once")
-        assert done.returncode == 0, done.stderr
+        assert done.returncode == 1, done.stderr  # a download failed: cron and the operator see it
 
         base = f"/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings"
         media_requests = [r for r in media.requests() if r[1] != f"{base}.json"]
@@ -569,6 +569,8 @@ def test_the_worker_process_reads_its_download_settings(app: Flask, config: Conf
             1,
             "http 500",
         )
+        assert "transcription.downloads: 1 stored, 1 failed" in done.stdout
+        assert f"  recording {rows[lost].id}: http 500 (unavailable after 1)" in done.stdout.splitlines()
 
 
 def test_the_scheduler_runs_each_sweep_under_its_own_id_without_dropping_late_runs(config: Config) -> None:
