@@ -460,12 +460,14 @@ class Worker:
             Sweep.reporting("transcription.downloads", self.jobs.sweep_downloads, self.interval_s),
             Sweep.reporting("transcription.transcripts", self.jobs.sweep_transcripts, self.interval_s),
             Sweep.reporting("transcription.reconcile", self.jobs.reconcile, slow),
-            Sweep("telephony.spool", lambda: telephony_jobs.replay_spool(self.db, self.tel), slow),
+            Sweep.reporting(
+                "telephony.spool", lambda r=None: telephony_jobs.replay_spool(self.db, self.tel, r), slow
+            ),
             Sweep(
                 "telephony.stale_calls", lambda: telephony_jobs.close_stale_calls(self.db, self.tel), slow * 5
             ),
             # Every message Twilio holds reaches a case, even when no webhook told us of it.
-            Sweep("telephony.reconcile", self.reconciler.sweep, self.reconcile_s),
+            Sweep.reporting("telephony.reconcile", self.reconciler.sweep, self.reconcile_s),
             Sweep("cases.reminders", self.reminders.sweep, self.interval_s),
             Sweep("cases.outbox", self.outbox.sweep, self.interval_s),
         ]

@@ -14,15 +14,16 @@ from sqlalchemy import select
 
 from cases.models import Call
 from infra.db import Database
+from infra.sweeps import SweepReport
 from telephony import service, spool
 from telephony.callstate import find_call
 
 log = logging.getLogger(__name__)
 
 
-def replay_spool(db: Database, tel: service.Telephony) -> int:
+def replay_spool(db: Database, tel: service.Telephony, report: SweepReport | None = None) -> int:
     """Store what was spooled while the database was down (messages, call ends, recording statuses)."""
-    return spool.replay(db, tel)
+    return spool.replay(db, tel, report)
 
 
 def close_stale_calls(

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from cases.models import Call
 from infra.db import Database
+from infra.sweeps import SweepReport
 from telephony import endings, service
 from telephony.callstate import Telephony, find_call
 from telephony.rest import TwilioRecording, TwilioRestError
@@ -57,14 +58,21 @@ class Reconciler:
     ) -> None:
         self.db, self.tel, self.twilio, self.settings = db, tel, twilio, settings
 
-    def sweep(self) -> int:
-        """Run the three passes; returns how many messages or calls were mended."""
+    def sweep(self, report: SweepReport | None = None) -> int:
+        """Run the three passes; returns how many messages or calls were mended.
+
+        Twilio out of reach is a fault (`worker --once` prints it); our own pass has run all the same.
+        """
+        report = report if report is not None else SweepReport()
+        report.expect("mended")
         mended = self.our_loose_messages()
         if self.twilio is not None:
             try:
                 mended += self.twilio_recordings() + self.quiet_calls()
             except TwilioRestError as exc:
                 log.warning("reconcile: Twilio not readable now (%s); will try again", exc)
+                report.fault("twilio unread", f"Twilio's recordings and calls not read: {exc}")
+        report.count("mended", mended)
         return mended
 
     # ---- 1. our own rows ---------------------------------------------------------------------------

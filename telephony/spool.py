@@ -24,6 +24,7 @@ from infra.clock import utcnow
 from infra.crypto import mask_phone
 from infra.db import Database
 from infra.files import make_private_dirs
+from infra.sweeps import SweepReport
 from telephony import params, service
 from telephony.callstate import Telephony, find_call
 
@@ -82,8 +83,13 @@ def files(spool_dir: Path) -> list[Path]:
     return sorted(spool_dir.glob("*.json")) if spool_dir.is_dir() else []
 
 
-def replay(db: Database, tel: Telephony) -> int:
-    """Apply every spool file to the database; remove each once it is stored. Returns how many were."""
+def replay(db: Database, tel: Telephony, report: SweepReport | None = None) -> int:
+    """Apply every spool file to the database; remove each once it is stored. Returns how many were.
+
+    A file left in place (unreadable, or the database still refusing it) is a fault in `report`.
+    """
+    report = report if report is not None else SweepReport()
+    report.expect("stored")
     entries: list[tuple[int, Path, dict[str, str]]] = []
     for path in files(tel.spool_dir):
         try:
@@ -92,6 +98,7 @@ def replay(db: Database, tel: Telephony) -> int:
                 raise ValueError("not an object")
         except (OSError, ValueError):
             log.error("spool file %s is unreadable; left in place for a person to look at", path.name)
+            report.fault("unreadable", f"spool file {path.name}: unreadable, left for a person")
             continue
         entry = {str(k): str(v) for k, v in data.items()}
         kind = entry.get("kind", MESSAGE)  # files of the first version held messages only
@@ -101,11 +108,13 @@ def replay(db: Database, tel: Telephony) -> int:
         try:
             with db.writing() as session:
                 _apply(session, tel, entry)
-        except Exception:
+        except Exception as exc:
             log.exception("spool file %s could not be stored yet; will retry", path.name)
+            report.fault("waiting", f"spool file {path.name}: not stored yet ({type(exc).__name__})")
             continue
         path.unlink(missing_ok=True)
         done += 1
+        report.count("stored")
         log.info("spool file %s stored", path.name)
     return done
 
