@@ -90,44 +90,29 @@ def make_engine(
         if read_only and snapshot:
             _begin_deferred(engine)
         return engine
-    # hide_parameters: SQL errors in logs must not carry the values (personal data) that were bound.
-    pg_args = {"connect_timeout": PG_CONNECT_TIMEOUT_S}
     if read_only and snapshot:
         # A page's SELECTs see one state of the database, as on SQLite; a read-only transaction
         # cannot fail to serialize, so REPEATABLE READ costs nothing more than READ COMMITTED.
-        engine = create_engine(
-            url,
-            echo=echo,
-            hide_parameters=True,
-            pool_pre_ping=True,
-            pool_size=10,
-            max_overflow=20,
-            isolation_level="REPEATABLE READ",
-            connect_args=pg_args,
+        return _postgresql(url, echo, 10, 20, isolation_level="REPEATABLE READ").execution_options(
+            postgresql_readonly=True
         )
-        _bound_postgresql(engine)
-        return engine.execution_options(postgresql_readonly=True)
     if read_only:
         # One quick SELECT per webhook: a small pool beside the writers' is plenty.
-        engine = create_engine(
-            url,
-            echo=echo,
-            hide_parameters=True,
-            pool_pre_ping=True,
-            pool_size=4,
-            max_overflow=8,
-            connect_args=pg_args,
-        )
-        _bound_postgresql(engine)
-        return engine.execution_options(postgresql_readonly=True)
+        return _postgresql(url, echo, 4, 8).execution_options(postgresql_readonly=True)
+    return _postgresql(url, echo, 10, 20)
+
+
+def _postgresql(url: str, echo: bool, pool_size: int, max_overflow: int, **kwargs: Any) -> Engine:
+    # hide_parameters: SQL errors in logs must not carry the values (personal data) that were bound.
     engine = create_engine(
         url,
         echo=echo,
         hide_parameters=True,
         pool_pre_ping=True,
-        pool_size=10,
-        max_overflow=20,
-        connect_args=pg_args,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S},
+        **kwargs,
     )
     _bound_postgresql(engine)
     return engine

@@ -75,13 +75,20 @@ class TwilioRest:
 
     def create(self, resource: str, form: Mapping[str, str | Sequence[str]]) -> dict[str, Any]:
         """POST a form to create a resource; return Twilio's JSON (201 or 200), or raise TwilioRestError."""
+        return self._request("POST", self.resource_url(resource), data=dict(form))
+
+    def read(self, path_or_resource: str, query: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """GET a resource (`Calls/CA….json` style, or a `next_page_uri`); Twilio's JSON or TwilioRestError."""
+        if path_or_resource.startswith("/"):
+            url = self.api_base + path_or_resource  # a next_page_uri: always under our own API base
+        else:
+            url = f"{self.api_base}/{API_VERSION}/Accounts/{self.account_sid}/{path_or_resource}"
+        return self._request("GET", url, params=dict(query or {}))
+
+    def _request(self, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
         try:
-            response = self._session.post(
-                self.resource_url(resource),
-                data=dict(form),
-                auth=self._auth,
-                timeout=self._timeout,
-                allow_redirects=False,
+            response = self._session.request(
+                method, url, auth=self._auth, timeout=self._timeout, allow_redirects=False, **kwargs
             )
         except requests.Timeout:
             raise TwilioRestError(f"timeout after {self._timeout[1]:g} s") from None
@@ -102,37 +109,6 @@ class TwilioRest:
                 reason = f"Twilio {status} without a JSON body"
             # 429: too many requests; 5xx: Twilio's side. Anything else will not change by retrying.
             raise TwilioRestError(reason, status=status, code=code, retryable=status == 429 or status >= 500)
-
-    def read(self, path_or_resource: str, query: Mapping[str, str] | None = None) -> dict[str, Any]:
-        """GET a resource (`Calls/CA….json` style, or a `next_page_uri`); Twilio's JSON or TwilioRestError."""
-        if path_or_resource.startswith("/"):
-            url = self.api_base + path_or_resource  # a next_page_uri: always under our own API base
-        else:
-            url = f"{self.api_base}/{API_VERSION}/Accounts/{self.account_sid}/{path_or_resource}"
-        try:
-            response = self._session.get(
-                url, params=dict(query or {}), auth=self._auth, timeout=self._timeout, allow_redirects=False
-            )
-        except requests.Timeout:
-            raise TwilioRestError(f"timeout after {self._timeout[1]:g} s") from None
-        except requests.RequestException as exc:
-            raise TwilioRestError(f"Twilio unreachable ({type(exc).__name__})") from None
-        with response:
-            try:
-                payload = response.json()
-            except ValueError:
-                payload = None
-            if response.status_code == 200 and isinstance(payload, dict):
-                return payload
-            code = payload.get("code") if isinstance(payload, dict) else None
-            code = code if isinstance(code, int) else None
-            status = response.status_code
-            raise TwilioRestError(
-                f"Twilio {status}" + (f" (code {code})" if code else ""),
-                status=status,
-                code=code,
-                retryable=status == 429 or status >= 500,
-            )
 
     def recordings_since(self, day: date, *, call_sid: str | None = None) -> Iterator[TwilioRecording]:
         """Every recording of the account created on `day` (UTC) or later, page after page."""

@@ -10,9 +10,7 @@ message added to the case looked up and no case of its own.
 from __future__ import annotations
 
 import itertools
-import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,19 +20,18 @@ import pytest
 import requests
 from flask import Flask
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
 from app import get_database
 from cases.models import Call, Case, CaseEvent
 from infra.db import Database
 from telephony.simulator import CallScript, MediaServer, SimulatorConfig, run_call
+from telephony.simulator_cli import serve_in_thread
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_BASE, TwilioCaller, sign
-from tests.integration.test_end_to_end import BIN, ROOT, _env, _free_port, flask_cli
+from tests.integration.test_end_to_end import _env, gunicorn
 from tests.integration.test_webhooks import (
     FULL_CALL,
     OTHER_NUMBER,
     Recorded,
-    _QuietHandler,
     export_cases,
     walk,
 )
@@ -168,15 +165,8 @@ def test_every_order_of_the_hang_up_keeps_the_message_in_one_case(
 
 @pytest.fixture
 def served(app: Flask) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serve_in_thread(app) as base:
+        yield base
 
 
 def _at_once(base: str, requests_: list[tuple[str, dict[str, str]]]) -> list[int]:
@@ -227,48 +217,13 @@ SCRIPTS = {
 def two_processes(tmp_path: Path) -> Iterator[tuple[str, Database]]:
     """gunicorn as the README runs it on two cores: two processes of four threads each."""
     env = _env(tmp_path)
-    for args in (("db", "upgrade"), ("offices", "load")):
-        done = flask_cli(env, *args)
-        assert done.returncode == 0, done.stderr
-    port = _free_port()
-    log = (tmp_path / "gunicorn.log").open("w")
-    proc = subprocess.Popen(
-        [
-            str(BIN / "gunicorn"),
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--worker-class",
-            "gthread",
-            "--workers",
-            "2",
-            "--threads",
-            "4",
-            "app:create_app()",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    db = Database(env["DATABASE_URL"])
-    try:
-        wait_until = time.monotonic() + 30
-        while True:
-            try:
-                if requests.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass  # not listening yet
-            assert proc.poll() is None, (tmp_path / "gunicorn.log").read_text()
-            assert time.monotonic() < wait_until, "server did not come up"
-            time.sleep(0.2)
-        yield base, db
-    finally:
-        db.dispose()
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
+    flags = ("--worker-class", "gthread", "--workers", "2", "--threads", "4")
+    with gunicorn(tmp_path, env, *flags) as base:
+        db = Database(env["DATABASE_URL"])
+        try:
+            yield base, db
+        finally:
+            db.dispose()
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -55,16 +56,16 @@ def flask_cli(env: dict[str, str], *args: str, timeout: float = 120) -> subproce
     )
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
-    env = _env(tmp_path)
+@contextmanager
+def gunicorn(tmp_path: Path, env: dict[str, str], *flags: str) -> Iterator[str]:
+    """The app under gunicorn (migrated, offices loaded) with these flags; yields its base URL."""
     for args in (("db", "upgrade"), ("offices", "load")):
         done = flask_cli(env, *args)
         assert done.returncode == 0, done.stderr
     port = _free_port()
     log = (tmp_path / "gunicorn.log").open("w")
     proc = subprocess.Popen(
-        [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "2", "app:create_app()"],
+        [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", *flags, "app:create_app()"],
         cwd=ROOT,
         env=env,
         stdout=log,
@@ -82,11 +83,18 @@ def server(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
             assert proc.poll() is None, (tmp_path / "gunicorn.log").read_text()
             assert time.monotonic() < deadline, "server did not come up"
             time.sleep(0.2)
-        yield base, env
+        yield base
     finally:
         proc.terminate()
         proc.wait(timeout=10)
         log.close()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    env = _env(tmp_path)
+    with gunicorn(tmp_path, env, "--workers", "2") as base:
+        yield base, env
 
 
 def test_a_simulated_call_to_a_real_server_becomes_an_exported_draft_case(

@@ -44,20 +44,14 @@ CALLER = "+66812345678"
 
 
 @pytest.fixture
-def stall_app(tmp_path: Path) -> Iterator[Flask]:
-    config = make_config(tmp_path, env={"HOTLINE_WEBHOOK_DB_SECONDS": str(BUDGET_S)})
-    upgrade_database(config.database_url)
-    app = create_app(config)
-    app.testing = True
-    with get_database(app).session() as session:
-        load_offices(session)
-    yield app
-    get_database(app).dispose()
+def config(tmp_path: Path) -> Config:
+    """conftest's configuration with a short database budget (conftest's `app` is built from it)."""
+    return make_config(tmp_path, env={"HOTLINE_WEBHOOK_DB_SECONDS": str(BUDGET_S)})
 
 
 @pytest.fixture
-def caller(stall_app: Flask) -> TwilioCaller:
-    return TwilioCaller(stall_app.test_client(), "CA" + os.urandom(16).hex(), CALLER)
+def caller(app: Flask) -> TwilioCaller:
+    return TwilioCaller(app.test_client(), "CA" + os.urandom(16).hex(), CALLER)
 
 
 def timed(post: Callable[[], Any]) -> tuple[Any, float]:
@@ -118,17 +112,17 @@ def _message_sids(app: Flask, case: Case) -> list[str]:
 
 
 def test_a_message_recorded_while_the_database_is_locked_is_kept_with_the_callback(
-    stall_app: Flask, caller: TwilioCaller
+    app: Flask, caller: TwilioCaller
 ) -> None:
-    config: Config = stall_app.config["HOTLINE"]
+    config: Config = app.config["HOTLINE"]
     record = walk(caller, *FULL_CALL)  # violence, Bangkok, call back this number: saved before the stall
     rec = Recorded(digits="#")
-    with write_lock_held(stall_app):
+    with write_lock_held(app):
         thanks, took = timed(lambda: answer(caller, record, rec))
         assert took < WELL_INSIDE_TWILIO_S
         # The caller already spoke: thanked for the message, not asked to say it again.
         assert thanks.verbs() == ["Say", "Hangup"]
-        assert thanks.says() == [flow_of(stall_app).rescue.thanks.text["th"]]
+        assert thanks.says() == [flow_of(app).rescue.thanks.text["th"]]
         status, took = timed(lambda: caller.post("/twilio/status", CallStatus="completed", CallDuration="50"))
         assert status.status_code == 200 and took < WELL_INSIDE_TWILIO_S
         form = {k: v for k, v in rec.form().items() if k != "Digits"}
@@ -142,22 +136,22 @@ def test_a_message_recorded_while_the_database_is_locked_is_kept_with_the_callba
     assert "812345678" not in raw  # the number is there only encrypted
     assert all(k["caller_enc"] for k in kept)
 
-    assert replay(stall_app) == 3
+    assert replay(app) == 3
     assert spooled(config) == []
-    case = the_case(stall_app, caller.call_sid)
-    assert _message_sids(stall_app, case) == [rec.sid]
+    case = the_case(app, caller.call_sid)
+    assert _message_sids(app, case) == [rec.sid]
     assert case.callback_requested and case.callback_number_masked == "+66 8x xxx x678"
     assert (case.category, case.office.code) == ("violence", "10")
-    with get_database(stall_app).session() as session:
+    with get_database(app).session() as session:
         call = session.scalar(select(Call).where(Call.call_sid == caller.call_sid))
         assert call is not None and call.ended_at is not None and call.status == "completed"
-    assert replay(stall_app) == 0  # nothing twice
+    assert replay(app) == 0  # nothing twice
 
 
 def test_a_call_that_starts_while_the_database_is_locked_leaves_a_message(
-    stall_app: Flask, caller: TwilioCaller
+    app: Flask, caller: TwilioCaller
 ) -> None:
-    with write_lock_held(stall_app):
+    with write_lock_held(app):
         rescue, took = timed(lambda: Twiml(caller.post("/twilio/voice")))
         assert took < WELL_INSIDE_TWILIO_S
         assert rescue.verbs() == ["Say", "Record", "Say", "Hangup"]  # the rescue prompt takes a message
@@ -165,21 +159,21 @@ def test_a_call_that_starts_while_the_database_is_locked_leaves_a_message(
         thanks, took = timed(lambda: Twiml(caller.post(rescue.action("Record"), **rec.form())))
         assert took < WELL_INSIDE_TWILIO_S and thanks.verbs() == ["Say", "Hangup"]
         caller.post("/twilio/status", CallStatus="completed", CallDuration="40")
-    assert replay(stall_app) == 2
-    case = the_case(stall_app, caller.call_sid)
-    assert case.opened_by == "rescue" and _message_sids(stall_app, case) == [rec.sid]
+    assert replay(app) == 2
+    case = the_case(app, caller.call_sid)
+    assert case.opened_by == "rescue" and _message_sids(app, case) == [rec.sid]
     assert case.call is not None and case.call.caller_number_masked == "+66 8x xxx x678"
 
 
 def test_a_key_press_while_the_database_is_locked_goes_to_the_rescue_prompt(
-    stall_app: Flask, caller: TwilioCaller
+    app: Flask, caller: TwilioCaller
 ) -> None:
     menu = walk(caller)
-    with write_lock_held(stall_app):
+    with write_lock_held(app):
         rescue, took = timed(lambda: answer(caller, menu, "1"))
         assert took < WELL_INSIDE_TWILIO_S
         assert rescue.verbs() == ["Say", "Record", "Say", "Hangup"]
-    assert spooled(stall_app.config["HOTLINE"]) == []  # a key alone is nothing to keep
+    assert spooled(app.config["HOTLINE"]) == []  # a key alone is nothing to keep
     # Once the lock is gone the call goes on as before.
     assert answer(caller, menu, "1").find("Gather") is not None
 
@@ -189,9 +183,9 @@ def test_a_key_press_while_the_database_is_locked_goes_to_the_rescue_prompt(
 
 @pytest.mark.sqlite_only
 def test_a_missing_database_file_is_never_recreated_and_the_message_is_kept(
-    stall_app: Flask, caller: TwilioCaller
+    app: Flask, caller: TwilioCaller
 ) -> None:
-    db_file = Path(str(make_url(get_database(stall_app).url).database))
+    db_file = Path(str(make_url(get_database(app).url).database))
     record = walk(caller, *FULL_CALL)
     moved = db_file.with_suffix(".away")
     db_file.rename(moved)
@@ -203,13 +197,13 @@ def test_a_missing_database_file_is_never_recreated_and_the_message_is_kept(
         assert not db_file.exists(), "an empty database was created in place of the missing one"
         status = caller.post("/twilio/status", CallStatus="completed", CallDuration="50")
         assert status.status_code == 200
-        assert replay(stall_app) == 0  # still gone: the files wait
-        assert len(spooled(stall_app.config["HOTLINE"])) == 2
+        assert replay(app) == 0  # still gone: the files wait
+        assert len(spooled(app.config["HOTLINE"])) == 2
     finally:
         moved.rename(db_file)
-    assert replay(stall_app) == 2
-    case = the_case(stall_app, caller.call_sid)
-    assert _message_sids(stall_app, case) == [rec.sid]
+    assert replay(app) == 2
+    case = the_case(app, caller.call_sid)
+    assert _message_sids(app, case) == [rec.sid]
     assert case.callback_requested and case.callback_number_masked == "+66 8x xxx x678"
 
 
