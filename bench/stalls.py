@@ -23,7 +23,8 @@ and a moved database file is put back):
    (``rescue-recording``), then its recording status and call status callbacks come; B presses a key
    (``gather``) and leaves a rescue message; C ends its message with ``#`` (the ``<Record>`` action),
    D hangs up while recording (``Digits=hangup``); both get their recording status and call status
-   callbacks. Then the database is back (lock released, file moved back, cluster started).
+   callbacks. Then the database is back (lock released, file moved back, cluster started), and one more
+   call rings (``voice, db back``): it must hear the menu as usual.
 3. After each scenario's repeats: ``flask --app app spool replay``, and a look in the database: each
    of the four messages of every repeat in one case of its call, with the caller's number (masked)
    and the callback choice the caller made (C: this number, D: the other number).
@@ -31,10 +32,10 @@ and a moved database file is put back):
 Printed, per scenario and webhook: the answer time (max over the repeats), the TwiML kind answered
 (rescue prompt / thanks / 200 empty, or whatever else came), and the replay: spooled files stored,
 messages in a case, caller numbers and callback choices kept. PASS when every webhook answered within
-6 s and every message became a case with the caller's number and callback choice. ``--json`` prints
-the same figures as JSON.
+6 s, every message became a case with the caller's number and callback choice, and the call after the
+stall was answered as usual. ``--json`` prints the same figures as JSON.
 
-Usage (from the repo root; about 3 minutes)::
+Usage (from the repo root; about 4 minutes)::
 
     .venv/bin/python bench/stalls.py
     .venv/bin/python bench/stalls.py --only a,b --repeats 1       # SQLite only, once
@@ -76,6 +77,7 @@ import psycopg  # noqa: E402
 import requests  # noqa: E402
 import webhooks as wh  # noqa: E402  (bench/webhooks.py: gunicorn, the app's environment)
 import yaml  # noqa: E402
+from pg_cluster import PgCluster  # noqa: E402  (bench/pg_cluster.py)
 from sqlalchemy import create_engine, make_url, text  # noqa: E402
 from twilio.request_validator import RequestValidator  # noqa: E402
 
@@ -91,7 +93,17 @@ SCENARIOS = {
     "c": f"PostgreSQL tables locked by another connection (LOCK TABLE {TABLES} IN ACCESS EXCLUSIVE MODE)",
     "d": "PostgreSQL stopped mid-call (pg_ctl stop -m fast)",
 }
-WEBHOOKS = ("voice", "gather", "record #", "record hangup", "rescue-recording", "recording-status", "status")
+BACK = "voice, db back"  # a call that rings once the database is back: the service must answer as usual
+WEBHOOKS = (
+    "voice",
+    "gather",
+    "record #",
+    "record hangup",
+    "rescue-recording",
+    "recording-status",
+    "status",
+    BACK,
+)
 EXPECTED = {
     "voice": "rescue prompt",
     "gather": "rescue prompt",
@@ -100,6 +112,7 @@ EXPECTED = {
     "rescue-recording": "thanks",
     "recording-status": "200 empty",
     "status": "200 empty",
+    BACK: "IVR step",
 }
 OTHER_NUMBER = "0891234567"
 OTHER_E164 = "+66891234567"
@@ -330,7 +343,11 @@ def run_repeat(base_url: str, token: str, thanks: str, stall: AbstractContextMan
                     t.join(timeout=0.5)  # keeps Ctrl-C responsive
         if errors:
             raise RuntimeError("; ".join(errors))
-        return Repeat([x for o in outs for x in o], [m for ms in messages for m in ms])
+        after = Caller(base_url, token, thanks, new_number())
+        callers.append(after)
+        back = after.post(BACK, "/twilio/voice", CallStatus="ringing")
+        after.post("status", "/twilio/status", CallStatus="completed", CallDuration="5")  # hung up: untimed
+        return Repeat([*(x for o in outs for x in o), back], [m for ms in messages for m in ms])
     finally:
         for caller in callers:
             caller.close()
@@ -368,57 +385,6 @@ def pg_locked(url: str) -> Iterator[None]:
             yield
         finally:
             conn.rollback()
-
-
-class PgCluster:
-    """A private PostgreSQL cluster in a temporary folder (as the postgres user when we are root)."""
-
-    def __init__(self, port: int) -> None:
-        bins = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name))
-        if not bins:
-            raise RuntimeError("PostgreSQL is not installed (./hotline test installs it)")
-        self.bin = bins[-1]
-        self.port = port
-        self.home = Path(tempfile.mkdtemp(prefix="hotline-bench-pg-"))
-        self.data = self.home / "data"
-        self.data.mkdir()
-        self.run_as: list[str] = []
-        if os.geteuid() == 0:  # initdb refuses root
-            for folder in (self.home, self.data):
-                shutil.chown(folder, "postgres")
-            self.run_as = ["runuser", "-u", "postgres", "--"]
-        self._pg("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
-        self.running = False
-
-    @property
-    def url(self) -> str:
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/hotline"
-
-    def _pg(self, tool: str, *args: str, check: bool = True) -> None:
-        done = subprocess.run(
-            [*self.run_as, str(self.bin / tool), *args], capture_output=True, text=True, check=False
-        )
-        if check and done.returncode != 0:
-            raise RuntimeError(f"{tool} failed: {done.stderr.strip() or done.stdout.strip()}")
-
-    def start(self) -> None:
-        opts = f"-p {self.port} -k {self.home} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._pg("pg_ctl", "-D", str(self.data), "-o", opts, "-w", "-l", str(self.home / "pg.log"), "start")
-        self.running = True
-
-    def stop(self, mode: str = "fast") -> None:
-        self._pg("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop", check=mode == "fast")
-        self.running = False
-
-    def create_database(self) -> None:
-        admin = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute("CREATE DATABASE hotline")
-
-    def destroy(self) -> None:
-        if self.running:
-            self.stop("immediate")
-        shutil.rmtree(self.home, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -547,6 +513,7 @@ def run_scenario(
     )
     result["cases_pass"] = result["messages_in_one_case"] == len(checks) > 0
     result["kept_pass"] = result["numbers_kept"] == len(checks) and result["choices_kept"] == len(with_choice)
+    result["recovered"] = webhooks[BACK]["as_expected"]
     log(
         f"    slowest answer {slowest:.2f} s; replay: {replayed['output']}; "
         f"{result['messages_in_one_case']}/{len(checks)} messages in a case"
@@ -603,7 +570,8 @@ def print_report(r: dict[str, Any]) -> None:
     print(
         f"\nevery webhook answered within {WITHIN_S:g} s: {'PASS' if v['within'] else 'FAIL'} "
         f"(slowest {v['slowest_s']:.2f} s); every message became a case: {'PASS' if v['cases'] else 'FAIL'}; "
-        f"caller number and callback choice kept: {'PASS' if v['kept'] else 'FAIL'}"
+        f"caller number and callback choice kept: {'PASS' if v['kept'] else 'FAIL'}; "
+        f"calls answered as usual once the database was back: {'PASS' if v['recovered'] else 'FAIL'}"
     )
     print("PASS" if v["pass"] else "FAIL")
 
@@ -679,8 +647,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "within": all(s["within_pass"] for s in results),
             "cases": all(s["cases_pass"] for s in results),
             "kept": all(s["kept_pass"] for s in results),
+            "recovered": all(s["recovered"] for s in results),
         }
-        verdict["pass"] = verdict["within"] and verdict["cases"] and verdict["kept"]
+        verdict["pass"] = all(verdict[k] for k in ("within", "cases", "kept", "recovered"))
         report = {
             "config": {
                 "gunicorn": flags.describe(),
