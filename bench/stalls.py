@@ -24,7 +24,9 @@ and a moved database file is put back):
    (``gather``) and leaves a rescue message; C ends its message with ``#`` (the ``<Record>`` action),
    D hangs up while recording (``Digits=hangup``); both get their recording status and call status
    callbacks. Then the database is back (lock released, file moved back, cluster started), and one more
-   call rings (``voice, db back``): it must hear the menu as usual.
+   call rings (``voice, db back``): it must hear the menu as usual. ``--sets N`` puts N such sets of
+   four calls through each stall at once: with more calls than gunicorn's 8 threads, a webhook may
+   first wait for a thread that is itself waiting out its budget.
 3. After each scenario's repeats: ``flask --app app spool replay``, and a look in the database: each
    of the four messages of every repeat in one case of its call, with the caller's number (masked)
    and the callback choice the caller made (C: this number, D: the other number).
@@ -39,6 +41,7 @@ Usage (from the repo root; about 4 minutes)::
 
     .venv/bin/python bench/stalls.py
     .venv/bin/python bench/stalls.py --only a,b --repeats 1       # SQLite only, once
+    .venv/bin/python bench/stalls.py --only a,c --sets 4          # 16 calls in each stall at once
     .venv/bin/python bench/stalls.py --json > /tmp/stalls.json
 """
 
@@ -305,35 +308,56 @@ def caller_record(
     messages.append(msg)
 
 
-def run_repeat(base_url: str, token: str, thanks: str, stall: AbstractContextManager[None]) -> Repeat:
+def prepare_set(
+    base_url: str, token: str, thanks: str, out: list[Answer], messages: list[Message]
+) -> tuple[list[Caller], list[Callable[[], None]]]:
+    """Calls A to D, B to D walked to where they will be when the stall comes; what each then does."""
     callers = [Caller(base_url, token, thanks, new_number()) for _ in range(4)]
     a, b, c, d = callers
     try:
         menu = walk(b, [], to_record=False)
         record_c = walk(c, ["1", "10", "1", "1"], to_record=True)
         record_d = walk(d, ["2", "50", "1", "2", OTHER_NUMBER], to_record=True)
-        msg_c = Message(
-            "C (# ends the message)", c.call_sid, "RE" + secrets.token_hex(16), c.number, "caller", c.number
-        )
-        msg_d = Message(
-            "D (hangs up recording)", d.call_sid, "RE" + secrets.token_hex(16), d.number, "other", OTHER_E164
-        )
-        outs: list[list[Answer]] = [[] for _ in callers]
-        messages: list[list[Message]] = [[] for _ in callers]
-        work: list[Callable[[], None]] = [
-            lambda: caller_a(a, outs[0], messages[0]),
-            lambda: caller_b(b, menu, outs[1], messages[1]),
-            lambda: caller_record(c, record_c, "#", outs[2], messages[2], msg_c),
-            lambda: caller_record(d, record_d, "hangup", outs[3], messages[3], msg_d),
-        ]
-        errors: list[str] = []
+    except BaseException:
+        for caller in callers:
+            caller.close()
+        raise
+    msg_c = Message(
+        "C (# ends the message)", c.call_sid, "RE" + secrets.token_hex(16), c.number, "caller", c.number
+    )
+    msg_d = Message(
+        "D (hangs up recording)", d.call_sid, "RE" + secrets.token_hex(16), d.number, "other", OTHER_E164
+    )
+    work: list[Callable[[], None]] = [
+        lambda: caller_a(a, out, messages),
+        lambda: caller_b(b, menu, out, messages),
+        lambda: caller_record(c, record_c, "#", out, messages, msg_c),
+        lambda: caller_record(d, record_d, "hangup", out, messages, msg_d),
+    ]
+    return callers, work
 
-        def guarded(fn: Callable[[], None]) -> None:
-            try:
-                fn()
-            except Exception as exc:  # a harness bug must show, not hang the repeat
-                errors.append(f"{type(exc).__name__}: {exc}")
 
+def run_repeat(
+    base_url: str, token: str, thanks: str, stall: AbstractContextManager[None], sets: int
+) -> Repeat:
+    """`sets` sets of calls A to D, all on their own threads through one stall; then a call after it."""
+    out: list[Answer] = []
+    messages: list[Message] = []
+    callers: list[Caller] = []
+    work: list[Callable[[], None]] = []
+    errors: list[str] = []
+
+    def guarded(fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except Exception as exc:  # a harness bug must show, not hang the repeat
+            errors.append(f"{type(exc).__name__}: {exc}")
+
+    try:
+        for _ in range(sets):
+            more_callers, more_work = prepare_set(base_url, token, thanks, out, messages)
+            callers += more_callers
+            work += more_work
         with stall:
             threads = [threading.Thread(target=guarded, args=(fn,), daemon=True) for fn in work]
             for t in threads:
@@ -347,7 +371,7 @@ def run_repeat(base_url: str, token: str, thanks: str, stall: AbstractContextMan
         callers.append(after)
         back = after.post(BACK, "/twilio/voice", CallStatus="ringing")
         after.post("status", "/twilio/status", CallStatus="completed", CallDuration="5")  # hung up: untimed
-        return Repeat([*(x for o in outs for x in o), back], [m for ms in messages for m in ms])
+        return Repeat([*out, back], messages)
     finally:
         for caller in callers:
             caller.close()
@@ -465,13 +489,13 @@ class Target:
 
 
 def run_scenario(
-    key: str, target: Target, make_stall: Callable[[], AbstractContextManager[None]], repeats: int
+    key: str, target: Target, make_stall: Callable[[], AbstractContextManager[None]], repeats: int, sets: int
 ) -> dict[str, Any]:
-    log(f"  ({key}) {SCENARIOS[key]}: {repeats} repeat(s)")
+    log(f"  ({key}) {SCENARIOS[key]}: {repeats} repeat(s) of {4 * sets} calls")
     answers: list[Answer] = []
     messages: list[Message] = []
     for _ in range(repeats):
-        rep = run_repeat(target.server.base_url, target.token, target.thanks, make_stall())
+        rep = run_repeat(target.server.base_url, target.token, target.thanks, make_stall(), sets)
         answers += rep.answers
         messages += rep.messages
     spooled = len(list(Config.from_env(environ=target.env).spool_dir.glob("*.json")))
@@ -542,7 +566,7 @@ def print_report(r: dict[str, Any]) -> None:
     c = r["config"]
     print(
         f"stalls: gunicorn {c['gunicorn']}, webhook database budget {c['budget']}, {c['repeats']} repeat(s) "
-        f"a scenario, 4 calls a repeat; {c['cpus']} CPUs, load average "
+        f"a scenario, {c['calls_per_repeat']} calls a repeat; {c['cpus']} CPUs, load average "
         f"{c['load_average_at_start']:.2f} at start"
     )
     for s in r["scenarios"]:
@@ -582,6 +606,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         epilog="See the module docstring (bench/stalls.py) for what is measured and how to read it.",
     )
     p.add_argument("--repeats", type=int, default=3, help="repeats of each scenario [3]")
+    p.add_argument(
+        "--sets",
+        type=int,
+        default=1,
+        help="sets of the four calls going through each stall at once [1: 4 calls, fewer than the 8 "
+        "threads; more shows webhooks queueing for a thread while each waits its budget]",
+    )
     p.add_argument("--only", default="a,b,c,d", help="scenarios to run, of a,b,c,d [a,b,c,d]")
     p.add_argument("--budget", type=float, help="HOTLINE_WEBHOOK_DB_SECONDS (unset: the app's default, 5)")
     p.add_argument("--pg-port", type=int, help="port of the private PostgreSQL cluster [a free one]")
@@ -593,8 +624,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.only = [s.strip() for s in args.only.split(",") if s.strip()]
     if not args.only or any(s not in SCENARIOS for s in args.only):
         p.error("--only takes scenarios among a,b,c,d")
-    if args.repeats < 1:
-        p.error("--repeats must be at least 1")
+    if args.repeats < 1 or args.sets < 1:
+        p.error("--repeats and --sets must be at least 1")
     return args
 
 
@@ -625,9 +656,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             target = start_target("sqlite", tmp, f"sqlite:///{db_file}", args.budget, flags, thanks)
             servers.append(target.server)
             if "a" in args.only:
-                results.append(run_scenario("a", target, lambda: sqlite_locked(db_file), args.repeats))
+                results.append(
+                    run_scenario("a", target, lambda: sqlite_locked(db_file), args.repeats, args.sets)
+                )
             if "b" in args.only:
-                results.append(run_scenario("b", target, lambda: sqlite_moved(db_file), args.repeats))
+                results.append(
+                    run_scenario("b", target, lambda: sqlite_moved(db_file), args.repeats, args.sets)
+                )
             target.server.stop()
         if {"c", "d"} & set(args.only):
             cluster = PgCluster(args.pg_port or wh.free_port())
@@ -637,9 +672,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             target = start_target("postgresql", tmp, cluster.url, args.budget, flags, thanks)
             servers.append(target.server)
             if "c" in args.only:
-                results.append(run_scenario("c", target, lambda: pg_locked(pg.url), args.repeats))
+                results.append(run_scenario("c", target, lambda: pg_locked(pg.url), args.repeats, args.sets))
             if "d" in args.only:
-                results.append(run_scenario("d", target, lambda: pg_stopped(pg), args.repeats))
+                results.append(run_scenario("d", target, lambda: pg_stopped(pg), args.repeats, args.sets))
         slowest = max(s["slowest_s"] for s in results)
         verdict = {
             "within_s": WITHIN_S,
@@ -655,6 +690,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "gunicorn": flags.describe(),
                 "budget": f"{args.budget:g} s" if args.budget else "default (5 s)",
                 "repeats": args.repeats,
+                "calls_per_repeat": 4 * args.sets,
                 "cpus": os.cpu_count(),
                 "load_average_at_start": round(load_at_start, 2),
                 "postgresql": str(make_url(cluster.url).port) if cluster else None,
