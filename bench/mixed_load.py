@@ -44,6 +44,7 @@ Usage (from the repo root; ~6 min at the defaults on 2 cores)::
     .venv/bin/python bench/mixed_load.py --staff 0,16 --duration 30        # a quicker look
     .venv/bin/python bench/mixed_load.py --database-url postgresql+psycopg://postgres@127.0.0.1:55444/bench
     .venv/bin/python bench/mixed_load.py --json > /tmp/mixed.json
+    .venv/bin/python bench/mixed_load.py --console-workers 1   # the console in a gunicorn of its own
 """
 
 from __future__ import annotations
@@ -224,7 +225,7 @@ class Rig:
     """What the levels share: the running processes, the calls' configuration, the seeder."""
 
     args: argparse.Namespace
-    server: wh.GunicornServer
+    servers: list[wh.GunicornServer]  # the webhooks' first; with --console-workers, the console's
     sim: SimulatorConfig
     media: MediaServer
     wav: bytes
@@ -242,7 +243,7 @@ def run_level(rig: Rig, n: int, index: int) -> Level:
     log(f"  level {index + 1}: {n} staff, {args.calls} paced callers for {args.duration:g} s")
     if n:
         rig.staff.start(n)
-    cpu0, log0 = rig.meters.read(), rig.server.access_log_size()
+    cpu0, log0 = rig.meters.read(), [s.access_log_size() for s in rig.servers]
     try:
         ivr, _ = wh.drive_ivr(
             f"IVR with {n} staff",
@@ -260,12 +261,12 @@ def run_level(rig: Rig, n: int, index: int) -> Level:
         pages = rig.staff.stop() if n else None
     cpu1 = rig.meters.read()
     time.sleep(0.3)  # gunicorn writes the access line after the response: let the last ones land
-    timings = rig.server.server_timings(log0, rig.server.access_log_size())
     server_ms: dict[str, list[float]] = {"ivr": [], "queue": [], "case": []}
-    for key, values in timings.items():
-        kind = "ivr" if key in ivr.latencies else page_kind(key)
-        if kind:
-            server_ms[kind] += values
+    for server, start in zip(rig.servers, log0, strict=True):
+        for key, values in server.server_timings(start, server.access_log_size()).items():
+            kind = "ivr" if key in ivr.latencies else page_kind(key)
+            if kind:
+                server_ms[kind] += values
     cpu = {k: cpu1[k] - cpu0[k] for k in cpu1}
     log(
         f"    {ivr.requests} webhooks ({len(ivr.call_sids)} calls), {len(ivr.failures)} failures; "
@@ -465,6 +466,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--transcribers", type=int, default=1, help="HOTLINE_TRANSCRIBERS of the worker [1]")
     p.add_argument("--workers", type=int, default=2, help="gunicorn workers [2]")
     p.add_argument("--threads", type=int, default=wh.DEFAULT_THREADS, help="threads per gunicorn worker [4]")
+    p.add_argument(
+        "--console-workers",
+        type=int,
+        default=0,
+        help="serve the console from a second gunicorn of this many workers, the webhooks keeping "
+        "their own processes (a deployment to compare) [0: one gunicorn for both, as the README]",
+    )
     p.add_argument("--database-url", help="an empty database (postgresql+psycopg://...) instead of SQLite")
     p.add_argument("--seed", type=int, default=9, help="seed of the pauses [9]")
     p.add_argument("--json", action="store_true", help="print the figures as JSON instead of tables")
@@ -493,6 +501,21 @@ def environment(
     return env
 
 
+def start_servers(
+    args: argparse.Namespace, env: dict[str, str], tmp: Path, flags: wh.ServerFlags
+) -> list[wh.GunicornServer]:
+    """The webhooks' gunicorn and, with --console-workers, a second one for the console pages."""
+    servers = [wh.GunicornServer("ivr", "app:create_app()", flags=flags, env=env, log_dir=tmp)]
+    if args.console_workers:
+        pages = wh.ServerFlags(args.console_workers, "gthread", args.threads, 5, 2048)
+        servers.append(wh.GunicornServer("console", "app:create_app()", flags=pages, env=env, log_dir=tmp))
+    for server in servers:
+        server.start()
+    for server, workers in zip(servers, (args.workers, args.console_workers), strict=False):
+        server.wait_ready(workers)
+    return servers
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     stop = threading.Event()
@@ -513,7 +536,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     media = MediaServer(wh.ACCOUNT_SID, token).start()
     env = environment(args, tmp, database_url, token, media)
     flags = wh.ServerFlags(args.workers, "gthread", args.threads, 5, 2048)
-    server: wh.GunicornServer | None = None
+    servers: list[wh.GunicornServer] = []
     worker: rem.Worker | None = None
     seeder: rem.Seeder | None = None
     team: staff_sessions.StaffProcess | None = None
@@ -524,12 +547,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         seeder = rem.Seeder(config)
         usernames = seed_world(seeder, config, args.cases, max(args.staff))
         log(f"  seeded {args.cases} cases and {len(usernames)} staff users")
-        server = wh.GunicornServer("ivr", "app:create_app()", flags=flags, env=env, log_dir=tmp)
-        server.start()
-        server.wait_ready(args.workers)
+        servers += start_servers(args, env, tmp, flags)
+        server, console = servers[0], servers[-1]
         worker = rem.Worker(env, tmp / "worker.log")
         plan = staff_sessions.StaffPlan(
-            server.base_url, tuple(usernames), SEED_PASSWORD, args.staff_think_ms, args.seed
+            console.base_url, tuple(usernames), SEED_PASSWORD, args.staff_think_ms, args.seed
         )
         team = staff_sessions.StaffProcess(plan)
         log(f"  gunicorn at {server.base_url}; worker pid {worker.proc.pid}; {len(usernames)} signed in")
@@ -546,18 +568,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         if warm.failures:
             raise RuntimeError("warm-up calls failed:\n" + "\n".join(warm.failures[:10]))
-        pids = {"server": [server.proc.pid] if server.proc else [], "worker": [worker.proc.pid]}
+        pids = {"server": [s.proc.pid for s in servers if s.proc], "worker": [worker.proc.pid]}
         pids["staff"] = [team.pid] if team.pid else []
         pg = postmaster_pid(database_url)
         if pg is not None:
             pids["postgresql"] = [pg]
-        rig = Rig(args, server, sim, media, wav, team, seeder, Meters(pids), stop, random.Random(args.seed))
+        rig = Rig(args, servers, sim, media, wav, team, seeder, Meters(pids), stop, random.Random(args.seed))
         levels = [run_level(rig, n, i) for i, n in enumerate(args.staff)]
         sids = warm.call_sids + [sid for lv in levels for sid in lv.ivr.call_sids]
         report: dict[str, Any] = {
             "config": {
                 "database": database,
-                "gunicorn": flags.describe(),
+                "gunicorn": flags.describe()
+                + (
+                    f"; the console on a second gunicorn of {args.console_workers} worker(s)"
+                    if len(servers) > 1
+                    else ""
+                ),
                 "calls": args.calls,
                 "think_ms": args.think_ms,
                 "staff_levels": args.staff,
@@ -596,7 +623,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             team.close()
         if worker is not None:
             worker.stop()
-        if server is not None:
+        for server in servers:
             server.stop()
         media.close()
         if seeder is not None:
