@@ -14,7 +14,7 @@ What one run does (only 127.0.0.1 traffic; everything it starts is stopped on ex
    its transcription sweep as the README runs it: the installed model is the Korean one of the test
    extra, so Thai messages end ``no_model``. ``--recognize`` configures that model as the Thai one
    (``HOTLINE_VOSK_MODELS=th=...``): every message then goes through Vosk (a tone: ``no_speech``, about
-   0.5 s of a core each). The paced calls leave a message every ~0.15 s, 20-40 times what 50 real
+   0.5 s of a core each). The paced calls leave a message every ~0.13 s, 20-40 times what 50 real
    calls do, so the transcriber then works the whole run: a worst case for the CPU the worker takes.
 3. A staff process signs every user in through the login form (the CSRF token read from the page), then
    the levels run one after another (``--staff``, default 0,4,16,64 sessions). In each level: reminders
@@ -22,14 +22,16 @@ What one run does (only 127.0.0.1 traffic; everything it starts is stopped on ex
    ``bench/reminders.py``), the staff sessions reload the queue and open case pages (a pause of
    ``--staff-think-ms`` before each page, 0.5x to 1.5x), and ``--calls`` paced callers (``bench/webhooks.py``:
    the full hotline path, 9 webhooks a call, ``--think-ms`` before each key) place calls back to back for
-   ``--duration`` seconds.
+   ``--duration`` seconds. The default pause, 2 s, is a stress pace (a page as soon as the last one is
+   read): 16 staff ask for ~8 pages a second, 64 for ~32, which on 2 cores does not fit beside the calls
+   (a page costs the server ~20-30 ms of CPU); the pages/s column says what was served.
 4. Validation: every call ended with ``<Hangup>`` and every webhook answered 200, and the database holds
    per call placed one call, one case and the call's completed recording linked to that case; every
    console page answered 200 with its content.
 
 Printed, one row per staff level: IVR webhook latency as Twilio sees it (p50, p99, max over all steps,
 and the worst step's p99), the console pages' p50/p99 (queue and case page, as the staff's browser
-sees them), requests done and errors; then how busy the machine was (load average, the cores used by
+sees them), pages served a second and errors; then how busy the machine was (load average, the cores used by
 the server, the worker, the staff, the callers, PostgreSQL's processes when it runs here, and every
 other process: other sessions' work inflates every figure). Then PASS/FAIL against issue 9: SQLite,
 50 paced calls, 16 staff: IVR p99 < 100 ms and max < 1 s (p99 with no staff printed beside);
@@ -38,7 +40,7 @@ PostgreSQL, 64 staff: IVR p99 < 100 ms. ``--json`` prints the same figures as JS
 The levels run in order on one growing database: each level's calls add cases that the next level's
 staff page through (about 450 calls a minute at the defaults).
 
-Usage (from the repo root; ~6 min at the defaults on 2 cores)::
+Usage (from the repo root; ~5 min at the defaults on 2 cores)::
 
     .venv/bin/python bench/mixed_load.py
     .venv/bin/python bench/mixed_load.py --staff 0,16 --duration 30        # a quicker look
@@ -303,6 +305,7 @@ def level_json(lv: Level) -> dict[str, Any]:
         "page_requests": pages.requests if pages else 0,
         "pages_per_s": round(pages.requests / pages.wall_s, 1) if pages and pages.wall_s else 0.0,
         "page_failures": len(pages.failures) if pages else 0,
+        "page_retries": pages.retried if pages else 0,
         "page_failure_examples": pages.failures[:10] if pages else [],
         "wall_s": round(wall, 1),
         "load_average_at_end": round(lv.load_average, 2),

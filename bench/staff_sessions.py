@@ -8,7 +8,9 @@ One session signs in through the real form (the CSRF token read from the login p
 then, until stopped: reloads the queue (page 1), opens one of the cases listed, and now and then goes
 to the next page of the queue and opens a case from there. It pauses ``think_ms`` (0.5x to 1.5x) before
 each page, like a person reading (the first pause also spreads the sessions' start). Every answer is
-checked: 200 and a text the page must hold.
+checked: 200 and a text the page must hold. A request that meets a connection the server has just
+closed for idleness (a pause past gunicorn's 5 s keep-alive) is sent once more, as a browser does, and
+counted (``retried``); any other failure is a failure.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class StaffResult:
     cpu_s: float = 0.0
     times: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in PAGE_KINDS})
     failures: list[str] = field(default_factory=list)
+    retried: int = 0  # requests sent again on a fresh connection after the server closed an idle one
 
     @property
     def requests(self) -> int:
@@ -104,13 +107,21 @@ class _Session:
 
     def get(self, path: str, kind: str, expect: str, out: StaffResult, lock: threading.Lock) -> str | None:
         started = time.perf_counter()
-        try:
-            resp = self.http.get(self.base_url + path, timeout=TIMEOUT_S, allow_redirects=False)
-            body = resp.text
-        except requests.RequestException as exc:
-            with lock:
-                out.failures.append(f"{kind} {path}: {type(exc).__name__}: {str(exc)[:200]}")
-            return None
+        for attempt in (1, 2):
+            try:
+                resp = self.http.get(self.base_url + path, timeout=TIMEOUT_S, allow_redirects=False)
+                body = resp.text
+                break
+            except requests.RequestException as exc:
+                # A pause longer than gunicorn's keep-alive (5 s) lets the server close the idle
+                # connection just as the next request goes out; a browser then sends it again.
+                stale = isinstance(exc, requests.ConnectionError) and "Connection aborted" in str(exc)
+                with lock:
+                    if stale and attempt == 1:
+                        out.retried += 1
+                        continue
+                    out.failures.append(f"{kind} {path}: {type(exc).__name__}: {str(exc)[:200]}")
+                return None
         ms = (time.perf_counter() - started) * 1000
         with lock:
             if resp.status_code != 200 or expect not in body:
@@ -126,11 +137,7 @@ class _Session:
         return not stop.is_set()
 
     def run(self, stop: threading.Event, out: StaffResult, lock: threading.Lock) -> None:
-        """Queue, a case from it, now and then the next page and a case from there; one pause before each.
-
-        One pause, never two in a row: an idle connection outliving gunicorn's keep-alive (5 s) would be
-        closed under a request now and then, an error a browser would hide by retrying.
-        """
+        """Queue, a case from it, now and then the next page and a case from there; one pause before each."""
         while self.pause(stop):
             queue = self.get("/console/", "queue", "/console/cases/", out, lock)
             if queue is None or not self.open_a_case(queue, stop, out, lock):
