@@ -60,8 +60,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -77,18 +75,16 @@ if str(BENCH_DIR) not in sys.path:
     sys.path.append(str(BENCH_DIR))  # last: bench/transcription.py must not hide the package
 
 import psycopg  # noqa: E402
-import requests  # noqa: E402
 import webhooks as wh  # noqa: E402  (bench/webhooks.py: gunicorn, the app's environment)
 import yaml  # noqa: E402
 from pg_cluster import PgCluster  # noqa: E402  (bench/pg_cluster.py)
 from sqlalchemy import create_engine, make_url, text  # noqa: E402
-from twilio.request_validator import RequestValidator  # noqa: E402
+from twilio_caller import Answer, Caller, action, recorded, walk  # noqa: E402  (bench/twilio_caller.py)
 
 from infra.config import Config  # noqa: E402
 from infra.crypto import mask_phone  # noqa: E402
 
 WITHIN_S = 6.0  # issue 9: every webhook answers within 6 s (Twilio gives up at 15 s)
-REQUEST_TIMEOUT_S = 20.0
 TABLES = "calls, recordings, cases"
 SCENARIOS = {
     "a": "SQLite write lock held by another connection (BEGIN IMMEDIATE)",
@@ -121,111 +117,6 @@ OTHER_NUMBER = "0891234567"
 OTHER_E164 = "+66891234567"
 REPLAY_LINE = re.compile(r"spool: (\d+) of (\d+) stored")
 log = wh.log
-
-
-# ---- a caller, as Twilio --------------------------------------------------------------------------------
-
-
-@dataclass
-class Answer:
-    webhook: str
-    seconds: float
-    kind: str
-    root: ET.Element | None = None
-
-
-def twiml_kind(status: int, body: bytes, thanks_text: str) -> tuple[str, ET.Element | None]:
-    if status != 200:
-        return f"HTTP {status}", None
-    try:
-        root = ET.fromstring(body)  # noqa: S314 - our own app's answer
-    except ET.ParseError:
-        return "not XML", None
-    verbs = [child.tag for child in root]
-    record = root.find("Record")
-    if not verbs:
-        return "200 empty", root
-    if record is not None and record.get("action", "").endswith("/twilio/rescue-recording"):
-        return "rescue prompt", root
-    if verbs == ["Say", "Hangup"]:
-        return ("thanks" if (root[0].text or "").strip() == thanks_text else "goodbye"), root
-    if record is not None:
-        return "record step", root
-    return ("IVR step" if root.find("Gather") is not None else "+".join(verbs)), root
-
-
-class Caller:
-    """One call's requests, signed and shaped as Twilio sends them, to the app under gunicorn."""
-
-    def __init__(self, base_url: str, token: str, thanks_text: str, number: str) -> None:
-        self.base_url = base_url
-        self.validator = RequestValidator(token)
-        self.thanks_text = thanks_text
-        self.call_sid = "CA" + secrets.token_hex(16)
-        self.number = number
-        self.http = requests.Session()
-
-    def post(self, webhook: str, url: str, **extra: str) -> Answer:
-        public = url if url.startswith("http") else wh.PUBLIC_BASE + url
-        form = {
-            "AccountSid": wh.ACCOUNT_SID,
-            "ApiVersion": "2010-04-01",
-            "CallSid": self.call_sid,
-            "CallStatus": "in-progress",
-            "Called": "+6621266565",
-            "Caller": self.number,
-            "Direction": "inbound",
-            "From": self.number,
-            "To": "+6621266565",
-            **extra,
-        }
-        headers = {"X-Twilio-Signature": self.validator.compute_signature(public, form)}
-        started = time.perf_counter()
-        try:
-            resp = self.http.post(
-                self.base_url + public[len(wh.PUBLIC_BASE) :],
-                data=form,
-                headers=headers,
-                timeout=REQUEST_TIMEOUT_S,
-            )
-            status, body = resp.status_code, resp.content
-        except requests.RequestException as exc:
-            return Answer(webhook, time.perf_counter() - started, f"no answer ({type(exc).__name__})")
-        took = time.perf_counter() - started
-        kind, root = twiml_kind(status, body, self.thanks_text)
-        return Answer(webhook, took, kind, root)
-
-    def close(self) -> None:
-        self.http.close()
-
-
-def action(answer: Answer, verb: str) -> str:
-    el = answer.root.find(verb) if answer.root is not None else None
-    if el is None or "action" not in el.attrib:
-        raise RuntimeError(f"{answer.webhook}: expected <{verb}> in the answer, got {answer.kind}")
-    return el.attrib["action"]
-
-
-def recorded(sid: str, digits: str, duration: int = 12) -> dict[str, str]:
-    url = f"https://api.twilio.com/2010-04-01/Accounts/{wh.ACCOUNT_SID}/Recordings/{sid}"
-    form = {"RecordingSid": sid, "RecordingUrl": url, "RecordingDuration": str(duration)}
-    return {**form, "Digits": digits} if digits else form
-
-
-def walk(caller: Caller, keys: Sequence[str], *, to_record: bool) -> Answer:
-    """Ring and key through the menus (before the stall); the last answer."""
-    step = caller.post("walk", "/twilio/voice")
-    for key in keys:
-        step = caller.post("walk", action(step, "Gather"), Digits=key)
-    for _ in range(3):  # read-backs: confirm with 1 until the message is asked for
-        if not to_record or (step.root is not None and step.root.find("Record") is not None):
-            break
-        step = caller.post("walk", action(step, "Gather"), Digits="1")
-    if to_record and step.kind != "record step":
-        raise RuntimeError(f"the walk to the message ended at {step.kind}: is the database stalled already?")
-    if not to_record and step.kind != "IVR step":
-        raise RuntimeError(f"the walk to the menu ended at {step.kind}")
-    return step
 
 
 # ---- one repeat ----------------------------------------------------------------------------------------
