@@ -478,8 +478,14 @@ def drive_ivr(
     think_ms: float,
     seed: int,
     stop: threading.Event,
+    until: float | None = None,
 ) -> tuple[Phase, list[CallResult]]:
-    """`concurrency` caller threads, each placing `rounds` calls back to back."""
+    """`concurrency` caller threads, each placing `rounds` calls back to back.
+
+    With `until` (a time.monotonic() value) a thread places no new call after that moment, so a run
+    lasts about as long as asked whatever the latency (bench/mixed_load.py); `rounds` is then an upper
+    bound and the calls completed are the calls counted.
+    """
     script = CallScript.parse(KEYS)
     phase = Phase(name, calls=concurrency * rounds, concurrency=concurrency, think_ms=think_ms)
     per_thread: list[list[CallResult]] = [[] for _ in range(concurrency)]
@@ -498,7 +504,7 @@ def drive_ivr(
 
         with requests.Session() as session:
             for _ in range(rounds):
-                if stop.is_set():
+                if stop.is_set() or (until is not None and time.monotonic() >= until):
                     return
                 try:
                     result = run_call(
@@ -529,6 +535,8 @@ def drive_ivr(
                 phase.order.append(key)
             phase.latencies[key].append(e.elapsed_ms or 0.0)
             phase.requests += 1
+    if until is not None:
+        phase.calls = len(results) + len(errors)
     if len(results) != phase.calls:
         phase.failures.append(f"{len(results)} calls completed out of {phase.calls}")
     return phase, results
