@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from flask import Blueprint, Flask, Response, current_app, request, send_from_directory
 from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from infra.db import Database
-from infra.deadline import deadline
+from infra.deadline import Breaker, deadline
 from telephony import params, service, signature, spool, twiml
 
 log = logging.getLogger(__name__)
 bp = Blueprint("twilio", __name__, url_prefix="/twilio")
 TELEPHONY_KEY = "hotline.telephony"
+BREAKER_KEY = "hotline.db_breaker"
 DATABASE_KEY = "hotline.db"
 AUDIO_DIR_KEY = "hotline.audio_dir"
 
 
 def init_app(app: Flask, tel: service.Telephony, audio_dir: str) -> None:
     app.extensions[TELEPHONY_KEY] = tel
+    app.extensions[BREAKER_KEY] = Breaker()
     app.extensions[AUDIO_DIR_KEY] = audio_dir
     app.register_blueprint(bp)
 
@@ -34,6 +38,19 @@ def _tel() -> service.Telephony:
 def _db() -> Database:
     db: Database = current_app.extensions[DATABASE_KEY]
     return db
+
+
+@contextmanager
+def _database_work(tel: service.Telephony) -> Iterator[None]:
+    """The budget of one webhook's database work; a miss makes the next webhooks try only briefly."""
+    breaker: Breaker = current_app.extensions[BREAKER_KEY]
+    try:
+        with deadline(breaker.budget(tel.db_budget_s)):
+            yield
+    except (DBAPIError, TimeoutError):  # locked, stalled, gone, or out of time (DeadlineExceeded)
+        breaker.missed()
+        raise
+    breaker.answered()
 
 
 @bp.before_request
@@ -64,7 +81,7 @@ def _answer(
     tel = _tel()
     form = request.form.to_dict()
     try:
-        with deadline(tel.db_budget_s):
+        with _database_work(tel):
             body = _prepared(prepare) if prepare else None
             if body is None:
                 with _db().writing() as session:
@@ -159,7 +176,7 @@ def _callback(work: Callable[[Session], None], kind: str) -> Response:
     tel = _tel()
     form = request.form.to_dict()
     try:
-        with deadline(tel.db_budget_s), _db().writing() as session:
+        with _database_work(tel), _db().writing() as session:
             work(session)
     except params.BadRequest as exc:
         log.warning("malformed %s callback: %s", request.path, exc)
