@@ -4,7 +4,7 @@ What one run does (only 127.0.0.1 traffic; everything it starts is stopped on ex
 and a moved database file is put back):
 
 1. The hotline under gunicorn as the README runs it (``--worker-class gthread --workers 2 --threads 4``)
-   with the shipped webhook budget (``HOTLINE_WEBHOOK_DB_SECONDS`` unset: 5 s; ``--budget`` sets it),
+   with the shipped webhook budget (``HOTLINE_WEBHOOK_DB_SECONDS`` unset: 4 s; ``--budget`` sets it),
    first on a throwaway SQLite database, then on a private PostgreSQL cluster that the run creates
    (``initdb`` in a temporary folder, as the postgres user when run as root), both migrated and filled
    with the offices.
@@ -505,7 +505,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "threads; more shows webhooks queueing for a thread while each waits its budget]",
     )
     p.add_argument("--only", default="a,b,c,d", help="scenarios to run, of a,b,c,d [a,b,c,d]")
-    p.add_argument("--budget", type=float, help="HOTLINE_WEBHOOK_DB_SECONDS (unset: the app's default, 5)")
+    p.add_argument("--budget", type=float, help="HOTLINE_WEBHOOK_DB_SECONDS (unset: the app's default, 4)")
     p.add_argument("--pg-port", type=int, help="port of the private PostgreSQL cluster [a free one]")
     p.add_argument("--workers", type=int, default=2, help="gunicorn workers [2]")
     p.add_argument("--threads", type=int, default=wh.DEFAULT_THREADS, help="threads per gunicorn worker [4]")

@@ -62,7 +62,7 @@ class Config:
     sweep_interval_s: float = 2.0
     # All the database work of one Twilio webhook, in seconds; past it the caller is answered without the
     # database (rescue prompt, message spooled). Twilio itself gives up after 15 s.
-    webhook_db_budget_s: float = 5.0
+    webhook_db_budget_s: float = 4.0
     # How often the worker asks Twilio's REST API for recordings and call ends we never heard of.
     twilio_reconcile_s: float = 60.0
     download_attempts: int = 6
@@ -193,7 +193,7 @@ class Config:
             max_audio_s=_number(env, "HOTLINE_MAX_AUDIO_SECONDS", 900.0, 10.0, 7200.0, float),
             transcriber_max_jobs=_number(env, "HOTLINE_TRANSCRIBER_MAX_JOBS", 100, 1, 100000, int),
             sweep_interval_s=_number(env, "HOTLINE_SWEEP_SECONDS", 2.0, 0.1, 3600.0, float),
-            webhook_db_budget_s=_number(env, "HOTLINE_WEBHOOK_DB_SECONDS", 5.0, 0.2, 12.0, float),
+            webhook_db_budget_s=_number(env, "HOTLINE_WEBHOOK_DB_SECONDS", 4.0, 0.2, 12.0, float),
             twilio_reconcile_s=_number(env, "HOTLINE_TWILIO_RECONCILE_SECONDS", 60.0, 5.0, 86400.0, float),
             download_attempts=_number(env, "HOTLINE_DOWNLOAD_ATTEMPTS", 6, 1, 50, int),
             download_backoff_s=_number(env, "HOTLINE_DOWNLOAD_BACKOFF_SECONDS", 30.0, 0.0, 86400.0, float),

@@ -43,7 +43,7 @@ class Telephony:
     # The callback rules: a case that asks to be called back gets its due time and reminders.
     callbacks: CallbackSettings | None = None
     # Seconds a webhook may spend on the database in all before it answers the caller another way.
-    db_budget_s: float = 5.0
+    db_budget_s: float = 4.0
 
 
 def find_call(session: Session, call_sid: str) -> Call | None:
