@@ -25,6 +25,7 @@ from infra.clock import as_utc
 log = logging.getLogger(__name__)
 SQLITE_BUSY_TIMEOUT = 30.0  # seconds a writer waits for its turn before giving up
 PG_CONNECT_TIMEOUT_S = 5  # libpq's connect_timeout: a server that accepts but never answers
+PG_PING_AFTER_IDLE_S = 5.0  # a pooled connection idle this long is pinged before use
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -108,7 +109,6 @@ def _postgresql(url: str, echo: bool, pool_size: int, max_overflow: int, **kwarg
         url,
         echo=echo,
         hide_parameters=True,
-        pool_pre_ping=True,
         pool_size=pool_size,
         max_overflow=max_overflow,
         connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S},
@@ -122,11 +122,40 @@ def _bound_postgresql(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         # A lock held by another connection, or a server that stalls: the transaction gives up when the
-        # request's budget does. SET LOCAL ends with the transaction, so the pooled connection keeps
-        # no limit of one request's.
+        # request's budget does. The session's statement_timeout is set only when it must change: under
+        # load a webhook's few round trips are what its latency is made of (each one gives up the GIL
+        # and waits to get it back behind the threads rendering pages), so no SET per transaction.
         left = deadline.check("a PostgreSQL transaction")
-        if left is not None:
-            conn.exec_driver_sql(f"SET LOCAL statement_timeout = {max(1, int(left * 1000))}")
+        info = conn.connection.info
+        ms = 0 if left is None else max(1, int(left * 10) * 100)  # 100 ms steps, as for SQLite
+        if info.get("timeout_ms") != ms:
+            conn.exec_driver_sql(f"SET statement_timeout = {ms}")
+            info["timeout_ms"] = ms
+
+    @event.listens_for(engine, "rollback")
+    def _on_rollback(conn: Any) -> None:
+        # A SET in a transaction that rolls back is undone: the next transaction sets it again.
+        if not conn.invalidated:
+            conn.connection.info.pop("timeout_ms", None)
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        # A ping only for a connection idle a while (the server may have restarted meanwhile): one that
+        # was in use a moment ago is alive, and a ping per checkout was a round trip on every request.
+        # Should the server restart under load, the first request on a dead connection fails (its
+        # webhook answers from the spool) and SQLAlchemy then drops every older connection of the pool.
+        if time.monotonic() - record.info.get("idle_since", 0.0) < PG_PING_AFTER_IDLE_S:
+            return
+        try:
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+            dbapi_connection.rollback()
+        except Exception as exc:
+            raise DisconnectionError(f"PostgreSQL connection is gone ({type(exc).__name__})") from exc
 
 
 def _busy_ms() -> int:

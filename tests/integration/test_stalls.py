@@ -24,12 +24,15 @@ from typing import Any
 import psycopg
 import pytest
 from flask import Flask
-from sqlalchemy import make_url, select
+from sqlalchemy import make_url, select, text
+from sqlalchemy.exc import OperationalError
 
 from app import create_app, get_database, upgrade_database
 from cases.models import Call, Case
 from cases.offices import load_offices
+from infra import db as infra_db
 from infra.config import Config
+from infra.db import Database
 from infra.deadline import Breaker
 from telephony import jobs
 from telephony.webhooks import BREAKER_KEY, TELEPHONY_KEY
@@ -333,3 +336,33 @@ def test_after_one_miss_the_next_webhooks_try_the_database_only_briefly(
     # The database is back: the next request waits as long as it needs and closes the breaker.
     assert answer(callers[1], menus[1], "1").find("Gather") is not None
     assert not breaker.tripped
+
+
+# ---- a PostgreSQL restart under the pool: idle connections are pinged, busy ones fail once ----------
+
+
+def test_pooled_postgresql_connections_survive_a_restart(
+    own_postgres: tuple[str, Callable[[], None], Callable[[], None]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, stop, start = own_postgres
+    db = Database(url)
+    try:
+        with db.reading() as conn:
+            assert conn.execute(text("SELECT 1")).scalar() == 1
+        stop()
+        start()  # every pooled connection is now dead
+        monkeypatch.setattr(infra_db, "PG_PING_AFTER_IDLE_S", 0.0)
+        # Idle past the threshold: the ping finds the dead connection and the pool opens a new one.
+        with db.reading() as conn:
+            assert conn.execute(text("SELECT 2")).scalar() == 2
+        stop()
+        start()
+        monkeypatch.setattr(infra_db, "PG_PING_AFTER_IDLE_S", 3600.0)
+        # In use a moment ago, so not pinged: that one request fails (a webhook answers from the spool)
+        # and the pool drops its older connections, so the next request gets a fresh one.
+        with pytest.raises(OperationalError), db.reading() as conn:
+            conn.execute(text("SELECT 3"))
+        with db.reading() as conn:
+            assert conn.execute(text("SELECT 4")).scalar() == 4
+    finally:
+        db.dispose()
