@@ -476,6 +476,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="serve the console from a second gunicorn of this many workers, the webhooks keeping "
         "their own processes (a deployment to compare) [0: one gunicorn for both, as the README]",
     )
+    p.add_argument(
+        "--console-nice",
+        type=int,
+        default=0,
+        help="with --console-workers: run the console's gunicorn at this nice value, so that callers' "
+        "webhooks come first when the CPU is short [0]",
+    )
     p.add_argument("--database-url", help="an empty database (postgresql+psycopg://...) instead of SQLite")
     p.add_argument("--seed", type=int, default=9, help="seed of the pauses [9]")
     p.add_argument("--json", action="store_true", help="print the figures as JSON instead of tables")
@@ -516,6 +523,10 @@ def start_servers(
         server.start()
     for server, workers in zip(servers, (args.workers, args.console_workers), strict=False):
         server.wait_ready(workers)
+    if args.console_workers and args.console_nice and servers[1].proc is not None:
+        console = servers[1].proc.pid
+        for pid in (console, *wh.child_pids(console)):
+            os.setpriority(os.PRIO_PROCESS, pid, args.console_nice)
     return servers
 
 
