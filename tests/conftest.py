@@ -57,14 +57,19 @@ def database_url(tmp_path: Path) -> str:
 
 
 def _pg_template(admin: str) -> str:
-    """A database migrated once per run (schema only), copied for each test: migrating is the slow part."""
+    """A database migrated once per run, with the offices, copied for each test: that is the slow part."""
     name = f"t_template_{os.getpid()}"
     if name not in _created_databases:
         with _pg_admin(admin) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
             conn.execute(f'CREATE DATABASE "{name}"')
         _created_databases.add(name)
-        upgrade_database(admin.rsplit("/", 1)[0] + "/" + name)
+        url = admin.rsplit("/", 1)[0] + "/" + name
+        upgrade_database(url)
+        db = Database(url)
+        with db.session() as session:
+            load_offices(session)
+        db.dispose()
     return name
 
 
