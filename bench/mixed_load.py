@@ -57,7 +57,6 @@ import os
 import random
 import secrets
 import shutil
-import signal
 import sys
 import tempfile
 import threading
@@ -66,7 +65,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -532,16 +530,7 @@ def start_servers(
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    stop = threading.Event()
-
-    def on_term(signum: int, frame: FrameType | None) -> None:
-        if stop.is_set():
-            return  # already stopping: let the clean-up below finish
-        stop.set()
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, on_term)  # also when started in the background, where SIGINT is ignored
+    stop = wh.stop_on_signals()
     load_at_start = wh.load_average()
     tmp = Path(tempfile.mkdtemp(prefix="hotline-bench-mixed-"))
     token = secrets.token_hex(16)

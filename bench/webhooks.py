@@ -950,8 +950,8 @@ class PySpy:
         return err.decode(errors="replace").strip()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+def stop_on_signals() -> threading.Event:
+    """An event set on SIGTERM or SIGINT, which also interrupt the main thread so its clean-up runs."""
     stop = threading.Event()
 
     def on_term(signum: int, frame: FrameType | None) -> None:
@@ -963,6 +963,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_term)
     # Also when started from a script as a background job, where SIGINT arrives ignored.
     signal.signal(signal.SIGINT, on_term)
+    return stop
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    stop = stop_on_signals()
     flags = ServerFlags(args.workers, args.worker_class, args.threads, args.keep_alive, args.backlog)
     load_at_start = load_average()
     tmp = Path(tempfile.mkdtemp(prefix="hotline-bench-"))
