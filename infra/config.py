@@ -120,102 +120,115 @@ class Config:
 
         instance_dir = Path(env.get("HOTLINE_INSTANCE_DIR", "instance")).resolve()
         data_dir = Path(env.get("HOTLINE_DATA_DIR") or instance_dir / "data").resolve()
-
-        local: dict[str, str] = {}
-        missing_in_production = [
-            name
-            for name in (
-                "TWILIO_ACCOUNT_SID",
-                "TWILIO_AUTH_TOKEN",
-                "PUBLIC_BASE_URL",
-                "DATABASE_URL",
-                "HOTLINE_SECRET_KEY",
-                "HOTLINE_DATA_KEY",
-            )
-            if not env.get(name)
-        ]
-        if production and missing_in_production:
-            raise ConfigError(
-                "HOTLINE_ENV=production needs these variables set: " + ", ".join(missing_in_production)
-            )
-        if not production:
-            local = _local_secrets(instance_dir)
-
-        auth_token = env.get("TWILIO_AUTH_TOKEN") or local.get("twilio_auth_token", "")
-        account_sid = env.get("TWILIO_ACCOUNT_SID") or DEV_ACCOUNT_SID
-        if not (account_sid.startswith("AC") and len(account_sid) == 34):
-            raise ConfigError(f"TWILIO_ACCOUNT_SID={account_sid!r} is not an account SID (AC + 32 hex)")
-
-        public_base_url = _url(env, "PUBLIC_BASE_URL", "http://127.0.0.1:5000").rstrip("/")
-        twilio_api_base = _url(env, "TWILIO_API_BASE", "https://api.twilio.com").rstrip("/")
-        if production and not public_base_url.startswith("https://"):
-            raise ConfigError(f"PUBLIC_BASE_URL={public_base_url!r} must be https in production")
-
-        tz_name = env.get("HOTLINE_TIMEZONE", "Asia/Bangkok")
-        try:
-            ZoneInfo(tz_name)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ConfigError(f"HOTLINE_TIMEZONE={tz_name!r} is not an IANA time zone") from exc
-
-        database_url = env.get("DATABASE_URL") or f"sqlite:///{instance_dir / 'hotline.db'}"
-        scheme = database_url.split(":", 1)[0].split("+", 1)[0]
-        if scheme not in ("sqlite", "postgresql"):
-            raise ConfigError(
-                f"DATABASE_URL must be sqlite:/// or postgresql://, got scheme of {database_url!r}"
-            )
-
-        flow_file = Path(env.get("HOTLINE_FLOW_FILE") or DEFAULT_FLOW_FILE)
-        transfer = env.get("HOTLINE_TRANSFER_NUMBER") or None
-        if transfer is not None:
-            transfer = _e164(transfer, "HOTLINE_TRANSFER_NUMBER")
-
+        local = _secrets_source(env, production, instance_dir)
         config = cls(
             instance_dir=instance_dir,
             data_dir=data_dir,
-            database_url=database_url,
-            public_base_url=public_base_url,
-            twilio_account_sid=account_sid,
-            twilio_auth_token=auth_token,
-            twilio_api_base=twilio_api_base,
-            timezone_name=tz_name,
+            database_url=_database_url(env, instance_dir),
+            timezone_name=_timezone(env),
             secret_key=env.get("HOTLINE_SECRET_KEY") or local.get("secret_key", ""),
             data_key=env.get("HOTLINE_DATA_KEY") or local.get("data_key", ""),
-            flow_file=flow_file,
-            transfer_number=transfer,
-            voice_th=env.get("HOTLINE_VOICE_TH", cls.voice_th),
-            voice_en=env.get("HOTLINE_VOICE_EN", cls.voice_en),
-            delete_after_download=_flag(env, "TWILIO_DELETE_AFTER_DOWNLOAD", False),
-            vosk_models_spec=env.get("HOTLINE_VOSK_MODELS", ""),
-            transcriber_processes=_number(env, "HOTLINE_TRANSCRIBERS", os.cpu_count() or 1, 1, 64, int),
-            transcribe_timeout_s=_number(
-                env, "HOTLINE_TRANSCRIBE_TIMEOUT_SECONDS", 300.0, 1.0, 7200.0, float
-            ),
-            max_audio_s=_number(env, "HOTLINE_MAX_AUDIO_SECONDS", 900.0, 10.0, 7200.0, float),
-            transcriber_max_jobs=_number(env, "HOTLINE_TRANSCRIBER_MAX_JOBS", 100, 1, 100000, int),
-            sweep_interval_s=_number(env, "HOTLINE_SWEEP_SECONDS", 2.0, 0.1, 3600.0, float),
-            webhook_db_budget_s=_number(env, "HOTLINE_WEBHOOK_DB_SECONDS", 4.0, 0.2, 12.0, float),
-            twilio_reconcile_s=_number(env, "HOTLINE_TWILIO_RECONCILE_SECONDS", 60.0, 5.0, 86400.0, float),
-            download_attempts=_number(env, "HOTLINE_DOWNLOAD_ATTEMPTS", 6, 1, 50, int),
-            download_backoff_s=_number(env, "HOTLINE_DOWNLOAD_BACKOFF_SECONDS", 30.0, 0.0, 86400.0, float),
-            session_idle_minutes=_number(env, "HOTLINE_SESSION_IDLE_MINUTES", 30, 1, 24 * 60, int),
-            session_max_hours=_number(env, "HOTLINE_SESSION_MAX_HOURS", 12, 1, 7 * 24, int),
-            callbacks_file=Path(env.get("HOTLINE_CALLBACKS_FILE") or DEFAULT_CALLBACKS_FILE),
-            holidays_file=Path(env.get("HOTLINE_HOLIDAYS_FILE") or DEFAULT_HOLIDAYS_FILE),
-            hotline_number=_e164(env.get("HOTLINE_NUMBER") or HOTLINE_NUMBER, "HOTLINE_NUMBER"),
-            sms_from=_sms_from(env.get("HOTLINE_SMS_FROM") or None),
-            smtp_host=env.get("HOTLINE_SMTP_HOST") or None,
-            smtp_port=_number(env, "HOTLINE_SMTP_PORT", 25, 1, 65535, int),
-            smtp_user=env.get("HOTLINE_SMTP_USER") or None,
-            smtp_password=env.get("HOTLINE_SMTP_PASSWORD") or None,
-            smtp_starttls=_flag(env, "HOTLINE_SMTP_STARTTLS", False),
-            mail_from=env.get("HOTLINE_MAIL_FROM") or cls.mail_from,
-            line_api_base=_url(env, "LINE_API_BASE", "https://api.line.me").rstrip("/"),
-            notify_attempts=_number(env, "HOTLINE_NOTIFY_ATTEMPTS", 5, 1, 50, int),
-            notify_backoff_s=_number(env, "HOTLINE_NOTIFY_BACKOFF_SECONDS", 30.0, 0.0, 86400.0, float),
             production=production,
-            dev_credentials=not env.get("TWILIO_AUTH_TOKEN"),
+            **_telephony_settings(env, local, production),
+            **_worker_settings(env),
+            **_staff_settings(env),
         )
         return replace(config, **overrides) if overrides else config
+
+
+_PRODUCTION_NEEDS = (
+    "TWILIO_ACCOUNT_SID",
+    "TWILIO_AUTH_TOKEN",
+    "PUBLIC_BASE_URL",
+    "DATABASE_URL",
+    "HOTLINE_SECRET_KEY",
+    "HOTLINE_DATA_KEY",
+)
+
+
+def _secrets_source(env: Mapping[str, str], production: bool, instance_dir: Path) -> dict[str, str]:
+    """Production takes every secret from the environment; elsewhere the instance keeps generated ones."""
+    missing = [name for name in _PRODUCTION_NEEDS if not env.get(name)]
+    if production and missing:
+        raise ConfigError("HOTLINE_ENV=production needs these variables set: " + ", ".join(missing))
+    return {} if production else _local_secrets(instance_dir)
+
+
+def _timezone(env: Mapping[str, str]) -> str:
+    tz_name = env.get("HOTLINE_TIMEZONE", "Asia/Bangkok")
+    try:
+        ZoneInfo(tz_name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(f"HOTLINE_TIMEZONE={tz_name!r} is not an IANA time zone") from exc
+    return tz_name
+
+
+def _database_url(env: Mapping[str, str], instance_dir: Path) -> str:
+    database_url = env.get("DATABASE_URL") or f"sqlite:///{instance_dir / 'hotline.db'}"
+    scheme = database_url.split(":", 1)[0].split("+", 1)[0]
+    if scheme not in ("sqlite", "postgresql"):
+        raise ConfigError(f"DATABASE_URL must be sqlite:/// or postgresql://, got scheme of {database_url!r}")
+    return database_url
+
+
+def _telephony_settings(env: Mapping[str, str], local: Mapping[str, str], production: bool) -> dict[str, Any]:
+    """Twilio, the public URL Twilio calls, the voices and the hotline's own numbers."""
+    account_sid = env.get("TWILIO_ACCOUNT_SID") or DEV_ACCOUNT_SID
+    if not (account_sid.startswith("AC") and len(account_sid) == 34):
+        raise ConfigError(f"TWILIO_ACCOUNT_SID={account_sid!r} is not an account SID (AC + 32 hex)")
+    public_base_url = _url(env, "PUBLIC_BASE_URL", "http://127.0.0.1:5000").rstrip("/")
+    if production and not public_base_url.startswith("https://"):
+        raise ConfigError(f"PUBLIC_BASE_URL={public_base_url!r} must be https in production")
+    transfer = env.get("HOTLINE_TRANSFER_NUMBER") or None
+    return {
+        "public_base_url": public_base_url,
+        "twilio_account_sid": account_sid,
+        "twilio_auth_token": env.get("TWILIO_AUTH_TOKEN") or local.get("twilio_auth_token", ""),
+        "twilio_api_base": _url(env, "TWILIO_API_BASE", "https://api.twilio.com").rstrip("/"),
+        "dev_credentials": not env.get("TWILIO_AUTH_TOKEN"),
+        "flow_file": Path(env.get("HOTLINE_FLOW_FILE") or DEFAULT_FLOW_FILE),
+        "transfer_number": None if transfer is None else _e164(transfer, "HOTLINE_TRANSFER_NUMBER"),
+        "voice_th": env.get("HOTLINE_VOICE_TH", Config.voice_th),
+        "voice_en": env.get("HOTLINE_VOICE_EN", Config.voice_en),
+        "delete_after_download": _flag(env, "TWILIO_DELETE_AFTER_DOWNLOAD", False),
+        "hotline_number": _e164(env.get("HOTLINE_NUMBER") or HOTLINE_NUMBER, "HOTLINE_NUMBER"),
+        "sms_from": _sms_from(env.get("HOTLINE_SMS_FROM") or None),
+        "webhook_db_budget_s": _number(env, "HOTLINE_WEBHOOK_DB_SECONDS", 4.0, 0.2, 12.0, float),
+    }
+
+
+def _worker_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    """Transcription, downloads, reconciliation and the sweeps' pace."""
+    return {
+        "vosk_models_spec": env.get("HOTLINE_VOSK_MODELS", ""),
+        "transcriber_processes": _number(env, "HOTLINE_TRANSCRIBERS", os.cpu_count() or 1, 1, 64, int),
+        "transcribe_timeout_s": _number(env, "HOTLINE_TRANSCRIBE_TIMEOUT_SECONDS", 300.0, 1.0, 7200.0, float),
+        "max_audio_s": _number(env, "HOTLINE_MAX_AUDIO_SECONDS", 900.0, 10.0, 7200.0, float),
+        "transcriber_max_jobs": _number(env, "HOTLINE_TRANSCRIBER_MAX_JOBS", 100, 1, 100000, int),
+        "sweep_interval_s": _number(env, "HOTLINE_SWEEP_SECONDS", 2.0, 0.1, 3600.0, float),
+        "twilio_reconcile_s": _number(env, "HOTLINE_TWILIO_RECONCILE_SECONDS", 60.0, 5.0, 86400.0, float),
+        "download_attempts": _number(env, "HOTLINE_DOWNLOAD_ATTEMPTS", 6, 1, 50, int),
+        "download_backoff_s": _number(env, "HOTLINE_DOWNLOAD_BACKOFF_SECONDS", 30.0, 0.0, 86400.0, float),
+    }
+
+
+def _staff_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    """Staff sessions, callbacks and working calendar files, and how staff are notified."""
+    return {
+        "session_idle_minutes": _number(env, "HOTLINE_SESSION_IDLE_MINUTES", 30, 1, 24 * 60, int),
+        "session_max_hours": _number(env, "HOTLINE_SESSION_MAX_HOURS", 12, 1, 7 * 24, int),
+        "callbacks_file": Path(env.get("HOTLINE_CALLBACKS_FILE") or DEFAULT_CALLBACKS_FILE),
+        "holidays_file": Path(env.get("HOTLINE_HOLIDAYS_FILE") or DEFAULT_HOLIDAYS_FILE),
+        "smtp_host": env.get("HOTLINE_SMTP_HOST") or None,
+        "smtp_port": _number(env, "HOTLINE_SMTP_PORT", 25, 1, 65535, int),
+        "smtp_user": env.get("HOTLINE_SMTP_USER") or None,
+        "smtp_password": env.get("HOTLINE_SMTP_PASSWORD") or None,
+        "smtp_starttls": _flag(env, "HOTLINE_SMTP_STARTTLS", False),
+        "mail_from": env.get("HOTLINE_MAIL_FROM") or Config.mail_from,
+        "line_api_base": _url(env, "LINE_API_BASE", "https://api.line.me").rstrip("/"),
+        "notify_attempts": _number(env, "HOTLINE_NOTIFY_ATTEMPTS", 5, 1, 50, int),
+        "notify_backoff_s": _number(env, "HOTLINE_NOTIFY_BACKOFF_SECONDS", 30.0, 0.0, 86400.0, float),
+    }
 
 
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
