@@ -75,9 +75,11 @@ if str(BENCH_DIR) not in sys.path:
     sys.path.append(str(BENCH_DIR))  # last: bench/transcription.py must not hide the package
 
 import console as console_bench  # noqa: E402  (bench/console.py: calls for seeded cases)
+import figures as fig  # noqa: E402  (bench/figures.py: percentiles and formatting)
+import gunicorn_server as gs  # noqa: E402  (bench/gunicorn_server.py: gunicorn, the app's environment)
 import reminders as rem  # noqa: E402  (bench/reminders.py: open callbacks with reminders, the worker)
 import staff_sessions  # noqa: E402  (bench/staff_sessions.py: the staff at the console)
-import webhooks as wh  # noqa: E402  (bench/webhooks.py: gunicorn, the paced calls, the statistics)
+import webhooks as wh  # noqa: E402  (bench/webhooks.py: the paced calls)
 from sqlalchemy import bindparam, create_engine, func, select, text  # noqa: E402
 
 from cases.auth import hash_password  # noqa: E402
@@ -99,7 +101,7 @@ CASE_OFFICES = (CENTRAL_OFFICE_CODE, "50", "10")
 # Staff roles in turn: agents see every case; an office's SC-Operators see its routed cases.
 STAFF_ROLES = ((Role.AGENT, CENTRAL_OFFICE_CODE), (Role.OPERATOR, "50"), (Role.OPERATOR, "10"))
 REMINDER_KINDS = (ReminderKind.BEFORE_DUE, ReminderKind.AT_DUE, ReminderKind.ESCALATE_HEAD)
-log = wh.log
+log = fig.log
 
 
 # ---- CPU of process trees -------------------------------------------------------------------------------
@@ -113,7 +115,7 @@ def tree_cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     own = sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime stime cutime cstime
-    return own + sum(tree_cpu_seconds(child) for child in wh.child_pids(pid))
+    return own + sum(tree_cpu_seconds(child) for child in gs.child_pids(pid))
 
 
 def postmaster_pid(database_url: str) -> int | None:
@@ -141,7 +143,7 @@ class Meters:
     def read(self) -> dict[str, float]:
         out = {name: sum(tree_cpu_seconds(p) for p in pids) for name, pids in self.pids.items()}
         out["callers"] = time.process_time()
-        out["machine"] = wh.machine_busy_seconds()
+        out["machine"] = gs.machine_busy_seconds()
         return out
 
 
@@ -212,7 +214,7 @@ class Level:
 
 
 def page_kind(key: str) -> str | None:
-    """Which console page a gunicorn access-log key is (wh.step_key of its URL), if it is one."""
+    """Which console page a gunicorn access-log key is (gs.step_key of its URL), if it is one."""
     if key == "/console/":
         return "queue"
     if key.isdigit():
@@ -225,7 +227,7 @@ class Rig:
     """What the levels share: the running processes, the calls' configuration, the seeder."""
 
     args: argparse.Namespace
-    servers: list[wh.GunicornServer]  # the webhooks' first; with --console-workers, the console's
+    servers: list[gs.GunicornServer]  # the webhooks' first; with --console-workers, the console's
     sim: SimulatorConfig
     media: MediaServer
     wav: bytes
@@ -272,7 +274,7 @@ def run_level(rig: Rig, n: int, index: int) -> Level:
         f"    {ivr.requests} webhooks ({len(ivr.call_sids)} calls), {len(ivr.failures)} failures; "
         f"{pages.requests if pages else 0} console pages, {len(pages.failures) if pages else 0} failures"
     )
-    return Level(n, cases_at_start, ivr, pages, server_ms, cpu, wh.load_average(), reminder_ids)
+    return Level(n, cases_at_start, ivr, pages, server_ms, cpu, gs.load_average(), reminder_ids)
 
 
 # ---- figures -------------------------------------------------------------------------------------------
@@ -292,14 +294,14 @@ def level_json(lv: Level) -> dict[str, Any]:
         "calls": len(lv.ivr.call_sids),
         "webhooks": lv.ivr.requests,
         "ivr": ivr["overall"]["client"],
-        "ivr_server": wh.summary(lv.server_ms["ivr"]),
+        "ivr_server": fig.summary(lv.server_ms["ivr"]),
         "worst_step": worst["name"] if worst else None,
         "worst_step_p99_ms": worst["client"]["p99_ms"] if worst else None,
         "ivr_steps": ivr["steps"],
         "ivr_failures": len(lv.ivr.failures),
         "ivr_failure_examples": lv.ivr.failures[:10],
-        "pages": {k: wh.summary(pages.times[k] if pages else []) for k in staff_sessions.PAGE_KINDS},
-        "pages_server": {k: wh.summary(lv.server_ms[k]) for k in staff_sessions.PAGE_KINDS},
+        "pages": {k: fig.summary(pages.times[k] if pages else []) for k in staff_sessions.PAGE_KINDS},
+        "pages_server": {k: fig.summary(lv.server_ms[k]) for k in staff_sessions.PAGE_KINDS},
         "page_requests": pages.requests if pages else 0,
         "pages_per_s": round(pages.requests / pages.wall_s, 1) if pages and pages.wall_s else 0.0,
         "page_failures": len(pages.failures) if pages else 0,
@@ -385,7 +387,7 @@ def print_report(r: dict[str, Any]) -> None:
     )
     print(head)
     print("-" * len(head))
-    f = wh.fmt
+    f = fig.fmt
     for lv in r["levels"]:
         i, q, k = lv["ivr"], lv["pages"]["queue"], lv["pages"]["case"]
         print(
@@ -496,7 +498,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def environment(
     args: argparse.Namespace, tmp: Path, database_url: str, token: str, media: MediaServer
 ) -> dict[str, str]:
-    env = wh.app_environment(tmp / "instance", database_url, token)
+    env = gs.app_environment(tmp / "instance", database_url, token)
     env.update(
         TWILIO_API_BASE=media.base_url,
         HOTLINE_SWEEP_SECONDS="2",
@@ -510,42 +512,42 @@ def environment(
 
 
 def start_servers(
-    args: argparse.Namespace, env: dict[str, str], tmp: Path, flags: wh.ServerFlags
-) -> list[wh.GunicornServer]:
+    args: argparse.Namespace, env: dict[str, str], tmp: Path, flags: gs.ServerFlags
+) -> list[gs.GunicornServer]:
     """The webhooks' gunicorn and, with --console-workers, a second one for the console pages."""
-    servers = [wh.GunicornServer("ivr", "app:create_app()", flags=flags, env=env, log_dir=tmp)]
+    servers = [gs.GunicornServer("ivr", "app:create_app()", flags=flags, env=env, log_dir=tmp)]
     if args.console_workers:
-        pages = wh.ServerFlags(args.console_workers, "gthread", args.threads, 5, 2048)
-        servers.append(wh.GunicornServer("console", "app:create_app()", flags=pages, env=env, log_dir=tmp))
+        pages = gs.ServerFlags(args.console_workers, "gthread", args.threads, 5, 2048)
+        servers.append(gs.GunicornServer("console", "app:create_app()", flags=pages, env=env, log_dir=tmp))
     for server in servers:
         server.start()
     for server, workers in zip(servers, (args.workers, args.console_workers), strict=False):
         server.wait_ready(workers)
     if args.console_workers and args.console_nice and servers[1].proc is not None:
         console = servers[1].proc.pid
-        for pid in (console, *wh.child_pids(console)):
+        for pid in (console, *gs.child_pids(console)):
             os.setpriority(os.PRIO_PROCESS, pid, args.console_nice)
     return servers
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    stop = wh.stop_on_signals()
-    load_at_start = wh.load_average()
+    stop = gs.stop_on_signals()
+    load_at_start = gs.load_average()
     tmp = Path(tempfile.mkdtemp(prefix="hotline-bench-mixed-"))
     token = secrets.token_hex(16)
     database_url = args.database_url or f"sqlite:///{tmp / 'hotline.db'}"
     database = "sqlite" if database_url.startswith("sqlite") else "postgresql"
-    media = MediaServer(wh.ACCOUNT_SID, token).start()
+    media = MediaServer(gs.ACCOUNT_SID, token).start()
     env = environment(args, tmp, database_url, token, media)
-    flags = wh.ServerFlags(args.workers, "gthread", args.threads, 5, 2048)
-    servers: list[wh.GunicornServer] = []
+    flags = gs.ServerFlags(args.workers, "gthread", args.threads, 5, 2048)
+    servers: list[gs.GunicornServer] = []
     worker: rem.Worker | None = None
     seeder: rem.Seeder | None = None
     team: staff_sessions.StaffProcess | None = None
     try:
         log(f"bench: {tmp}, database {database_url.split('@')[-1]}, gunicorn {flags.describe()}")
-        wh.prepare_database(env)
+        gs.prepare_database(env)
         config = Config.from_env(environ=env)
         seeder = rem.Seeder(config)
         usernames = seed_world(seeder, config, args.cases, max(args.staff))
@@ -560,8 +562,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"  gunicorn at {server.base_url}; worker pid {worker.proc.pid}; {len(usernames)} signed in")
         sim = SimulatorConfig(
             connect_base=server.base_url,
-            public_base=wh.PUBLIC_BASE,
-            account_sid=wh.ACCOUNT_SID,
+            public_base=gs.PUBLIC_BASE,
+            account_sid=gs.ACCOUNT_SID,
             auth_token=token,
             timeout_s=15.0,
         )

@@ -61,7 +61,9 @@ if str(ROOT) not in sys.path:
 if str(BENCH_DIR) not in sys.path:
     sys.path.append(str(BENCH_DIR))  # last: bench/transcription.py must not hide the package
 
-import webhooks as wh  # noqa: E402  (bench/webhooks.py: gunicorn, the simulated calls, the statistics)
+import figures as fig  # noqa: E402  (bench/figures.py: percentiles and formatting)
+import gunicorn_server as gs  # noqa: E402  (bench/gunicorn_server.py: gunicorn, the app's environment)
+import webhooks as wh  # noqa: E402  (bench/webhooks.py: the simulated calls)
 from sqlalchemy import func, insert, select  # noqa: E402
 
 from app import create_app, get_database  # noqa: E402
@@ -250,7 +252,7 @@ class Worker:
             return ""
 
     def cpu_seconds(self) -> float:
-        return wh.process_cpu_seconds(self.proc.pid)
+        return gs.process_cpu_seconds(self.proc.pid)
 
     def stop(self) -> None:
         if self.proc.poll() is not None:
@@ -317,21 +319,21 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="hotline-bench-reminders-"))
     auth_token = secrets.token_hex(16)
     database_url = args.database_url or f"sqlite:///{tmp / 'hotline.db'}"
-    media = MediaServer(wh.ACCOUNT_SID, auth_token).start()
-    env = wh.app_environment(tmp / "instance", database_url, auth_token)
+    media = MediaServer(gs.ACCOUNT_SID, auth_token).start()
+    env = gs.app_environment(tmp / "instance", database_url, auth_token)
     env.update(
         TWILIO_API_BASE=media.base_url,
         HOTLINE_SWEEP_SECONDS=str(args.sweep_seconds),
         HOTLINE_TRANSCRIBERS="1",
         PYTHONPATH=str(ROOT),
     )
-    flags = wh.ServerFlags(args.workers, "gthread", args.threads, 5, 2048)
-    server: wh.GunicornServer | None = None
+    flags = gs.ServerFlags(args.workers, "gthread", args.threads, 5, 2048)
+    server: gs.GunicornServer | None = None
     worker: Worker | None = None
     seeder: Seeder | None = None
     try:
         log(f"bench: {tmp}, database {database_url.split('@')[-1]}; {uptime_before}")
-        wh.prepare_database(env)
+        gs.prepare_database(env)
         config = Config.from_env(environ=env)
         seeder = Seeder(config)
         started = time.perf_counter()
@@ -340,15 +342,15 @@ def main(argv: list[str] | None = None) -> int:
             f"  seeded {args.pending - args.due} reminders due later in {time.perf_counter() - started:.1f} s"
         )
 
-        server = wh.GunicornServer("ivr", "app:create_app()", flags=flags, env=env, log_dir=tmp)
+        server = gs.GunicornServer("ivr", "app:create_app()", flags=flags, env=env, log_dir=tmp)
         server.start()
         server.wait_ready(args.workers)
         worker = Worker(env, tmp / "worker.log")
         log(f"  gunicorn {flags.describe()} at {server.base_url}; worker pid {worker.proc.pid}")
         sim = SimulatorConfig(
             connect_base=server.base_url,
-            public_base=wh.PUBLIC_BASE,
-            account_sid=wh.ACCOUNT_SID,
+            public_base=gs.PUBLIC_BASE,
+            account_sid=gs.ACCOUNT_SID,
             auth_token=auth_token,
             timeout_s=15.0,
         )
@@ -455,7 +457,7 @@ def results(
         messages = s.scalar(
             select(func.count()).select_from(Notification).where(Notification.reminder_id.in_(due_ids))
         )
-    p = wh.percentile
+    p = fig.percentile
     busy = [t["busy_ms"] for t in tick_rows]
     per_tick = [t["sent"] for t in tick_rows]
     return {
@@ -526,11 +528,11 @@ def print_report(r: dict[str, Any]) -> None:
     b = r["webhooks"]["baseline"]["overall"]
     d = r["webhooks"]["during"]["overall"]
     print(
-        f"\nwebhooks, all steps: client p50 {wh.fmt(b['client']['p50_ms'])} -> "
-        f"{wh.fmt(d['client']['p50_ms'])} ms, "
-        f"p99 {wh.fmt(b['client']['p99_ms'])} -> {wh.fmt(d['client']['p99_ms'])} ms; "
-        f"gunicorn p50 {wh.fmt(b['server']['p50_ms'])} -> {wh.fmt(d['server']['p50_ms'])} ms, "
-        f"p99 {wh.fmt(b['server']['p99_ms'])} -> {wh.fmt(d['server']['p99_ms'])} ms (baseline -> during)"
+        f"\nwebhooks, all steps: client p50 {fig.fmt(b['client']['p50_ms'])} -> "
+        f"{fig.fmt(d['client']['p50_ms'])} ms, "
+        f"p99 {fig.fmt(b['client']['p99_ms'])} -> {fig.fmt(d['client']['p99_ms'])} ms; "
+        f"gunicorn p50 {fig.fmt(b['server']['p50_ms'])} -> {fig.fmt(d['server']['p50_ms'])} ms, "
+        f"p99 {fig.fmt(b['server']['p99_ms'])} -> {fig.fmt(d['server']['p99_ms'])} ms (baseline -> during)"
     )
 
 

@@ -72,8 +72,10 @@ if str(ROOT) not in sys.path:
 if str(BENCH_DIR) not in sys.path:
     sys.path.append(str(BENCH_DIR))  # last: bench/transcription.py must not hide the package
 
+import figures as fig  # noqa: E402  (bench/figures.py: percentiles and formatting)
+import gunicorn_server as gs  # noqa: E402  (bench/gunicorn_server.py: gunicorn, the app's environment)
 import psycopg  # noqa: E402
-import webhooks as wh  # noqa: E402  (bench/webhooks.py: gunicorn, the app's environment)
+import webhooks as wh  # noqa: E402  (bench/webhooks.py: the paced calls)
 import yaml  # noqa: E402
 from pg_cluster import PgCluster  # noqa: E402  (bench/pg_cluster.py)
 from sqlalchemy import create_engine, make_url, text  # noqa: E402
@@ -114,7 +116,7 @@ EXPECTED = {
 OTHER_NUMBER = "0891234567"
 OTHER_E164 = "+66891234567"
 REPLAY_LINE = re.compile(r"spool: (\d+) of (\d+) stored")
-log = wh.log
+log = fig.log
 
 
 # ---- one repeat ----------------------------------------------------------------------------------------
@@ -370,7 +372,7 @@ def check_messages(database_url: str, messages: Sequence[Message]) -> list[dict[
 class Target:
     """One running app: its server, environment and database."""
 
-    server: wh.GunicornServer
+    server: gs.GunicornServer
     env: dict[str, str]
     database_url: str
     token: str
@@ -435,14 +437,14 @@ def run_scenario(
 
 
 def start_target(
-    name: str, tmp: Path, database_url: str, budget: float | None, flags: wh.ServerFlags, thanks: str
+    name: str, tmp: Path, database_url: str, budget: float | None, flags: gs.ServerFlags, thanks: str
 ) -> Target:
     token = secrets.token_hex(16)
-    env = wh.app_environment(tmp / name, database_url, token)
+    env = gs.app_environment(tmp / name, database_url, token)
     if budget is not None:
         env["HOTLINE_WEBHOOK_DB_SECONDS"] = str(budget)
-    wh.prepare_database(env)
-    server = wh.GunicornServer(name, "app:create_app()", flags=flags, env=env, log_dir=tmp)
+    gs.prepare_database(env)
+    server = gs.GunicornServer(name, "app:create_app()", flags=flags, env=env, log_dir=tmp)
     server.start()
     server.wait_ready(flags.workers)
     return Target(server, env, database_url, token, thanks)
@@ -467,8 +469,8 @@ def print_report(r: dict[str, Any]) -> None:
             kinds = ", ".join(w["kinds"]) or "-"
             note = "" if w["as_expected"] else f"  (expected {w['expected_kind']})"
             print(
-                f"{name:<18} {w['count']:>3} {wh.fmt(w['max_s'], '.2f'):>7} {wh.fmt(w['min_s'], '.2f'):>7}  "
-                f"{kinds}{note}"
+                f"{name:<18} {w['count']:>3} {fig.fmt(w['max_s'], '.2f'):>7} "
+                f"{fig.fmt(w['min_s'], '.2f'):>7}  {kinds}{note}"
             )
         rp = s["replay"]
         print(
@@ -520,13 +522,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    stop = wh.stop_on_signals()
-    load_at_start = wh.load_average()
+    stop = gs.stop_on_signals()
+    load_at_start = gs.load_average()
     tmp = Path(tempfile.mkdtemp(prefix="hotline-bench-stalls-"))
-    flags = wh.ServerFlags(args.workers, "gthread", args.threads, 5, 2048)
+    flags = gs.ServerFlags(args.workers, "gthread", args.threads, 5, 2048)
     flow = yaml.safe_load((ROOT / "ivr_flows" / "hotline.yaml").read_text(encoding="utf-8"))
     thanks = str(flow["rescue"]["thanks"]["th"]).strip()
-    servers: list[wh.GunicornServer] = []
+    servers: list[gs.GunicornServer] = []
     cluster: PgCluster | None = None
     results: list[dict[str, Any]] = []
     try:
@@ -545,7 +547,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             target.server.stop()
         if {"c", "d"} & set(args.only):
-            cluster = PgCluster(args.pg_port or wh.free_port())
+            cluster = PgCluster(args.pg_port or gs.free_port())
             cluster.start()
             cluster.create_database()
             pg = cluster

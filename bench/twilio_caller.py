@@ -12,8 +12,8 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import gunicorn_server as gs
 import requests
-import webhooks as wh
 from twilio.request_validator import RequestValidator
 
 REQUEST_TIMEOUT_S = 20.0  # past Twilio's 15 s: a slower answer is measured, not cut off
@@ -59,9 +59,9 @@ class Caller:
         self.http = requests.Session()
 
     def post(self, webhook: str, url: str, **extra: str) -> Answer:
-        public = url if url.startswith("http") else wh.PUBLIC_BASE + url
+        public = url if url.startswith("http") else gs.PUBLIC_BASE + url
         form = {
-            "AccountSid": wh.ACCOUNT_SID,
+            "AccountSid": gs.ACCOUNT_SID,
             "ApiVersion": "2010-04-01",
             "CallSid": self.call_sid,
             "CallStatus": "in-progress",
@@ -76,7 +76,7 @@ class Caller:
         started = time.perf_counter()
         try:
             resp = self.http.post(
-                self.base_url + public[len(wh.PUBLIC_BASE) :],
+                self.base_url + public[len(gs.PUBLIC_BASE) :],
                 data=form,
                 headers=headers,
                 timeout=REQUEST_TIMEOUT_S,
@@ -100,7 +100,7 @@ def action(answer: Answer, verb: str) -> str:
 
 
 def recorded(sid: str, digits: str, duration: int = 12) -> dict[str, str]:
-    url = f"https://api.twilio.com/2010-04-01/Accounts/{wh.ACCOUNT_SID}/Recordings/{sid}"
+    url = f"https://api.twilio.com/2010-04-01/Accounts/{gs.ACCOUNT_SID}/Recordings/{sid}"
     form = {"RecordingSid": sid, "RecordingUrl": url, "RecordingDuration": str(duration)}
     return {**form, "Digits": digits} if digits else form
 

@@ -59,28 +59,21 @@ Usage (from the repo root)::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import math
 import os
 import random
 import secrets
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import requests
 from sqlalchemy import bindparam, create_engine, text
@@ -90,6 +83,22 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from figures import fmt, log, summary  # noqa: E402
+from gunicorn_server import (  # noqa: E402
+    ACCOUNT_SID,
+    BARE_PATH,
+    PUBLIC_BASE,
+    GunicornServer,
+    PySpy,
+    ServerFlags,
+    app_environment,
+    load_average,
+    machine_busy_seconds,
+    prepare_database,
+    step_key,
+    stop_on_signals,
+)
 
 from telephony.simulator import (  # noqa: E402
     CallEvent,
@@ -102,9 +111,6 @@ from telephony.simulator import (  # noqa: E402
     run_call,
 )
 
-ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
-PUBLIC_BASE = "https://hotline.example.org"
-BARE_PATH = "/bare"
 KEYS = "1,10,1,1,record:6,1"
 RECORD_SECONDS = 6
 REQUESTS_PER_CALL = 9
@@ -126,260 +132,6 @@ STEP_NAMES: dict[str, str] = {
     "ivr seq=6 ev=gather": "gather send 1 -> case + close",
     "status": "status callback (completed)",
 }
-ACCESS_LOG_FORMAT = "%(U)s|%(q)s|%(s)s|%(D)s"
-# Environment the app reads; inherited values would point the benchmark at someone's real data.
-APP_ENV_PREFIXES = ("HOTLINE_", "TWILIO_")
-APP_ENV_NAMES = ("DATABASE_URL", "PUBLIC_BASE_URL")
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-# --------------------------------------------------------------------------------------------------
-# Statistics
-# --------------------------------------------------------------------------------------------------
-
-
-def percentile(values: Sequence[float], p: float) -> float:
-    """Nearest-rank percentile (p in 0..100); NaN for no values."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    rank = max(1, math.ceil(p / 100 * len(ordered)))
-    return ordered[rank - 1]
-
-
-def summary(values: Sequence[float]) -> dict[str, Any]:
-    """count, p50, p99, max and mean in ms (None when there are no values: JSON has no NaN)."""
-    if not values:
-        return {"count": 0, "p50_ms": None, "p99_ms": None, "max_ms": None, "mean_ms": None}
-    return {
-        "count": len(values),
-        "p50_ms": round(percentile(values, 50), 2),
-        "p99_ms": round(percentile(values, 99), 2),
-        "max_ms": round(max(values), 2),
-        "mean_ms": round(sum(values) / len(values), 2),
-    }
-
-
-def step_key(url: str) -> str:
-    """'voice', 'status', 'recording-status' or 'ivr seq=N ev=KIND' for a webhook URL (path + query)."""
-    parts = urlsplit(url)
-    if parts.path == "/twilio/ivr":
-        q = parse_qs(parts.query)
-        return f"ivr seq={q.get('seq', ['?'])[0]} ev={q.get('ev', ['?'])[0]}"
-    return parts.path.rsplit("/", 1)[-1] or parts.path
-
-
-# --------------------------------------------------------------------------------------------------
-# Processes: gunicorn servers and their CPU time
-# --------------------------------------------------------------------------------------------------
-
-
-def gunicorn_has_setting(name: str) -> bool:
-    """gunicorn >= 25 or so opens a control socket under ~/.gunicorn; two servers would share it."""
-    from gunicorn.config import KNOWN_SETTINGS  # type: ignore[import-untyped]
-
-    return any(getattr(s, "name", None) == name for s in KNOWN_SETTINGS)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """utime + stime of one process from /proc (0 if it is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds all processes on this machine have used (user, nice, system, irq, softirq, steal)."""
-    try:
-        with open("/proc/stat", encoding="ascii") as fh:
-            v = [int(x) for x in fh.readline().split()[1:9]]
-    except (OSError, ValueError):
-        return 0.0
-    return (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / os.sysconf("SC_CLK_TCK")
-
-
-def load_average() -> float:
-    try:
-        return os.getloadavg()[0]
-    except OSError:
-        return 0.0
-
-
-def child_pids(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as fh:
-            return [int(x) for x in fh.read().split()]
-    except OSError:
-        return []
-
-
-@dataclass(frozen=True)
-class ServerFlags:
-    workers: int
-    worker_class: str
-    threads: int
-    keep_alive: int
-    backlog: int
-
-    def args(self) -> list[str]:
-        args = [
-            "--workers",
-            str(self.workers),
-            "--worker-class",
-            self.worker_class,
-            "--keep-alive",
-            str(self.keep_alive),
-            "--backlog",
-            str(self.backlog),
-        ]
-        if self.worker_class == "gthread":
-            args += ["--threads", str(self.threads)]
-        return args
-
-    def describe(self) -> str:
-        threads = f" x {self.threads} threads" if self.worker_class == "gthread" else ""
-        return f"{self.workers} {self.worker_class} workers{threads}"
-
-
-class GunicornServer:
-    """One gunicorn master (in its own process group) with its workers; stopped by pid, never by name."""
-
-    def __init__(
-        self,
-        name: str,
-        app_spec: str,
-        *,
-        flags: ServerFlags,
-        env: Mapping[str, str],
-        log_dir: Path,
-        pythonpath: Path | None = None,
-    ) -> None:
-        self.name = name
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self.access_log = log_dir / f"{name}-access.log"
-        self.error_log = log_dir / f"{name}-error.log"
-        cmd = [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--bind",
-            f"127.0.0.1:{self.port}",
-            *flags.args(),
-            *(["--no-control-socket"] if gunicorn_has_setting("control_socket_disable") else []),
-            "--access-logfile",
-            str(self.access_log),
-            "--access-logformat",
-            ACCESS_LOG_FORMAT,
-            "--error-logfile",
-            str(self.error_log),
-            "--log-level",
-            "warning",
-            "--timeout",
-            "60",
-        ]
-        if pythonpath is not None:
-            cmd += ["--pythonpath", str(pythonpath)]
-        cmd.append(app_spec)
-        self.cmd = cmd
-        self.env = dict(env)
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            self.cmd,
-            cwd=ROOT,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,  # Ctrl-C reaches us, not gunicorn; we stop it ourselves
-        )
-
-    def wait_ready(self, workers: int, timeout_s: float = 60.0) -> None:
-        assert self.proc is not None
-        deadline = time.monotonic() + timeout_s
-        with requests.Session() as s:
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(
-                        f"{self.name}: gunicorn exited ({self.proc.returncode}):\n{self.log_tail()}"
-                    )
-                try:
-                    ok = s.get(self.base_url + "/healthz", timeout=2).status_code == 200
-                except requests.RequestException:
-                    ok = False
-                if ok and len(self.worker_pids()) >= workers:
-                    return
-                time.sleep(0.1)
-        raise RuntimeError(f"{self.name}: /healthz not answering after {timeout_s:g} s:\n{self.log_tail()}")
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.error_log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no error log)"
-
-    def worker_pids(self) -> list[int]:
-        return child_pids(self.proc.pid) if self.proc is not None else []
-
-    def cpu_seconds(self) -> dict[int, float]:
-        """CPU seconds so far of the master and of each live worker, by pid."""
-        if self.proc is None:
-            return {}
-        pids = [self.proc.pid, *self.worker_pids()]
-        return {pid: process_cpu_seconds(pid) for pid in pids}
-
-    def access_log_size(self) -> int:
-        try:
-            return self.access_log.stat().st_size
-        except OSError:
-            return 0
-
-    def server_timings(self, start: int, end: int) -> dict[str, list[float]]:
-        """Request durations (ms) measured by gunicorn, by step, from a byte range of the access log."""
-        out: dict[str, list[float]] = {}
-        try:
-            with open(self.access_log, "rb") as fh:
-                fh.seek(start)
-                chunk = fh.read(max(0, end - start)).decode("utf-8", "replace")
-        except OSError:
-            return out
-        for line in chunk.splitlines():
-            parts = line.strip().split("|")
-            if len(parts) != 4 or parts[0] == "/healthz":
-                continue
-            path, query, _status, micros = parts
-            url = path + (f"?{query}" if query not in ("-", "") else "")
-            key = "bare" if path == BARE_PATH else step_key(url)
-            with contextlib.suppress(ValueError):
-                out.setdefault(key, []).append(int(micros) / 1000)
-        return out
-
-    def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)  # gunicorn: graceful stop of master and workers
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)  # the group we created with start_new_session
-            proc.wait(timeout=5)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -649,33 +401,6 @@ def run_measured(phase_fn: Callable[[], Phase], server: GunicornServer) -> Phase
 # --------------------------------------------------------------------------------------------------
 
 
-def app_environment(instance_dir: Path, database_url: str, auth_token: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(APP_ENV_PREFIXES) and k not in APP_ENV_NAMES and not k.startswith("FLASK_")
-    }
-    env.update(
-        HOTLINE_INSTANCE_DIR=str(instance_dir),
-        DATABASE_URL=database_url,
-        PUBLIC_BASE_URL=PUBLIC_BASE,
-        TWILIO_ACCOUNT_SID=ACCOUNT_SID,
-        TWILIO_AUTH_TOKEN=auth_token,
-        HOTLINE_TRANSFER_NUMBER="+6621266565",
-        PYTHONDONTWRITEBYTECODE="1",
-    )
-    return env
-
-
-def prepare_database(env: Mapping[str, str]) -> None:
-    for args in (["db", "upgrade"], ["offices", "load"]):
-        cmd = [sys.executable, "-m", "flask", "--app", "app", *args]
-        done = subprocess.run(cmd, cwd=ROOT, env=dict(env), capture_output=True, text=True, timeout=300)
-        if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
-        log(f"  flask --app app {' '.join(args)}: {done.stdout.strip().splitlines()[-1]}")
-
-
 COUNT_SQL = {
     "calls": "SELECT count(*) FROM calls WHERE call_sid IN :sids",
     "cases": "SELECT count(*) FROM cases JOIN calls ON cases.call_id = calls.id "
@@ -749,10 +474,6 @@ def phase_json(phase: Phase) -> dict[str, Any]:
         "failures": len(phase.failures),
         "failure_examples": phase.failures[:10],
     }
-
-
-def fmt(x: float | None, spec: str = ".1f") -> str:
-    return "-" if x is None or math.isnan(x) else format(x, spec)
 
 
 def print_phase_table(ph: dict[str, Any]) -> None:
@@ -922,205 +643,193 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-class PySpy:
-    """py-spy record on one worker, stopped with SIGINT so it writes its output."""
+@dataclass
+class Bench:
+    """One run: its servers, the simulated callers' set-up, and the call SIDs placed so far."""
 
-    def __init__(self, out: str, pid: int, *, idle: bool) -> None:
-        exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-        if not Path(exe).exists():
-            raise RuntimeError("py-spy is not installed: .venv/bin/pip install py-spy")
-        kind = "speedscope" if out.endswith(".json") else "raw" if out.endswith(".txt") else "flamegraph"
-        cmd = [exe, "record", "--pid", str(pid), "--output", out, "--format", kind, "--rate", "250"]
-        self.proc = subprocess.Popen(
-            [*cmd, *(["--idle"] if idle else [])],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
+    args: argparse.Namespace
+    stop: threading.Event
+    tmp: Path
+    auth_token: str
+    database_url: str
+    media: MediaServer
+    servers: list[GunicornServer] = field(default_factory=list)
+    spy: PySpy | None = None
+    call_sids: list[str] = field(default_factory=list)
+
+    @property
+    def ivr_server(self) -> GunicornServer:
+        return self.servers[0]
+
+    @property
+    def bare_server(self) -> GunicornServer:
+        return self.servers[1]
+
+    def start_servers(self, flags: ServerFlags) -> SimulatorConfig:
+        env = app_environment(self.tmp / "instance", self.database_url, self.auth_token)
+        prepare_database(env)
+        self.servers += [
+            GunicornServer("ivr", "app:create_app()", flags=flags, env=env, log_dir=self.tmp),
+            GunicornServer(
+                "bare", "bare_app:create_app()", flags=flags, env=env, log_dir=self.tmp, pythonpath=BENCH_DIR
+            ),
+        ]
+        for server in self.servers:
+            server.start()
+        for server in self.servers:
+            server.wait_ready(self.args.workers)
+        log(f"  servers up: ivr {self.ivr_server.base_url}, bare {self.bare_server.base_url}")
+        self.media.start()
+        return SimulatorConfig(
+            connect_base=self.ivr_server.base_url,
+            public_base=PUBLIC_BASE,
+            account_sid=ACCOUNT_SID,
+            auth_token=self.auth_token,
+            timeout_s=15.0,
         )
 
-    def stop(self) -> str:
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.send_signal(signal.SIGINT)
-        try:
-            _, err = self.proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            _, err = self.proc.communicate()
-        return err.decode(errors="replace").strip()
+    def warm_up(self, sim: SimulatorConfig, wav: bytes) -> tuple[list[TemplateRequest], int]:
+        """Every worker and thread imports, connects and caches before anything is measured."""
+        warm_c = min(self.args.calls, max(1, self.args.warmup))
+        rounds = max(1, self.args.warmup // warm_c)
+        warm, results = drive_ivr(
+            "warm-up",
+            sim,
+            self.media,
+            wav,
+            concurrency=warm_c,
+            rounds=rounds,
+            think_ms=0,
+            seed=0,
+            stop=self.stop,
+        )
+        self.call_sids += warm.call_sids
+        if warm.failures or not results:
+            for f in warm.failures[:10]:
+                log(f"  {f}")
+            raise RuntimeError("the warm-up calls failed (see above); the gunicorn logs are under --keep")
+        template = call_template(results[0])
+        drive_bare(
+            "bare warm-up",
+            self.bare_server.base_url,
+            template,
+            concurrency=warm_c,
+            rounds=rounds,
+            think_ms=0,
+            seed=0,
+            auth_token=self.auth_token,
+            stop=self.stop,
+        )
+        log(f"  warm-up: {len(results)} calls, {warm.requests} webhooks; {len(template)} requests a call")
+        return template, len(results)
+
+    def measure(
+        self,
+        n: int,
+        label: str,
+        think: float,
+        sim: SimulatorConfig,
+        wav: bytes,
+        template: list[TemplateRequest],
+    ) -> tuple[dict[str, Any], int]:
+        """One load (capacity or paced) on the hotline, then the same on the bare endpoint."""
+        args = self.args
+        log(f"  {label}: {args.calls} concurrent x {args.rounds} rounds, think {think:g} ms")
+        if args.py_spy and n == 1:
+            self.spy = PySpy(args.py_spy, self.ivr_server.worker_pids()[0], idle=args.py_spy_idle)
+        common = {"concurrency": args.calls, "rounds": args.rounds, "think_ms": think, "seed": args.seed + n}
+
+        def ivr_phase() -> Phase:
+            return drive_ivr(f"IVR {label}", sim, self.media, wav, stop=self.stop, **common)[0]
+
+        def bare_phase() -> Phase:
+            return drive_bare(
+                f"bare {label}",
+                self.bare_server.base_url,
+                template,
+                auth_token=self.auth_token,
+                stop=self.stop,
+                **common,
+            )
+
+        ivr = run_measured(ivr_phase, self.ivr_server)
+        if self.spy is not None and n == 1:
+            message = self.spy.stop()
+            log(f"  py-spy: {message.splitlines()[-1] if message else 'done'} -> {args.py_spy}")
+        self.call_sids += ivr.call_sids
+        log(f"    IVR: {ivr.requests} webhooks in {ivr.wall_s:.1f} s, {len(ivr.failures)} failures")
+        bare = run_measured(bare_phase, self.bare_server)
+        log(f"    bare: {bare.requests} requests in {bare.wall_s:.1f} s, {len(bare.failures)} failures")
+        return {"ivr": phase_json(ivr), "bare": phase_json(bare)}, len(ivr.failures) + len(bare.failures)
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.spy is not None:
+            self.spy.stop()
+        self.media.close()
+        for server in self.servers:
+            server.stop()
+        if not self.args.keep:
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def stop_on_signals() -> threading.Event:
-    """An event set on SIGTERM or SIGINT, which also interrupt the main thread so its clean-up runs."""
-    stop = threading.Event()
-
-    def on_term(signum: int, frame: FrameType | None) -> None:
-        if stop.is_set():
-            return  # already stopping: let the clean-up below finish
-        stop.set()
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
-    # Also when started from a script as a background job, where SIGINT arrives ignored.
-    signal.signal(signal.SIGINT, on_term)
-    return stop
+def run_config(
+    args: argparse.Namespace, flags: ServerFlags, database_url: str, warmup_calls: int, load: float
+) -> dict[str, Any]:
+    return {
+        "calls": args.calls,
+        "rounds": args.rounds,
+        "warmup_calls": warmup_calls,
+        "think_ms": args.think_ms,
+        "keys": KEYS,
+        "gunicorn": flags.describe(),
+        "gunicorn_args": flags.args(),
+        "database": "sqlite" if database_url.startswith("sqlite") else database_url.split(":", 1)[0],
+        "cpus": os.cpu_count(),
+        "load_average_at_start": round(load, 2),
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    stop = stop_on_signals()
     flags = ServerFlags(args.workers, args.worker_class, args.threads, args.keep_alive, args.backlog)
     load_at_start = load_average()
     tmp = Path(tempfile.mkdtemp(prefix="hotline-bench-"))
     auth_token = secrets.token_hex(16)
     database_url = args.database_url or f"sqlite:///{tmp / 'hotline.db'}"
-    env = app_environment(tmp / "instance", database_url, auth_token)
-    servers: list[GunicornServer] = []
-    media = MediaServer(ACCOUNT_SID, auth_token)
-    spy: PySpy | None = None
+    run = Bench(args, stop_on_signals(), tmp, auth_token, database_url, MediaServer(ACCOUNT_SID, auth_token))
     try:
         log(f"bench: {tmp}, database {database_url.split('@')[-1]}, gunicorn {flags.describe()}")
         if load_at_start > 0.5:
             log(f"  note: load average {load_at_start:.2f}: something else is running; figures will be noisy")
-        prepare_database(env)
-        ivr_server = GunicornServer("ivr", "app:create_app()", flags=flags, env=env, log_dir=tmp)
-        bare_server = GunicornServer(
-            "bare", "bare_app:create_app()", flags=flags, env=env, log_dir=tmp, pythonpath=BENCH_DIR
-        )
-        servers += [ivr_server, bare_server]
-        for server in servers:
-            server.start()
-        for server in servers:
-            server.wait_ready(args.workers)
-        log(f"  servers up: ivr {ivr_server.base_url}, bare {bare_server.base_url}")
-        media.start()
+        sim = run.start_servers(flags)
         wav = generate_wav(RECORD_SECONDS)  # once: generating it per call would load the client
-        sim = SimulatorConfig(
-            connect_base=ivr_server.base_url,
-            public_base=PUBLIC_BASE,
-            account_sid=ACCOUNT_SID,
-            auth_token=auth_token,
-            timeout_s=15.0,
-        )
-
-        # Warm-up: every worker and thread imports, connects and caches before anything is measured.
-        all_sids: list[str] = []
-        warm_c = min(args.calls, max(1, args.warmup))
-        warm_rounds = max(1, args.warmup // warm_c)
-        warm, warm_results = drive_ivr(
-            "warm-up", sim, media, wav, concurrency=warm_c, rounds=warm_rounds, think_ms=0, seed=0, stop=stop
-        )
-        all_sids += warm.call_sids
-        if warm.failures or not warm_results:
-            for f in warm.failures[:10]:
-                log(f"  {f}")
-            raise RuntimeError("the warm-up calls failed (see above); the gunicorn logs are under --keep")
-        template = call_template(warm_results[0])
-        drive_bare(
-            "bare warm-up",
-            bare_server.base_url,
-            template,
-            concurrency=warm_c,
-            rounds=warm_rounds,
-            think_ms=0,
-            seed=0,
-            auth_token=auth_token,
-            stop=stop,
-        )
-        log(
-            f"  warm-up: {len(warm_results)} calls, {warm.requests} webhooks; {len(template)} requests a call"
-        )
-
-        plans: list[tuple[str, float]] = []
-        if args.mode in ("both", "capacity"):
-            plans.append(("capacity", 0.0))
-        if args.mode in ("both", "paced"):
-            plans.append(("paced", args.think_ms))
+        template, warmup_calls = run.warm_up(sim, wav)
+        plans = [("capacity", 0.0)] if args.mode in ("both", "capacity") else []
+        plans += [("paced", args.think_ms)] if args.mode in ("both", "paced") else []
         report: dict[str, Any] = {}
         failures = 0
         for n, (label, think) in enumerate(plans, start=1):
-            log(f"  {label}: {args.calls} concurrent x {args.rounds} rounds, think {think:g} ms")
-            if args.py_spy and n == 1:
-                spy = PySpy(args.py_spy, ivr_server.worker_pids()[0], idle=args.py_spy_idle)
-
-            def ivr_phase(label: str = label, think: float = think, n: int = n) -> Phase:
-                phase, _ = drive_ivr(
-                    f"IVR {label}",
-                    sim,
-                    media,
-                    wav,
-                    concurrency=args.calls,
-                    rounds=args.rounds,
-                    think_ms=think,
-                    seed=args.seed + n,
-                    stop=stop,
-                )
-                return phase
-
-            def bare_phase(label: str = label, think: float = think, n: int = n) -> Phase:
-                return drive_bare(
-                    f"bare {label}",
-                    bare_server.base_url,
-                    template,
-                    concurrency=args.calls,
-                    rounds=args.rounds,
-                    think_ms=think,
-                    seed=args.seed + n,
-                    auth_token=auth_token,
-                    stop=stop,
-                )
-
-            ivr = run_measured(ivr_phase, ivr_server)
-            if spy is not None and n == 1:
-                message = spy.stop()
-                log(f"  py-spy: {message.splitlines()[-1] if message else 'done'} -> {args.py_spy}")
-            all_sids += ivr.call_sids
-            log(f"    IVR: {ivr.requests} webhooks in {ivr.wall_s:.1f} s, {len(ivr.failures)} failures")
-            bare = run_measured(bare_phase, bare_server)
-            log(f"    bare: {bare.requests} requests in {bare.wall_s:.1f} s, {len(bare.failures)} failures")
-            report[label] = {"ivr": phase_json(ivr), "bare": phase_json(bare)}
-            failures += len(ivr.failures) + len(bare.failures)
-
-        counted = count_cases(database_url, all_sids)
-        report["config"] = {
-            "calls": args.calls,
-            "rounds": args.rounds,
-            "warmup_calls": len(warm_results),
-            "think_ms": args.think_ms,
-            "keys": KEYS,
-            "gunicorn": flags.describe(),
-            "gunicorn_args": flags.args(),
-            "database": "sqlite" if database_url.startswith("sqlite") else database_url.split(":", 1)[0],
-            "cpus": os.cpu_count(),
-            "load_average_at_start": round(load_at_start, 2),
-        }
+            report[label], failed = run.measure(n, label, think, sim, wav, template)
+            failures += failed
+        counted = count_cases(database_url, run.call_sids)
+        report["config"] = run_config(args, flags, database_url, warmup_calls, load_at_start)
         report["validation"] = {
-            "calls_placed": len(all_sids),
+            "calls_placed": len(run.call_sids),
             **counted,
-            "ok": counted["calls"] == counted["cases"] == counted["recordings_linked"] == len(all_sids),
+            "ok": counted["calls"] == counted["cases"] == counted["recordings_linked"] == len(run.call_sids),
         }
         report["verdict"] = verdicts(report)
         report["ok"] = report["validation"]["ok"] and failures == 0
-        if args.json:
-            print(json.dumps(report, indent=2))
-        else:
-            print_report(report)
+        print(json.dumps(report, indent=2)) if args.json else print_report(report)
         if args.keep:
             log(f"kept: {tmp}")
         return 0 if report["ok"] else 1
     except KeyboardInterrupt:
-        stop.set()
         log("interrupted: stopping the servers")
         return 130
     finally:
-        stop.set()
-        if spy is not None:
-            spy.stop()
-        media.close()
-        for server in servers:
-            server.stop()
-        if not args.keep:
-            shutil.rmtree(tmp, ignore_errors=True)
+        run.close()
 
 
 if __name__ == "__main__":
