@@ -49,9 +49,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -302,18 +302,52 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def paced_calls(
+    args: argparse.Namespace,
+    server: gs.GunicornServer,
+    media: MediaServer,
+    auth_token: str,
+    stop: threading.Event,
+) -> Callable[[str, int], wh.Phase]:
+    """Warm the server up, then give back what places one measured round of paced calls."""
+    sim = SimulatorConfig(
+        connect_base=server.base_url,
+        public_base=gs.PUBLIC_BASE,
+        account_sid=gs.ACCOUNT_SID,
+        auth_token=auth_token,
+        timeout_s=15.0,
+    )
+    wav = generate_wav(wh.RECORD_SECONDS)
+    warm, _ = wh.drive_ivr("warm-up", sim, media, wav, concurrency=4, rounds=2, think_ms=0, seed=0, stop=stop)
+    if warm.failures:
+        raise RuntimeError("warm-up calls failed:\n" + "\n".join(warm.failures[:10]))
+
+    def calls(name: str, seed: int) -> wh.Phase:
+        pace = {"concurrency": args.callers, "rounds": args.rounds, "think_ms": args.think_ms}
+        return wh.drive_ivr(name, sim, media, wav, seed=seed, stop=stop, **pace)[0]
+
+    return calls
+
+
+def wait_all_sent(seeder: Seeder, due_ids: list[int], worker: Worker, timeout_s: float = 300) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with seeder.db.session() as s:
+            left = s.scalar(
+                select(func.count())
+                .select_from(Reminder)
+                .where(Reminder.id.in_(due_ids), Reminder.sent_at.is_(None))
+            )
+        if not left:
+            return
+        if time.monotonic() > deadline or worker.proc.poll() is not None:
+            raise RuntimeError(f"{left} due reminders never sent:\n{worker.text()[-3000:]}")
+        time.sleep(0.5)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    stop = threading.Event()
-
-    def on_term(signum: int, frame: FrameType | None) -> None:
-        if stop.is_set():
-            return
-        stop.set()
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, on_term)
+    stop = gs.stop_on_signals()
     rng = random.Random(args.seed)
     uptime_before = uptime()
     tmp = Path(tempfile.mkdtemp(prefix="hotline-bench-reminders-"))
@@ -347,33 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         server.wait_ready(args.workers)
         worker = Worker(env, tmp / "worker.log")
         log(f"  gunicorn {flags.describe()} at {server.base_url}; worker pid {worker.proc.pid}")
-        sim = SimulatorConfig(
-            connect_base=server.base_url,
-            public_base=gs.PUBLIC_BASE,
-            account_sid=gs.ACCOUNT_SID,
-            auth_token=auth_token,
-            timeout_s=15.0,
-        )
-        wav = generate_wav(wh.RECORD_SECONDS)
-        warm, _ = wh.drive_ivr(
-            "warm-up", sim, media, wav, concurrency=4, rounds=2, think_ms=0, seed=0, stop=stop
-        )
-        if warm.failures:
-            raise RuntimeError("warm-up calls failed:\n" + "\n".join(warm.failures[:10]))
-
-        def calls(name: str, seed: int) -> wh.Phase:
-            phase, _ = wh.drive_ivr(
-                name,
-                sim,
-                media,
-                wav,
-                concurrency=args.callers,
-                rounds=args.rounds,
-                think_ms=args.think_ms,
-                seed=seed,
-                stop=stop,
-            )
-            return phase
+        calls = paced_calls(args, server, media, auth_token, stop)
 
         log(f"  baseline: {args.callers} paced callers x {args.rounds} calls, no reminder due")
         baseline = wh.run_measured(lambda: calls("webhooks, no reminder due", 1), server)
@@ -384,19 +392,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"  {len(due_ids)} reminders due from {due_start:%H:%M:%S} over {args.spread_s:g} s; calls again")
         worker_cpu0 = worker.cpu_seconds()
         during = wh.run_measured(lambda: calls("webhooks, 1,000 reminders falling due", 2), server)
-        deadline = time.monotonic() + 300
-        while True:
-            with seeder.db.session() as s:
-                left = s.scalar(
-                    select(func.count())
-                    .select_from(Reminder)
-                    .where(Reminder.id.in_(due_ids), Reminder.sent_at.is_(None))
-                )
-            if not left:
-                break
-            if time.monotonic() > deadline or worker.proc.poll() is not None:
-                raise RuntimeError(f"{left} due reminders never sent:\n{worker.text()[-3000:]}")
-            time.sleep(0.5)
+        wait_all_sent(seeder, due_ids, worker)
         worker_cpu = worker.cpu_seconds() - worker_cpu0
         tick_rows = ticks(worker.text(), due_start.astimezone())
         report = results(seeder, due_ids, args, tick_rows, baseline, during, due_start, due_end)
@@ -457,9 +453,6 @@ def results(
         messages = s.scalar(
             select(func.count()).select_from(Notification).where(Notification.reminder_id.in_(due_ids))
         )
-    p = fig.percentile
-    busy = [t["busy_ms"] for t in tick_rows]
-    per_tick = [t["sent"] for t in tick_rows]
     return {
         "config": {
             "pending": args.pending,
@@ -471,23 +464,8 @@ def results(
             "think_ms": args.think_ms,
             "cpus": os.cpu_count(),
         },
-        "lateness_s": {
-            "count": len(lateness),
-            "p50": round(p(lateness, 50), 3),
-            "p99": round(p(lateness, 99), 3),
-            "max": round(max(lateness), 3),
-            "target_p99": TARGET_P99_S,
-            "marked_late": marked_late,
-        },
-        "ticks": {
-            "count": len(tick_rows),
-            "sent_per_tick_p50": p(per_tick, 50) if per_tick else None,
-            "sent_per_tick_max": max(per_tick) if per_tick else None,
-            "busy_ms_p50": p(busy, 50) if busy else None,
-            "busy_ms_p99": p(busy, 99) if busy else None,
-            "busy_ms_max": max(busy) if busy else None,
-            "batches_max": max((t["batches"] for t in tick_rows), default=None),
-        },
+        "lateness_s": lateness_figures(lateness, marked_late),
+        "ticks": tick_figures(tick_rows),
         "checks": {
             "all_sent": len(lateness) == len(due_ids),
             "duplicate_messages": len(per_reminder),
@@ -496,6 +474,33 @@ def results(
         },
         "webhooks": {"baseline": wh.phase_json(baseline), "during": wh.phase_json(during)},
         "due_window": [due_start.isoformat(), due_end.isoformat()],
+    }
+
+
+def lateness_figures(lateness: list[float], marked_late: int) -> dict[str, Any]:
+    p = fig.percentile
+    return {
+        "count": len(lateness),
+        "p50": round(p(lateness, 50), 3),
+        "p99": round(p(lateness, 99), 3),
+        "max": round(max(lateness), 3),
+        "target_p99": TARGET_P99_S,
+        "marked_late": marked_late,
+    }
+
+
+def tick_figures(tick_rows: list[dict[str, Any]]) -> dict[str, Any]:
+    p = fig.percentile
+    busy = [t["busy_ms"] for t in tick_rows]
+    per_tick = [t["sent"] for t in tick_rows]
+    return {
+        "count": len(tick_rows),
+        "sent_per_tick_p50": p(per_tick, 50) if per_tick else None,
+        "sent_per_tick_max": max(per_tick) if per_tick else None,
+        "busy_ms_p50": p(busy, 50) if busy else None,
+        "busy_ms_p99": p(busy, 99) if busy else None,
+        "busy_ms_max": max(busy) if busy else None,
+        "batches_max": max((t["batches"] for t in tick_rows), default=None),
     }
 
 
