@@ -530,6 +530,68 @@ def start_servers(
     return servers
 
 
+def warm_up(
+    server: gs.GunicornServer, media: MediaServer, token: str, stop: threading.Event
+) -> tuple[SimulatorConfig, bytes, list[str]]:
+    """The callers' set-up, and a few calls so that every worker and thread is warm before measuring."""
+    sim = SimulatorConfig(
+        connect_base=server.base_url,
+        public_base=gs.PUBLIC_BASE,
+        account_sid=gs.ACCOUNT_SID,
+        auth_token=token,
+        timeout_s=15.0,
+    )
+    wav = generate_wav(wh.RECORD_SECONDS)
+    warm, _ = wh.drive_ivr("warm-up", sim, media, wav, concurrency=8, rounds=2, think_ms=0, seed=0, stop=stop)
+    if warm.failures:
+        raise RuntimeError("warm-up calls failed:\n" + "\n".join(warm.failures[:10]))
+    return sim, wav, warm.call_sids
+
+
+def process_ids(
+    servers: list[gs.GunicornServer], worker: rem.Worker, team: staff_sessions.StaffProcess, database_url: str
+) -> dict[str, list[int]]:
+    """The processes whose CPU time the run measures, by role."""
+    pids = {"server": [s.proc.pid for s in servers if s.proc], "worker": [worker.proc.pid]}
+    pids["staff"] = [team.pid] if team.pid else []
+    pg = postmaster_pid(database_url)
+    if pg is not None:
+        pids["postgresql"] = [pg]
+    return pids
+
+
+def run_config(
+    args: argparse.Namespace,
+    env: dict[str, str],
+    flags: gs.ServerFlags,
+    servers: int,
+    sign_in_s: float,
+    database: str,
+    load_at_start: float,
+) -> dict[str, Any]:
+    console = f"; the console on a second gunicorn of {args.console_workers} worker(s)" if servers > 1 else ""
+    transcription = (
+        f"{env['HOTLINE_VOSK_MODELS']} ({args.transcribers} transcriber(s))"
+        if "HOTLINE_VOSK_MODELS" in env
+        else "as the README runs it: no Thai model, transcripts end no_model"
+    )
+    return {
+        "database": database,
+        "gunicorn": flags.describe() + console,
+        "calls": args.calls,
+        "think_ms": args.think_ms,
+        "staff_levels": args.staff,
+        "staff_think_ms": args.staff_think_ms,
+        "duration_s": args.duration,
+        "seeded_cases": args.cases,
+        "reminders_per_level": args.reminders,
+        "transcription": transcription,
+        "staff_sign_in_s": sign_in_s,
+        "cpus": os.cpu_count(),
+        "load_average_at_start": round(load_at_start, 2),
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     stop = gs.stop_on_signals()
@@ -560,52 +622,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         team = staff_sessions.StaffProcess(plan)
         log(f"  gunicorn at {server.base_url}; worker pid {worker.proc.pid}; {len(usernames)} signed in")
-        sim = SimulatorConfig(
-            connect_base=server.base_url,
-            public_base=gs.PUBLIC_BASE,
-            account_sid=gs.ACCOUNT_SID,
-            auth_token=token,
-            timeout_s=15.0,
-        )
-        wav = generate_wav(wh.RECORD_SECONDS)
-        warm, _ = wh.drive_ivr(
-            "warm-up", sim, media, wav, concurrency=8, rounds=2, think_ms=0, seed=0, stop=stop
-        )
-        if warm.failures:
-            raise RuntimeError("warm-up calls failed:\n" + "\n".join(warm.failures[:10]))
-        pids = {"server": [s.proc.pid for s in servers if s.proc], "worker": [worker.proc.pid]}
-        pids["staff"] = [team.pid] if team.pid else []
-        pg = postmaster_pid(database_url)
-        if pg is not None:
-            pids["postgresql"] = [pg]
+        sim, wav, warm_sids = warm_up(server, media, token, stop)
+        pids = process_ids(servers, worker, team, database_url)
         rig = Rig(args, servers, sim, media, wav, team, seeder, Meters(pids), stop, random.Random(args.seed))
         levels = [run_level(rig, n, i) for i, n in enumerate(args.staff)]
-        sids = warm.call_sids + [sid for lv in levels for sid in lv.ivr.call_sids]
+        sids = warm_sids + [sid for lv in levels for sid in lv.ivr.call_sids]
         report: dict[str, Any] = {
-            "config": {
-                "database": database,
-                "gunicorn": flags.describe()
-                + (
-                    f"; the console on a second gunicorn of {args.console_workers} worker(s)"
-                    if len(servers) > 1
-                    else ""
-                ),
-                "calls": args.calls,
-                "think_ms": args.think_ms,
-                "staff_levels": args.staff,
-                "staff_think_ms": args.staff_think_ms,
-                "duration_s": args.duration,
-                "seeded_cases": args.cases,
-                "reminders_per_level": args.reminders,
-                "transcription": (
-                    f"{env['HOTLINE_VOSK_MODELS']} ({args.transcribers} transcriber(s))"
-                    if "HOTLINE_VOSK_MODELS" in env
-                    else "as the README runs it: no Thai model, transcripts end no_model"
-                ),
-                "staff_sign_in_s": team.sign_in_s,
-                "cpus": os.cpu_count(),
-                "load_average_at_start": round(load_at_start, 2),
-            },
+            "config": run_config(args, env, flags, len(servers), team.sign_in_s, database, load_at_start),
             "levels": [level_json(lv) for lv in levels],
         }
         report["validation"] = validate(database_url, sids, [i for lv in levels for i in lv.reminder_ids])
