@@ -327,6 +327,89 @@ def report_ratios(label: str, runs: list[tuple[Run, Run]]) -> None:
 # -- main -----------------------------------------------------------------------------------------------
 
 
+def compare_batches(
+    args: argparse.Namespace,
+    model: ModelInfo,
+    models: dict[str, ModelInfo],
+    work: Path,
+    startup: float,
+    batches: list[Batch],
+) -> dict[str, tuple[Run, Run]]:
+    """vosk-transcriber and our pool on the same files, alternating who goes first."""
+    results: dict[str, tuple[Run, Run]] = {}
+    for batch in batches:
+        print(f"\n{batch.label}: {len(batch.files)} files, {batch.seconds:g} s of audio")
+        runs: list[tuple[Run, Run]] = []
+        for attempt in range(args.repeat):
+            # Alternate who goes first: the host's other load drifts during a run.
+            order = ["peer", "pool"] if attempt % 2 == 0 else ["pool", "peer"]
+            done: dict[str, Run] = {}
+            for side in order:
+                if side == "peer":
+                    out = work / "peer" / batch.label.split()[0]
+                    done[side] = run_peer(model, batch, out, args.processes, startup)
+                else:
+                    done[side] = run_pool(models, batch, args.processes)
+                report_run(done[side])
+            runs.append((done["peer"], done["pool"]))
+        report_ratios(batch.label, runs)
+        results[batch.label] = runs[0]
+    return results
+
+
+def parity(
+    args: argparse.Namespace,
+    model: ModelInfo,
+    models: dict[str, ModelInfo],
+    work: Path,
+    narrow: Batch,
+    wide: Batch,
+    results: dict[str, tuple[Run, Run]],
+) -> None:
+    """Our texts against vosk-transcriber run once per file in a fresh process."""
+    print("\nparity (vosk-transcriber run once per file in a fresh process as the reference)")
+    fresh_wide = peer_fresh(model, wide.files, work / "fresh" / "16k", args.processes)
+    peer_batch, ours = results[wide.label]
+    exact = run_pool(models, wide, args.processes, reuse=False)
+    report_run(exact)
+    for run, note in (
+        (ours, "reused recognizers, as in production"),
+        (exact, "a new recognizer per job"),
+    ):
+        same = [name for name in fresh_wide if fresh_wide[name] == run.texts[name]]
+        print(f"  16 kHz, {note}: same text as vosk-transcriber: {len(same)}/{len(fresh_wide)}")
+        for name in sorted(set(fresh_wide) - set(same)):
+            differ = word_errors(fresh_wide[name].split(), run.texts[name].split())
+            print(f"    {name}: {differ} of {len(fresh_wide[name].split())} words differ")
+    same_batch = [name for name in fresh_wide if fresh_wide[name] == peer_batch.texts[name]]
+    print(
+        f"  16 kHz: vosk-transcriber's own batch run equals its fresh runs for {len(same_batch)}/"
+        f"{len(fresh_wide)} files (dither state shared by its threads);"
+        f" WER between them {wer(fresh_wide, peer_batch.texts):.1%}: the noise floor of dither alone"
+    )
+    fresh_narrow = peer_fresh(model, narrow.files, work / "fresh" / "8k", args.processes)
+    _, ours_narrow = results[narrow.label]
+    print(f"  8 kHz: WER pool vs vosk-transcriber (fresh) = {wer(fresh_narrow, ours_narrow.texts):.1%}")
+    print(f"  8 kHz: WER 8 kHz pool vs 16 kHz pool (cost of the phone line) = "
+          f"{wer(ours.texts, ours_narrow.texts):.1%}")  # fmt: skip
+
+
+def latency(models: dict[str, ModelInfo], args: argparse.Namespace, narrow: Batch) -> None:
+    """Hang-up to transcript, one message at a time, on a cold and on warm transcribers."""
+    print("\nlatency, hang-up to transcript, one message at a time (files this pool has not seen)")
+    with TranscriberPool(
+        models, size=args.processes, job_timeout_s=600, max_audio_s=3600, max_jobs_per_process=1000
+    ) as pool:
+        pool.wait_ready()
+        first = pool.transcribe(narrow.files[0], "ko")
+        report_latency("models loaded, first message of the child", first, args.seconds)
+        with ThreadPoolExecutor(max_workers=args.processes) as executor:  # every child has worked before
+            list(executor.map(lambda path: pool.transcribe(path, "ko"), narrow.files[1 : 1 + args.processes]))
+        warm = [pool.transcribe(path, "ko") for path in narrow.files[-3:]]
+        for outcome in warm:
+            report_latency("warm worker", outcome, args.seconds)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=20)
@@ -349,70 +432,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         startup = peer_startup(model, work / "blip")
         print(f"vosk-transcriber start-up + model load + exit: {startup:.1f} s (median of 3)")
-        results: dict[str, tuple[Run, Run]] = {}
-        for batch in (narrow, wide):
-            print(f"\n{batch.label}: {len(batch.files)} files, {batch.seconds:g} s of audio")
-            runs: list[tuple[Run, Run]] = []
-            for attempt in range(args.repeat):
-                # Alternate who goes first: the host's other load drifts during a run.
-                order = ["peer", "pool"] if attempt % 2 == 0 else ["pool", "peer"]
-                done: dict[str, Run] = {}
-                for side in order:
-                    if side == "peer":
-                        out = work / "peer" / batch.label.split()[0]
-                        done[side] = run_peer(model, batch, out, args.processes, startup)
-                    else:
-                        done[side] = run_pool(models, batch, args.processes)
-                    report_run(done[side])
-                runs.append((done["peer"], done["pool"]))
-            report_ratios(batch.label, runs)
-            results[batch.label] = runs[0]
-
+        results = compare_batches(args, model, models, work, startup, [narrow, wide])
         if not args.no_parity:
-            print("\nparity (vosk-transcriber run once per file in a fresh process as the reference)")
-            fresh_wide = peer_fresh(model, wide.files, work / "fresh" / "16k", args.processes)
-            peer_batch, ours = results[wide.label]
-            exact = run_pool(models, wide, args.processes, reuse=False)
-            report_run(exact)
-            for run, note in (
-                (ours, "reused recognizers, as in production"),
-                (exact, "a new recognizer per job"),
-            ):
-                same = [name for name in fresh_wide if fresh_wide[name] == run.texts[name]]
-                print(f"  16 kHz, {note}: same text as vosk-transcriber: {len(same)}/{len(fresh_wide)}")
-                for name in sorted(set(fresh_wide) - set(same)):
-                    differ = word_errors(fresh_wide[name].split(), run.texts[name].split())
-                    print(f"    {name}: {differ} of {len(fresh_wide[name].split())} words differ")
-            same_batch = [name for name in fresh_wide if fresh_wide[name] == peer_batch.texts[name]]
-            print(
-                f"  16 kHz: vosk-transcriber's own batch run equals its fresh runs for {len(same_batch)}/"
-                f"{len(fresh_wide)} files (dither state shared by its threads);"
-                f" WER between them {wer(fresh_wide, peer_batch.texts):.1%}: the noise floor of dither alone"
-            )
-            fresh_narrow = peer_fresh(model, narrow.files, work / "fresh" / "8k", args.processes)
-            _, ours_narrow = results[narrow.label]
-            print(
-                f"  8 kHz: WER pool vs vosk-transcriber (fresh) = {wer(fresh_narrow, ours_narrow.texts):.1%}"
-            )
-            print(f"  8 kHz: WER 8 kHz pool vs 16 kHz pool (cost of the phone line) = "
-                  f"{wer(ours.texts, ours_narrow.texts):.1%}")  # fmt: skip
-
-        print("\nlatency, hang-up to transcript, one message at a time (files this pool has not seen)")
-        with TranscriberPool(
-            models, size=args.processes, job_timeout_s=600, max_audio_s=3600, max_jobs_per_process=1000
-        ) as pool:
-            pool.wait_ready()
-            first = pool.transcribe(narrow.files[0], "ko")
-            report_latency("models loaded, first message of the child", first, args.seconds)
-            with ThreadPoolExecutor(max_workers=args.processes) as executor:  # every child has worked before
-                list(
-                    executor.map(
-                        lambda path: pool.transcribe(path, "ko"), narrow.files[1 : 1 + args.processes]
-                    )
-                )
-            warm = [pool.transcribe(path, "ko") for path in narrow.files[-3:]]
-            for outcome in warm:
-                report_latency("warm worker", outcome, args.seconds)
+            parity(args, model, models, work, narrow, wide, results)
+        latency(models, args, narrow)
     return 0
 
 
