@@ -20,7 +20,6 @@ from sqlalchemy.orm import Session
 
 from cases import notifications
 from cases.callback_settings import CallbackSettings
-from cases.i18n import N_
 from cases.models import (
     CENTRAL_OFFICE_CODE,
     OPEN_CALLBACK_STATES,
@@ -38,6 +37,7 @@ from cases.models import (
     ReminderKind,
 )
 from cases.staff import Role, RoleAssignment, User
+from cases.texts import N_
 from cases.workflow import InvalidInput, NotPermitted, may_reveal, roles_in
 from infra.clock import Clock, as_utc, iso_utc, utcnow
 from infra.db import Database

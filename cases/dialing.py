@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session
 
 from cases import callbacks
 from cases.callback_settings import CallbackSettings
-from cases.i18n import N_
 from cases.models import OPEN_CALLBACK_STATES, AttemptOutcome, Callback, CallbackAttempt, Case
 from cases.staff import User
+from cases.texts import N_
 from cases.workflow import InvalidInput, NotPermitted
 
 log = logging.getLogger(__name__)

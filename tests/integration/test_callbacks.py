@@ -34,7 +34,6 @@ from cases.callbacks import (
     responsible_users,
     start_attempt,
 )
-from cases.console_base import CLOCK_KEY
 from cases.models import (
     CENTRAL_OFFICE_CODE,
     AttemptOutcome,
@@ -57,6 +56,7 @@ from cases.seed import seed_console
 from cases.service import DraftReport, open_draft_case
 from cases.staff import Role, RoleAssignment, User
 from cases.workflow import InvalidInput, NotPermitted
+from console.base import CLOCK_KEY
 from infra.config import Config
 from infra.crypto import FieldCipher, mask_phone
 from tests.conftest import TwilioCaller

@@ -10,10 +10,10 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.mofile import read_mo
 from babel.messages.pofile import read_po
 
-from cases.i18n import TRANSLATIONS_DIR, WORKFLOW_MESSAGES
+from console.i18n import TRANSLATIONS_DIR, WORKFLOW_MESSAGES
 
 ROOT = Path(__file__).resolve().parents[2]
-METHODS = [("cases/templates/**.html", "jinja2"), ("cases/**.py", "python")]
+METHODS = [("console/templates/**.html", "jinja2"), ("cases/**.py", "python"), ("console/**.py", "python")]
 
 
 def catalogue(locale: str) -> dict[str, str]:
@@ -47,7 +47,7 @@ def test_every_thai_entry_is_translated_and_none_is_stale() -> None:
 
 @pytest.mark.parametrize("locale", ["th", "en"])
 def test_the_committed_mo_files_match_the_po_files(locale: str) -> None:
-    # `pybabel compile -d cases/translations` after every change of a .po file.
+    # `pybabel compile -d console/translations` after every change of a .po file.
     assert compiled(locale) == {k: v for k, v in catalogue(locale).items() if v}
 
 
@@ -89,4 +89,4 @@ def test_every_workflow_message_has_a_thai_translation() -> None:
     assert len(messages) > 20
     th = catalogue("th")
     missing = sorted(m for m in messages if m not in WORKFLOW_MESSAGES or not th.get(m))
-    assert not missing, "add to cases/i18n.py WORKFLOW_MESSAGES and translate:\n" + "\n".join(missing)
+    assert not missing, "add to console/i18n.py WORKFLOW_MESSAGES and translate:\n" + "\n".join(missing)

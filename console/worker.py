@@ -8,8 +8,8 @@ from flask import Blueprint, Flask, abort, render_template, request
 from flask_login import current_user
 
 from cases import worker_faults
-from cases.console_base import CONSOLE_BLUEPRINTS, clock, db, me, require_login
-from cases.i18n import N_, words
+from console.base import CONSOLE_BLUEPRINTS, clock, db, me, require_login
+from console.i18n import N_, words
 
 bp = Blueprint("worker", __name__, url_prefix="/console")
 bp.before_request(require_login)

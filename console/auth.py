@@ -1,16 +1,16 @@
-"""Staff sign-in: scrypt password hashes, lockout after failures, session lifetimes, the login pages."""
+"""Staff sign-in on the web: Flask-Login, the per-address throttle, session lifetimes, the login pages.
+
+Passwords, the lockout count and session tokens are cases.accounts' (the shell uses them too).
+"""
 
 from __future__ import annotations
 
 import hmac
 import logging
-import re
 import secrets
 import threading
 from collections import deque
-from dataclasses import dataclass
 from datetime import timedelta
-from functools import cache
 from typing import Any
 
 from flask import (
@@ -25,173 +25,32 @@ from flask import (
     url_for,
 )
 from flask_login import LoginManager, current_user, login_user, logout_user
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-from werkzeug.security import check_password_hash, generate_password_hash
 from werkzeug.wrappers import Response
 
-from cases.console_base import CONSOLE_BLUEPRINTS, clock, db, me, reader, safe_next
-from cases.i18n import LOCALES, _
-from cases.staff import AuditEvent, User
-from infra.clock import Clock, utcnow
-from infra.config import Config, e164
+from cases.accounts import (
+    LOCALES,
+    LOCK_AFTER_FAILURES,
+    LOCK_FOR,
+    check_password,
+    end_all_sessions,
+    record_sign_in,
+    set_locale,
+)
+from cases.staff import User
+from console.base import CONSOLE_BLUEPRINTS, clock, db, me, reader, safe_next
+from console.i18n import _
+from infra.config import Config
 
 log = logging.getLogger(__name__)
 
-LOCK_AFTER_FAILURES = 5
-LOCK_FOR = timedelta(minutes=15)
 # Per client address, across usernames: slows a spray over many accounts that stays under 5 each.
 IP_MAX_FAILURES = 20
 IP_WINDOW_S = 15 * 60
-MIN_PASSWORD_LENGTH = 10
-USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{2,79}$")
 THROTTLE_KEY = "hotline.login_throttle"
 # Refreshing the idle clock on every request would rewrite the cookie on every response.
 SEEN_RESOLUTION_S = 15
 
 bp = Blueprint("auth", __name__, url_prefix="/console")
-
-
-class AccountError(ValueError):
-    """A user account cannot be created or changed as asked (shell commands show the message)."""
-
-
-# ---- accounts ---------------------------------------------------------------------------------------
-
-
-def hash_password(password: str) -> str:
-    """werkzeug's scrypt (n=2**15, r=8, p=1) with a random salt."""
-    return generate_password_hash(password, method="scrypt")
-
-
-@cache
-def _dummy_hash() -> str:
-    # Checked against when the username is unknown, so an unknown name costs as much time as a known one.
-    return hash_password(secrets.token_hex(16))
-
-
-def _check_new_password(password: str) -> None:
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise AccountError(f"the password needs at least {MIN_PASSWORD_LENGTH} characters")
-
-
-def create_user(
-    session: Session,
-    username: str,
-    display_name: str,
-    password: str,
-    *,
-    locale: str = "th",
-    email: str | None = None,
-    phone: str | None = None,
-    clock: Clock = utcnow,
-) -> User:
-    """Create a staff account (no roles yet). Flushes, never commits."""
-    username = username.strip().lower()
-    if not USERNAME.match(username):
-        raise AccountError("a username is 3-80 characters: a-z, 0-9, '.', '_' or '-'")
-    if not display_name.strip():
-        raise AccountError("give the person's name (--name)")
-    if locale not in LOCALES:
-        raise AccountError(f"the locale is one of {', '.join(LOCALES)}")
-    _check_new_password(password)
-    phone = normalise_phone(phone) if phone else None
-    if session.scalar(select(User.id).where(User.username == username)) is not None:
-        raise AccountError(f"the username {username!r} is taken")
-    user = User(
-        username=username,
-        display_name=display_name.strip()[:200],
-        email=email,
-        phone=phone,
-        password_hash=hash_password(password),
-        active=True,
-        locale=locale,
-        failed_logins=0,
-        session_token=secrets.token_hex(32),
-        created_at=clock(),
-    )
-    session.add(user)
-    session.flush()
-    return user
-
-
-def normalise_phone(raw: str) -> str:
-    """A staff member's own phone in E.164 ('081 234 5678' is read as Thai); AccountError if not a number."""
-    number = e164(raw)
-    if number is None:
-        raise AccountError("give a phone number, e.g. +66812345678 or 081 234 5678")
-    return number
-
-
-def set_phone(session: Session, user: User, raw: str | None) -> None:
-    """Set (or with an empty value, remove) the user's own phone: SMS reminders and the call-back bridge."""
-    user.phone = normalise_phone(raw) if raw and raw.strip() else None
-    session.flush()
-
-
-def set_password(session: Session, user: User, password: str) -> None:
-    """Set a new password, unlock the account and end every session of the user."""
-    _check_new_password(password)
-    user.password_hash = hash_password(password)
-    user.failed_logins, user.locked_until = 0, None
-    end_all_sessions(session, user)
-
-
-def end_all_sessions(session: Session, user: User) -> None:
-    """A new session token: every cookie carrying the old one stops working at its next request."""
-    user.session_token = secrets.token_hex(32)
-    session.flush()
-
-
-@dataclass(frozen=True)
-class PasswordCheck:
-    """A password checked against an account, read without the write lock: scrypt takes about 0.1 s."""
-
-    user_id: int | None
-    password_hash: str | None
-    good: bool
-
-
-def check_password(session: Session, username: str, password: str) -> PasswordCheck:
-    """Check the password (reads only); record_sign_in() then decides and counts, under the write lock."""
-    user = session.scalar(select(User).where(User.username == username.strip().lower()))
-    if user is None:
-        check_password_hash(_dummy_hash(), password)
-        return PasswordCheck(None, None, False)
-    return PasswordCheck(user.id, user.password_hash, check_password_hash(user.password_hash, password))
-
-
-def record_sign_in(session: Session, check: PasswordCheck, *, clock: Clock = utcnow) -> User | None:
-    """The user if the password was right and the account is open now; counts failures and locks after five.
-
-    The account is read again in `session` (the write transaction), so a lock or a new password set since
-    the check wins. The caller commits either way (the failure count is the point) and says the same
-    thing to the person whatever the reason, so that nobody learns whether a username exists or is locked.
-    """
-    user = session.get(User, check.user_id) if check.user_id is not None else None
-    if user is None or user.password_hash != check.password_hash:
-        return None
-    now = clock()
-    locked = user.locked_until is not None and user.locked_until > now
-    if locked or not user.active:
-        return None
-    if check.good:
-        user.failed_logins, user.locked_until = 0, None
-        session.flush()
-        return user
-    user.failed_logins += 1
-    if user.failed_logins >= LOCK_AFTER_FAILURES:
-        user.failed_logins, user.locked_until = 0, now + LOCK_FOR
-        session.add(AuditEvent(at=now, user_id=user.id, action="login_locked", detail={"minutes": 15}))
-        log.warning("sign-in locked for user id %d after %d failures", user.id, LOCK_AFTER_FAILURES)
-    session.flush()
-    return None
-
-
-def set_locale(session: Session, user: User, locale: str) -> None:
-    if locale in LOCALES:
-        user.locale = locale
-        session.flush()
 
 
 class IpThrottle:

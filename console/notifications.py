@@ -15,9 +15,9 @@ from flask_login import current_user
 from werkzeug.wrappers import Response
 
 from cases import notifications
-from cases.console_base import CONSOLE_BLUEPRINTS, clock, db, me, reader, require_login, safe_next, who
-from cases.i18n import N_, words
 from cases.models import Channel, Notification
+from console.base import CONSOLE_BLUEPRINTS, clock, db, me, reader, require_login, safe_next, who
+from console.i18n import N_, words
 from infra.config import Config
 
 bp = Blueprint("notifications", __name__, url_prefix="/console")

@@ -11,12 +11,13 @@ from collections.abc import Callable
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from cases import queries, workflow
-from cases.console_base import db, me, require_login
-from cases.i18n import _, error_text
+from cases import workflow
 from cases.models import Office
 from cases.staff import Committee, Role, User
 from cases.workflow import WorkflowError
+from console import queries
+from console.base import db, me, require_login
+from console.i18n import _, error_text
 
 bp = Blueprint("offices", __name__, url_prefix="/console")
 bp.before_request(require_login)

@@ -3,7 +3,7 @@
 Each view parses the request, calls one cases.workflow service function, commits, and maps a
 WorkflowError to a flash message in the reader's language. Whatever the user may not see answers 404
 and leaves an audit row. Pages (GET) read through the read-only session; a form (POST) works in one
-write transaction (see console_base.db).
+write transaction (see console.base.db).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from typing import Any
 import phonenumbers
 from flask import (
     Blueprint,
-    Flask,
     abort,
     current_app,
     flash,
@@ -27,41 +26,27 @@ from flask import (
     send_file,
     url_for,
 )
-from flask_login import current_user
-from flask_wtf.csrf import CSRFError
 from werkzeug.wrappers import Response
 
-from cases import (
-    auth,
-    callbacks,
-    console_base,
-    console_notifications,
-    console_offices,
-    console_worker,
-    i18n,
-    queries,
-    workflow,
-)
-from cases.console_base import (
-    CONSOLE_BLUEPRINTS,
+from cases import callbacks, workflow
+from cases.models import ForwardingProposal, HazardGroup, Office
+from cases.staff import Committee, User
+from cases.workflow import WorkflowError
+from console import i18n, queries
+from console.base import (
     case_or_404,
     cipher,
     clock,
     db,
     end_writes,
     me,
-    reader,
     refuse,
     require_login,
     safe_next,
     who,
 )
-from cases.i18n import _, error_text
-from cases.models import ForwardingProposal, HazardGroup, Office
-from cases.staff import Committee, Role, User
-from cases.workflow import WorkflowError
+from console.i18n import _, error_text
 from infra.config import Config
-from infra.crypto import FieldCipher
 from transcription.models import Recording, Transcript
 
 log = logging.getLogger(__name__)
@@ -356,55 +341,3 @@ def _national(e164: str) -> str:
     except phonenumbers.NumberParseException:
         return e164
     return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL))
-
-
-# ---- wiring ----------------------------------------------------------------------------------------
-
-
-def _nav_counts() -> dict[str, Any]:
-    """The approvals badge in the header, for heads only (one query per page)."""
-    if request.blueprint not in CONSOLE_BLUEPRINTS or not current_user.is_authenticated:
-        return {}
-    count = 0
-    if who().has(Role.HEAD):  # read-only, also on a POST that renders a page
-        count = len(workflow.proposals_awaiting(reader(), who().user))
-    return {"approvals_waiting": count}
-
-
-def _error_page(status: int, message: str) -> tuple[str, int]:
-    return render_template("console/error.html", status=status, message=message), status
-
-
-def _on_csrf_error(exc: CSRFError) -> Any:
-    if not request.path.startswith("/console"):
-        return exc
-    return _error_page(
-        400,
-        _("This form has expired or was not sent from the console. Go back, reload the page and try again."),
-    )
-
-
-def init_app(app: Flask, field_cipher: FieldCipher) -> None:
-    """Wire the whole console: request plumbing, languages, sign-in, the case and office pages."""
-    console_base.init_app(app, field_cipher)
-    i18n.init_app(app)
-    auth.init_app(app)
-    app.register_blueprint(bp)
-    app.register_blueprint(console_offices.bp)
-    console_notifications.init_app(app)
-    console_worker.init_app(app)
-    app.context_processor(_nav_counts)
-    app.register_error_handler(CSRFError, _on_csrf_error)
-
-    def not_found(_exc: Exception) -> Any:
-        if request.path.startswith("/console"):
-            return _error_page(404, _("There is nothing here, or it is not yours to see."))
-        return _exc
-
-    def forbidden(_exc: Exception) -> Any:
-        if request.path.startswith("/console"):
-            return _error_page(403, _("This page is for the office's own staff."))
-        return _exc
-
-    app.register_error_handler(404, not_found)
-    app.register_error_handler(403, forbidden)

@@ -11,10 +11,11 @@ from flask import Flask, Response, abort, current_app, g, redirect, request, url
 from flask_login import current_user
 from sqlalchemy.orm import Session
 
-from cases import queries, workflow
+from cases import workflow
 from cases.models import Case
 from cases.staff import User
 from cases.workflow import WhoAmI, who_am_i
+from console import queries
 from infra.clock import utcnow
 from infra.crypto import FieldCipher
 from infra.db import Database
@@ -24,7 +25,7 @@ DATABASE_KEY = "hotline.db"
 CIPHER_KEY = "hotline.cipher"
 # Tests replace it to move time forward (idle and absolute session timeouts, case ages).
 CLOCK_KEY = "hotline.clock"
-CONSOLE_BLUEPRINTS = frozenset({"auth", "console", "offices", "notifications", "calls", "worker"})
+CONSOLE_BLUEPRINTS = frozenset({"auth", "console", "offices", "notifications", "calls", "profile", "worker"})
 # Requests that change nothing: their views read through the read-only session only (see db()).
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _READER, _WRITER = "hotline_reader", "hotline_writer"

@@ -1,7 +1,7 @@
 """Thai first, English on request: Flask-Babel set-up, the words for states, groups and roles, error texts.
 
-The catalogues are `cases/translations/{th,en}/LC_MESSAGES/messages.po`, compiled to the committed
-`.mo` files (`pybabel compile -d cases/translations`; tests/unit/test_translations.py checks they match).
+The catalogues are `console/translations/{th,en}/LC_MESSAGES/messages.po`, compiled to the committed
+`.mo` files (`pybabel compile -d console/translations`; tests/unit/test_translations.py checks they match).
 """
 
 from __future__ import annotations
@@ -14,21 +14,18 @@ import flask_babel
 from flask import Flask, current_app, session
 from flask_login import current_user
 
+from cases.accounts import LOCALES
 from cases.models import CaseStatus, HazardGroup, Office
 from cases.reference import display_reference
 from cases.staff import Role
+from cases.texts import N_
 from cases.thai_dates import format_age, format_datetime
 from cases.workflow import IllegalMove
 from infra.config import Config
 
 TRANSLATIONS_DIR = Path(__file__).resolve().parent / "translations"
-LOCALES = ("th", "en")
 DEFAULT_LOCALE = "th"
-
-
-def N_(message: str) -> str:
-    """Mark a message for the catalogue where it is defined; translate it with _() where it is shown."""
-    return message
+__all__ = ["LOCALES", "N_"]  # re-exported: the console's modules mark and list from here
 
 
 def _(message: str, **values: Any) -> str:

@@ -24,11 +24,11 @@ the figures). ``--json`` prints the same figures as JSON.
 
 Usage (from the repo root)::
 
-    .venv/bin/python bench/console.py                                  # seeds 100k cases, then measures
-    .venv/bin/python bench/console.py --reuse /tmp/console-100k.db     # seeds once, then copies the file
-    .venv/bin/python bench/console.py --json > /tmp/console.json
-    .venv/bin/python bench/console.py --database-url postgresql+psycopg://user@127.0.0.1:5432/bench
-    .venv/bin/python bench/console.py --profile 'queue agent deep page' --samples 20   # cProfile a page
+    .venv/bin/python bench/console_pages.py                                # seeds 100k cases, then measures
+    .venv/bin/python bench/console_pages.py --reuse /tmp/console-100k.db   # seeds once, then copies the file
+    .venv/bin/python bench/console_pages.py --json > /tmp/console.json
+    .venv/bin/python bench/console_pages.py --database-url postgresql+psycopg://user@127.0.0.1:5432/bench
+    .venv/bin/python bench/console_pages.py --profile 'queue agent deep page' --samples 20   # cProfile a page
 """
 
 from __future__ import annotations

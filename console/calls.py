@@ -1,4 +1,4 @@
-"""The case page's call-back through the bridge: the button, the attempts, a by-hand log; and one's own phone.
+"""The case page's call-back through the bridge: the button, the attempts, a by-hand log.
 
 The "Call back" button rings the operator's own phone (cases.dialing.Dialer, telephony's adapter handed
 in by app.py); the bridge then connects the reporter. No page here ever holds the reporter's number.
@@ -9,17 +9,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from flask import Blueprint, Flask, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, current_app, flash, redirect, request, url_for
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from cases import auth, callbacks, dialing
+from cases import callbacks, dialing
 from cases.callback_settings import CallbackSettings
-from cases.console_base import case_or_404, clock, db, end_writes, me, require_login
-from cases.i18n import N_, _, error_text, words
 from cases.models import AttemptOutcome, CallbackAttempt, Case
 from cases.staff import User
 from cases.workflow import WorkflowError
+from console.base import case_or_404, clock, db, end_writes, me, require_login
+from console.i18n import N_, _, error_text, words
 
 log = logging.getLogger(__name__)
 bp = Blueprint("calls", __name__, url_prefix="/console")
@@ -160,24 +160,6 @@ def log_by_hand(case_id: int) -> Response:
     else:
         flash(_("The call-back was logged."), "ok")
     return _back(case_id)
-
-
-@bp.route("/me", methods=["GET", "POST"])
-def profile() -> Response | str:
-    """The user's own phone: the call-back bridge rings it, and SMS reminders go to it."""
-    if request.method == "POST":
-        try:
-            auth.set_phone(db(), me(), request.form.get("phone", "")[:40])
-        except auth.AccountError:
-            db().rollback()
-            flash(_("That is not a phone number. Write it like 081 234 5678 or +66812345678."), "error")
-        else:
-            db().commit()
-            log.info("user id %d changed their phone", me().id)
-            saved = _("Your phone number was saved.") if me().phone else _("Your phone number was removed.")
-            flash(saved, "ok")
-        return redirect(url_for("calls.profile"))
-    return render_template("console/profile.html", nav="profile", user=me())
 
 
 def init_app(app: Flask, dialer: dialing.Dialer) -> None:
