@@ -19,7 +19,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from cases import callbacks, notifications
-from cases.callback_settings import CallbackSettings, load_callback_settings
+from cases.callbacks.settings import CallbackSettings, load_callback_settings
 from cases.models import Office
 from cases.staff import User
 from console import wiring as console

@@ -12,9 +12,9 @@ from flask_login import current_user
 from sqlalchemy.orm import Session
 
 from cases import workflow
+from cases.access import WhoAmI, who_am_i
 from cases.models import Case
 from cases.staff import User
-from cases.workflow import WhoAmI, who_am_i
 from console import queries
 from infra.clock import utcnow
 from infra.crypto import FieldCipher

@@ -13,8 +13,9 @@ from flask import Blueprint, Flask, current_app, flash, redirect, request, url_f
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from cases import callbacks, dialing
-from cases.callback_settings import CallbackSettings
+from cases import callbacks
+from cases.callbacks import dialing
+from cases.callbacks.settings import CallbackSettings
 from cases.models import AttemptOutcome, CallbackAttempt, Case
 from cases.staff import User
 from cases.workflow import WorkflowError

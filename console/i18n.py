@@ -15,17 +15,24 @@ from flask import Flask, current_app, session
 from flask_login import current_user
 
 from cases.accounts import LOCALES
-from cases.models import CaseStatus, HazardGroup, Office
+from cases.models import Office
 from cases.reference import display_reference
-from cases.staff import Role
-from cases.texts import N_
+from cases.texts import N_, Text
 from cases.thai_dates import format_age, format_datetime
-from cases.workflow import IllegalMove
+from cases.words import HAZARD_WORDS, MOVE_WORDS, ROLE_WORDS, STATE_WORDS
+from cases.workflow import WorkflowError
 from infra.config import Config
 
 TRANSLATIONS_DIR = Path(__file__).resolve().parent / "translations"
 DEFAULT_LOCALE = "th"
-__all__ = ["LOCALES", "N_"]  # re-exported: the console's modules mark and list from here
+__all__ = [
+    "HAZARD_WORDS",
+    "LOCALES",
+    "MOVE_WORDS",
+    "N_",
+    "ROLE_WORDS",
+    "STATE_WORDS",
+]  # re-exported: the console's modules mark and list from here
 
 
 def _(message: str, **values: Any) -> str:
@@ -47,28 +54,6 @@ def select_locale() -> str:
     return DEFAULT_LOCALE
 
 
-STATE_WORDS: dict[CaseStatus, str] = {
-    CaseStatus.DRAFT: N_("New from the phone line"),
-    CaseStatus.ROUTED: N_("At an office"),
-    CaseStatus.PROPOSED: N_("Waiting for approval"),
-    CaseStatus.ASSIGNED: N_("Assigned"),
-    CaseStatus.IN_ACTION: N_("Being worked"),
-    CaseStatus.RESOLVED: N_("Resolved"),
-}
-HAZARD_WORDS: dict[HazardGroup, str] = {
-    HazardGroup.VIOLENCE: N_("Violence"),
-    HazardGroup.ACCIDENT: N_("Accident"),
-    HazardGroup.RIGHTS_VIOLATION: N_("Rights violation"),
-    HazardGroup.HEALTH_HARM: N_("Physical or mental health harm"),
-    HazardGroup.UNSPECIFIED: N_("Not specified"),
-}
-ROLE_WORDS: dict[Role, str] = {
-    Role.AGENT: N_("Call-centre agent"),
-    Role.OPERATOR: N_("SC-Operator"),
-    Role.HEAD: N_("Head SC-Operator"),
-    Role.ACTION: N_("SC-Action"),
-    Role.ADMIN: N_("Office admin"),
-}
 # Case events (CaseEvent.action) in words.
 EVENT_WORDS: dict[str, str] = {
     "route": N_("Routed to an office"),
@@ -125,77 +110,19 @@ CALL_EVENT_WORDS: dict[str, str] = {
     "follow_up_case_missing": N_("Follow-up message opened a case of its own: its report was gone"),
 }
 
-# Every fixed message a WorkflowError carries (cases/workflow.py), so that Thai users read them in Thai.
-# tests/unit/test_translations.py reads workflow.py and fails when one is missing here.
-WORKFLOW_MESSAGES = (
-    N_("Only a agent of the case's office can route cases from the phone line."),
-    N_("Only a operator of the case's office can summarise a case."),
-    N_("Only a operator of the case's office can propose forwarding."),
-    N_("Only a head of the case's office can approve or reject forwarding."),
-    N_("Nobody approves their own proposal: another head SC-Operator must decide."),
-    N_("Route the case to a provincial or district office; a case without one waits here."),
-    N_("That recording is not part of this case."),
-    N_("The corrected transcript is empty."),
-    N_("The case can no longer be edited: it has been forwarded."),
-    N_("Only a call-centre agent can edit a case that is new from the phone line."),
-    N_("Only an SC-Operator of the case's office can edit it."),
-    N_("The case must be routed to an office before its SC-Operators summarise it."),
-    N_("The case can no longer be summarised: a forwarding was proposed or approved."),
-    N_("The summary is empty."),
-    N_("Choose exactly one: a person, a committee, or a district office."),
-    N_("Summarise the case before proposing to forward it."),
-    N_("That person is not SC-Action of this office."),
-    N_("That committee belongs to another office."),
-    N_("A case can be forwarded only to a district office under this provincial office."),
-    N_("This proposal has already been decided."),
-    N_("Give a reason for rejecting the proposal."),
-    N_("Only the SC-Action staff the case is assigned to can do this."),
-    N_("You have already acknowledged this case."),
-    N_("Acknowledge the case before working on it."),
-    N_("Describe the action taken."),
-    N_("Record the outcome before resolving the case."),
-    N_("Say why you need the reporter's number."),
-    N_("Only the case's SC-Operators and assigned SC-Action staff may see this number."),
-    N_("This reporter left no number (anonymous)."),
-    N_("Only an admin of this office can change its staff and committees."),
-    N_("Call-centre agents work at the central Safety Center only."),
-    N_("That person already has this role at this office."),
-    N_("You cannot remove your own admin role: ask another admin."),
-    N_("That person does not have this role at this office."),
-    N_("Give the committee a name."),
-    N_("This committee has cases in its history; remove its members instead."),
-    N_("Only SC-Action staff of the office can sit on its committees."),
-    N_("That person is already on this committee."),
-    N_("That person is not on this committee."),
-)
-# The fixed messages of cases/callbacks.py's refusals.
-CALLBACK_MESSAGES = (
-    N_("This callback is closed: there is nobody left to call back."),
-    N_("Only the case's SC-Operators and assigned SC-Action staff can log its callback."),
-    N_("Choose what happened: reached, no answer, busy, voicemail or failed."),
-    N_("Say how the reporter was called back."),
-    N_("This case has no callback: the reporter left no number."),
-    N_("Give a reason for closing the callback without calling."),
-)
-MOVE_WORDS: dict[str, str] = {
-    "route": N_("route"),
-    "propose": N_("propose forwarding"),
-    "approve": N_("approve"),
-    "reject": N_("reject"),
-    "acknowledge": N_("acknowledge"),
-    "record_action": N_("record an action"),
-    "resolve": N_("resolve"),
-}
+
+def translate(text: Text) -> str:
+    """A domain message in the reader's language: its msgid from the catalogue, its marked words too."""
+    if not text.params:
+        return _(text.msgid)
+    values = {k: translate(v) if isinstance(v, Text) else v for k, v in text.params.items()}
+    return _(text.msgid, **values)
 
 
 def error_text(exc: Exception) -> str:
     """A WorkflowError's message in the reader's language (English as written when not catalogued)."""
-    if isinstance(exc, IllegalMove):
-        return _(
-            "A case that is “%(state)s” cannot be given the action “%(action)s”.",
-            state=_(STATE_WORDS[exc.status]),
-            action=_(MOVE_WORDS.get(exc.move.value, exc.move.value)),
-        )
+    if isinstance(exc, WorkflowError):
+        return translate(exc.text)
     return _(str(exc))
 
 

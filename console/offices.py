@@ -11,7 +11,7 @@ from collections.abc import Callable
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from cases import workflow
+from cases import access, workflow
 from cases.models import Office
 from cases.staff import Committee, Role, User
 from cases.workflow import WorkflowError
@@ -27,7 +27,7 @@ def _office_or_403(office_id: int) -> Office:
     office = db().get(Office, office_id)
     if office is None:
         abort(404)
-    if not workflow.can_see_staff(db(), me(), office):
+    if not access.can_see_staff(db(), me(), office):
         abort(403)
     return office
 
@@ -69,7 +69,7 @@ def _person(field: str) -> User | None:
 def offices() -> str:
     mine = queries.my_offices(db(), me())
     short = set(workflow.offices_needing_operators(db(), [o.id for o in mine]))
-    below = {o.id: queries.offices_with_staff(db(), o) for o in mine if workflow.administers(db(), me(), o)}
+    below = {o.id: queries.offices_with_staff(db(), o) for o in mine if access.administers(db(), me(), o)}
     return render_template("console/offices.html", nav="offices", offices=mine, short=short, below=below)
 
 
@@ -81,7 +81,7 @@ def office(office_id: int) -> str:
         "console/office.html",
         nav="offices",
         s=staff,
-        can_admin=workflow.administers(db(), me(), found),
+        can_admin=access.administers(db(), me(), found),
         roles=[r for r in Role if r != Role.AGENT or found.parent_id is None],
         me_id=me().id,
     )

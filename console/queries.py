@@ -1,7 +1,7 @@
 """What the console reads: the queue, one case with everything around it, approvals, assignments, staff.
 
 Reads only; every change goes through cases.workflow. Each query is limited to what the user may see
-(workflow.visibility), so a view never has to remember to filter.
+(access.visibility), so a view never has to remember to filter.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, or_, select, true
 from sqlalchemy.orm import Session, joinedload
 
-from cases import callbacks, workflow
+from cases import access, callbacks, workflow
+from cases.access import WhoAmI
 from cases.models import (
     CENTRAL_OFFICE_CODE,
     OPEN_CALLBACK_STATES,
@@ -36,7 +37,7 @@ from cases.models import (
     TranscriptCorrection,
 )
 from cases.staff import Committee, CommitteeMember, Role, RoleAssignment, User
-from cases.workflow import TRANSITIONS, Move, WhoAmI
+from cases.workflow import TRANSITIONS, Move
 from infra.clock import utcnow
 from transcription.models import Recording, StorageStatus, Transcript
 
@@ -121,7 +122,7 @@ class QueuePage:
 def _queue_conditions(
     session: Session, user: User, f: QueueFilter, now: datetime
 ) -> list[ColumnElement[bool]]:
-    conditions = [workflow.visibility(session, user)]
+    conditions = [access.visibility(session, user)]
     if f.hazard:
         conditions.append(Case.category == f.hazard)
     if f.office_id is not None:
@@ -225,7 +226,7 @@ def queue_offices(session: Session, who: WhoAmI) -> list[Office]:
 
 def visible_case(session: Session, user: User, case_id: int) -> Case | None:
     """The case if it exists and the user may see it; None either way otherwise (answered with 404)."""
-    return session.scalar(select(Case).where(Case.id == case_id, workflow.visibility(session, user)))
+    return session.scalar(select(Case).where(Case.id == case_id, access.visibility(session, user)))
 
 
 @dataclass
@@ -350,8 +351,8 @@ def case_view(session: Session, user: User, case: Case, who: WhoAmI) -> CaseView
         )
     )
     pending = next((p for p in proposals if p.status == "pending"), None)
-    assignment = workflow.active_assignment(session, case)
-    assignees = sorted(workflow.assignees(session, assignment)) if assignment else []
+    assignment = access.active_assignment(session, case)
+    assignees = sorted(access.assignees(session, assignment)) if assignment else []
     acknowledged = (
         set(
             session.scalars(
@@ -413,7 +414,7 @@ def case_view(session: Session, user: User, case: Case, who: WhoAmI) -> CaseView
         Move.ACKNOWLEDGE,
     ) in TRANSITIONS and user.id in workflow.pending_acknowledgements(session, case)
     view.can_work = workflow.may_work(session, user, case)
-    view.can_reveal = case.callback_requested and workflow.may_reveal(session, user, case)
+    view.can_reveal = case.callback_requested and access.may_reveal(session, user, case)
     if case.callback_requested:
         _callback_view(session, user, case, view)
     if view.can_route:
@@ -453,7 +454,7 @@ def _callback_view(session: Session, user: User, case: Case, view: CaseView) -> 
         closer = session.get(User, callback.closed_by)
         if closer is not None:
             view.names[closer.id] = closer.display_name
-    view.can_cancel_callback = callback.state in OPEN_CALLBACK_STATES and callbacks.may_call_back(
+    view.can_cancel_callback = callback.state in OPEN_CALLBACK_STATES and access.may_call_back(
         session, user, case
     )
 

@@ -8,7 +8,8 @@ from flask import Flask, render_template, request
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 
-from cases import dialing, workflow
+from cases import workflow
+from cases.callbacks import dialing
 from cases.staff import Role
 from console import auth, base, calls, cases, i18n, notifications, offices, profile, worker
 from console.base import CONSOLE_BLUEPRINTS, reader, who

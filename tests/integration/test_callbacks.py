@@ -23,7 +23,6 @@ from sqlalchemy.orm import Session
 
 from app import get_database
 from cases import workflow
-from cases.callback_settings import CallbackSettings
 from cases.callbacks import (
     SETTINGS_KEY,
     ReminderSweep,
@@ -34,6 +33,7 @@ from cases.callbacks import (
     responsible_users,
     start_attempt,
 )
+from cases.callbacks.settings import CallbackSettings
 from cases.models import (
     CENTRAL_OFFICE_CODE,
     AttemptOutcome,

@@ -1,4 +1,4 @@
-"""cases.accounts hashes passwords exactly as werkzeug does: old hashes verify, and werkzeug reads new ones."""
+"""cases.accounts hashes passwords as werkzeug does: old hashes verify, and werkzeug reads the new ones."""
 
 from __future__ import annotations
 

@@ -15,8 +15,8 @@ from typing import Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cases import callbacks
-from cases.callback_settings import CallbackSettings
+from cases import access, callbacks
+from cases.callbacks.settings import CallbackSettings
 from cases.models import OPEN_CALLBACK_STATES, AttemptOutcome, Callback, CallbackAttempt, Case
 from cases.staff import User
 from cases.texts import N_
@@ -54,7 +54,7 @@ def may_call_back(session: Session, user: User, case: Case, callback: Callback |
     """Whether the page shows the call-back button: an open callback, and someone responsible for it."""
     if case.anonymous or callback is None or callback.state not in OPEN_CALLBACK_STATES:
         return False
-    return callbacks.may_call_back(session, user, case)
+    return access.may_call_back(session, user, case)
 
 
 def attempt_under_way(session: Session, callback: Callback, now: datetime) -> CallbackAttempt | None:

@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import geothai
 import yaml
 
+from cases.callbacks.schedule import WorkingCalendar, WorkingHours
 from cases.models import CENTRAL_OFFICE_CODE, Channel, HazardGroup, ReminderKind
-from cases.schedule import WorkingCalendar, WorkingHours
 from infra.config import ConfigError
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

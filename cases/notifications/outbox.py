@@ -12,23 +12,19 @@ Whatever a caller passes, phone-number-like runs are masked before a text is sto
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import string
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Table, func, insert, or_, select, true, update
+from sqlalchemy import Table, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from cases.channels import DeliveryError, EmailSender, LineSender, LineTarget, Sender, SmsGateway, SmsSender
 from cases.models import (
-    CENTRAL_OFFICE_CODE,
     Case,
     Channel,
     Notification,
@@ -36,120 +32,31 @@ from cases.models import (
     NotificationStatus,
     Office,
 )
-from cases.reference import display_reference, is_valid_reference
-from cases.staff import Role, RoleAssignment, User
-from cases.thai_dates import format_datetime
+from cases.notifications.channels import (
+    DeliveryError,
+    EmailSender,
+    LineSender,
+    LineTarget,
+    Sender,
+    SmsGateway,
+    SmsSender,
+)
+from cases.notifications.texts import (
+    KINDS,
+    LINK_LABEL,
+    TEMPLATES,
+    absolute_link,
+    dedupe_key,
+    render,
+)
+from cases.staff import User
 from infra.claims import claim, release
-from infra.clock import Clock, as_utc, utcnow
+from infra.clock import Clock, utcnow
 from infra.config import Config
 from infra.db import Database
-from infra.logs import mask_phones
 
 log = logging.getLogger(__name__)
-
 TARGETS_KEY = "hotline.delivery_targets"  # in Session.info: see install_targets
-DEDUPE_KEY_MAX = 120  # Notification.dedupe_key
-SUBJECT_MAX = 200
-
-# Thai first. Placeholders: {reference} (shown as 1234-5678), {due} (the due time in the reader's language,
-# from params["due_at"] (ISO 8601) or params["due_local"]), {office} (the office's name in the reader's
-# language), {attempts}, {max_attempts}. A missing value shows as "-". The link is not part of the body:
-# e-mail and LINE add it below, SMS after the subject, the console as a button.
-TEMPLATES: dict[str, dict[str, tuple[str, str]]] = {
-    "before_due": {
-        "th": (
-            "ใกล้ถึงกำหนดโทรกลับ: เรื่อง {reference}",
-            "เรื่อง {reference} ต้องโทรกลับผู้แจ้งภายใน {due}\nกรุณาโทรกลับผู้แจ้งและบันทึกผลการโทรในระบบ",
-        ),
-        "en": (
-            "Call-back due soon: case {reference}",
-            "Case {reference} must be called back by {due}.\n"
-            "Please call the reporter back and log the outcome in the console.",
-        ),
-    },
-    "at_due": {
-        "th": (
-            "ถึงกำหนดโทรกลับแล้ว: เรื่อง {reference}",
-            "เรื่อง {reference} ถึงกำหนดโทรกลับผู้แจ้งแล้ว ({due})\nกรุณาโทรกลับผู้แจ้งโดยเร็วและบันทึกผลการโทรในระบบ",
-        ),
-        "en": (
-            "Call-back due now: case {reference}",
-            "Case {reference} was due to be called back at {due}.\n"
-            "Please call the reporter back now and log the outcome in the console.",
-        ),
-    },
-    "escalate_head": {
-        "th": (
-            "เลยกำหนดโทรกลับ: เรื่อง {reference}",
-            "เรื่อง {reference} ของ{office} ยังไม่ได้โทรกลับผู้แจ้ง ซึ่งครบกำหนดเมื่อ {due}\n"
-            "ในฐานะหัวหน้า SC-Operator กรุณาดูแลให้มีการโทรกลับผู้แจ้ง",
-        ),
-        "en": (
-            "Call-back overdue: case {reference}",
-            "Case {reference} at {office} has not been called back; it was due at {due}.\n"
-            "As head SC-Operator, please see that the reporter is called back.",
-        ),
-    },
-    "escalate_parent": {
-        "th": (
-            "เลยกำหนดโทรกลับ (แจ้งสำนักงานต้นสังกัด): เรื่อง {reference}",
-            "เรื่อง {reference} ของ{office} ยังไม่ได้โทรกลับผู้แจ้ง ซึ่งครบกำหนดเมื่อ {due} "
-            "และได้แจ้งหัวหน้า SC-Operator ของสำนักงานนั้นแล้ว\n"
-            "กรุณาติดตามให้มีการโทรกลับผู้แจ้ง",
-        ),
-        "en": (
-            "Call-back overdue, escalated to your office: case {reference}",
-            "Case {reference} at {office} has still not been called back; it was due at {due}, "
-            "and that office's head SC-Operator was alerted.\n"
-            "Please follow up so that the reporter is called back.",
-        ),
-    },
-    "callback_retry": {
-        "th": (
-            "โทรกลับไม่สำเร็จ ต้องโทรอีกครั้ง: เรื่อง {reference}",
-            "การโทรกลับผู้แจ้งเรื่อง {reference} ครั้งที่ {attempts} จาก {max_attempts} ครั้งไม่สำเร็จ\n"
-            "กำหนดโทรกลับครั้งต่อไปภายใน {due}",
-        ),
-        "en": (
-            "Call-back failed, try again: case {reference}",
-            "Attempt {attempts} of {max_attempts} to call back the reporter of case {reference} failed.\n"
-            "The next call back is due by {due}.",
-        ),
-    },
-    "callback_gave_up": {
-        "th": (
-            "ยุติการโทรกลับ: เรื่อง {reference}",
-            "โทรกลับผู้แจ้งเรื่อง {reference} ไม่สำเร็จครบ {max_attempts} ครั้งแล้ว "
-            "ระบบจึงหยุดแจ้งเตือนการโทรกลับ\n"
-            "กรุณาพิจารณาการดำเนินการต่อในระบบ",
-        ),
-        "en": (
-            "Call-back given up: case {reference}",
-            "The reporter of case {reference} could not be reached in {max_attempts} attempts; "
-            "call-back reminders have stopped.\n"
-            "Please decide in the console how to go on.",
-        ),
-    },
-    "follow_up_message": {
-        "th": (
-            "ผู้แจ้งฝากข้อความเพิ่มเติม: เรื่อง {reference}",
-            "ผู้แจ้งเรื่อง {reference} โทรมาฝากข้อความเพิ่มเติม\nฟังข้อความได้ในระบบ",
-        ),
-        "en": (
-            "New follow-up message: case {reference}",
-            "The reporter of case {reference} called again and left a further message.\n"
-            "Listen to it in the console.",
-        ),
-    },
-}
-KINDS = tuple(TEMPLATES)
-# Put before the body of a reminder sent late (params["late"]; the worker was down when it fell due).
-LATE_NOTE = {
-    "th": "(ส่งช้ากว่ากำหนด {late_minutes} นาที เนื่องจากระบบแจ้งเตือนหยุดทำงานชั่วคราว)",
-    "en": "(Sent {late_minutes} min late: the reminder service was down when it fell due.)",
-}
-# Shown before the link in e-mails and LINE messages.
-LINK_LABEL = {"th": "เปิดเรื่องในระบบ:", "en": "Open in the console:"}
 
 
 @dataclass(frozen=True)
@@ -203,61 +110,6 @@ def delivery_targets(session: Session) -> DeliveryTargets:
 _warned = False  # the warning above, once per process
 
 
-# ---- rendering ----------------------------------------------------------------------------------------
-
-
-class _Values(dict[str, str]):
-    def __missing__(self, key: str) -> str:
-        return "-"
-
-
-def render(
-    kind: str,
-    locale: str,
-    params: Mapping[str, str],
-    *,
-    office: Office | None = None,
-    timezone: ZoneInfo | None = None,
-) -> tuple[str, str]:
-    """Subject and body of a `kind` message in `locale` (Thai unless "en"); phone-like runs masked."""
-    if kind not in TEMPLATES:
-        raise ValueError(f"unknown notification kind {kind!r}; one of {', '.join(KINDS)}")
-    lang = "en" if locale == "en" else "th"
-    values = _Values({k: str(v) for k, v in params.items()})
-    reference = values.get("reference", "")
-    if is_valid_reference(reference):
-        values["reference"] = display_reference(reference)
-    due_at = params.get("due_at")
-    if due_at:
-        due = datetime.fromisoformat(due_at)
-        values["due"] = format_datetime(as_utc(due), timezone or ZoneInfo("Asia/Bangkok"), lang)
-    elif "due_local" in params:
-        values["due"] = str(params["due_local"])
-    if office is not None:
-        values["office"] = office.name_en if lang == "en" else office.name_th
-    subject, body = TEMPLATES[kind][lang]
-    if params.get("late"):
-        body = LATE_NOTE[lang] + "\n" + body
-    formatter = string.Formatter()
-    subject = mask_phones(formatter.vformat(subject, (), values))[:SUBJECT_MAX]
-    body = mask_phones(formatter.vformat(body, (), values))
-    return subject, body
-
-
-def _absolute(link: str | None, base: str) -> str | None:
-    if link and link.startswith("/") and not link.startswith("//") and base:
-        return base.rstrip("/") + link
-    return link
-
-
-def _dedupe_key(dedupe: str, suffix: str) -> str:
-    key = f"{dedupe}:{suffix}"
-    if len(key) <= DEDUPE_KEY_MAX:
-        return key
-    digest = hashlib.sha256(dedupe.encode()).hexdigest()[:32]
-    return f"{dedupe[: DEDUPE_KEY_MAX - len(suffix) - 35]}~{digest}:{suffix}"
-
-
 # ---- writing rows -------------------------------------------------------------------------------------
 
 
@@ -286,7 +138,7 @@ def notify(
     if kind not in TEMPLATES:
         raise ValueError(f"unknown notification kind {kind!r}; one of {', '.join(KINDS)}")
     t = targets or delivery_targets(session)
-    full_link = _absolute(link, t.public_base_url)
+    full_link = absolute_link(link, t.public_base_url)
     rows: list[dict[str, Any]] = []
 
     def add(channel: Channel, suffix: str, locale: str, **who: int | None) -> None:
@@ -296,7 +148,7 @@ def notify(
         console = channel == Channel.CONSOLE
         rows.append(
             {
-                "dedupe_key": _dedupe_key(dedupe, suffix),
+                "dedupe_key": dedupe_key(dedupe, suffix),
                 "kind": kind,
                 "channel": channel,
                 "case_id": case.id if case is not None else None,
@@ -364,143 +216,6 @@ def _insert_statement(dialect: str) -> Any:
         stmt = stmt.returning(table.c.id)
         _INSERT_STATEMENTS[dialect] = stmt
     return stmt
-
-
-# ---- the console's side ----------------------------------------------------------------------------------
-
-
-def unread_count(session: Session, user: User) -> int:
-    return int(
-        session.scalar(
-            select(func.count(Notification.id)).where(
-                Notification.user_id == user.id,
-                Notification.channel == Channel.CONSOLE,
-                Notification.read_at.is_(None),
-            )
-        )
-        or 0
-    )
-
-
-def mark_read(session: Session, user: User, now: datetime, notification_id: int | None = None) -> int:
-    """Mark one (or every) unread console notification of `user` read; returns how many changed."""
-    stmt = update(Notification).where(
-        Notification.user_id == user.id,
-        Notification.channel == Channel.CONSOLE,
-        Notification.read_at.is_(None),
-    )
-    if notification_id is not None:
-        stmt = stmt.where(Notification.id == notification_id)
-    result = session.execute(stmt.values(read_at=now))
-    return int(getattr(result, "rowcount", 0) or 0)
-
-
-def my_notifications(session: Session, user: User, *, limit: int = 100) -> list[Notification]:
-    """The user's console notifications, newest first."""
-    return list(
-        session.scalars(
-            select(Notification)
-            .where(Notification.user_id == user.id, Notification.channel == Channel.CONSOLE)
-            .order_by(Notification.created_at.desc(), Notification.id.desc())
-            .limit(limit)
-        )
-    )
-
-
-OVERSEERS = (Role.HEAD, Role.ADMIN)
-
-
-def overseen_office_ids(session: Session, user: User, roles: Iterable[Role] = OVERSEERS) -> set[int] | None:
-    """Offices the user oversees in one of `roles` (failed deliveries: head or admin), and offices below.
-
-    None means every office (that role at the central office); an empty set, none.
-    """
-    if not user.active:
-        return set()
-    mine = set(
-        session.scalars(
-            select(RoleAssignment.office_id).where(
-                RoleAssignment.user_id == user.id, RoleAssignment.role.in_([str(r) for r in roles])
-            )
-        )
-    )
-    if not mine:
-        return set()
-    central = session.scalar(select(Office.id).where(Office.code == CENTRAL_OFFICE_CODE))
-    if central in mine:
-        return None
-    seen, frontier = set(mine), set(mine)
-    while frontier:
-        frontier = set(session.scalars(select(Office.id).where(Office.parent_id.in_(frontier)))) - seen
-        seen |= frontier
-    return seen
-
-
-@dataclass(frozen=True)
-class FailedDelivery:
-    notification: Notification
-    attempts: list[NotificationAttempt]
-    recipient: User | None
-    office: Office | None
-    case: Case | None
-
-
-def _failed_scope(session: Session, user: User) -> ColumnElement[bool] | None:
-    """The condition on Notification for what the user oversees; None when they oversee nothing."""
-    offices = overseen_office_ids(session, user)
-    if offices is None:
-        return true()
-    if not offices:
-        return None
-    staff = select(RoleAssignment.user_id).where(RoleAssignment.office_id.in_(offices))
-    cases = select(Case.id).where(Case.office_id.in_(offices))
-    return or_(
-        Notification.office_id.in_(offices),
-        Notification.case_id.in_(cases),
-        Notification.user_id.in_(staff),
-    )
-
-
-def failed_count(session: Session, user: User) -> int | None:
-    """How many deliveries failed in the offices the user oversees; None when they oversee none."""
-    scope = _failed_scope(session, user)
-    if scope is None:
-        return None
-    stmt = select(func.count(Notification.id)).where(Notification.status == NotificationStatus.FAILED, scope)
-    return int(session.scalar(stmt) or 0)
-
-
-def failed_deliveries(session: Session, user: User, *, limit: int = 200) -> list[FailedDelivery] | None:
-    """FAILED rows of the offices the user oversees, newest first, with their attempts; None: not theirs."""
-    scope = _failed_scope(session, user)
-    if scope is None:
-        return None
-    rows = list(
-        session.scalars(
-            select(Notification)
-            .where(Notification.status == NotificationStatus.FAILED, scope)
-            .order_by(Notification.created_at.desc(), Notification.id.desc())
-            .limit(limit)
-        )
-    )
-    attempts: dict[int, list[NotificationAttempt]] = {}
-    if rows:
-        for a in session.scalars(
-            select(NotificationAttempt)
-            .where(NotificationAttempt.notification_id.in_([n.id for n in rows]))
-            .order_by(NotificationAttempt.at, NotificationAttempt.id)
-        ):
-            attempts.setdefault(a.notification_id, []).append(a)
-    return [
-        FailedDelivery(
-            notification=n,
-            attempts=attempts.get(n.id, []),
-            recipient=session.get(User, n.user_id) if n.user_id is not None else None,
-            office=session.get(Office, n.office_id) if n.office_id is not None else None,
-            case=session.get(Case, n.case_id) if n.case_id is not None else None,
-        )
-        for n in rows
-    ]
 
 
 # ---- delivery -----------------------------------------------------------------------------------------
