@@ -18,10 +18,11 @@ from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from cases import callbacks, console, console_calls, notifications
-from cases.callback_settings import CallbackSettings, load_callback_settings
+from cases import callbacks, notifications
+from cases.callbacks.settings import CallbackSettings, load_callback_settings
 from cases.models import Office
 from cases.staff import User
+from console import wiring as console
 from infra.config import Config, ConfigError
 from infra.crypto import FieldCipher
 from infra.db import Database
@@ -95,9 +96,9 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     csrf = CSRFProtect(app)
     csrf.exempt(webhooks.bp)
     csrf.exempt(bridge_webhooks.bp)
-    console.init_app(app, FieldCipher(cfg.data_key))
     rest = TwilioRest(cfg.twilio_api_base, cfg.twilio_account_sid, cfg.twilio_auth_token)
-    console_calls.init_app(app, bridge.TwilioDialer(rest, call_bridge.url, cfg.hotline_number))
+    dialer = bridge.TwilioDialer(rest, call_bridge.url, cfg.hotline_number)
+    console.init_app(app, FieldCipher(cfg.data_key), dialer)
 
     @app.get("/healthz")
     def healthz() -> Response:
@@ -211,7 +212,7 @@ def _register_commands(app: Flask) -> None:
         password_stdin: bool,
     ) -> None:
         """Create a staff account; give it roles with `users grant`."""
-        from cases.auth import AccountError, create_user
+        from cases.accounts import AccountError, create_user
 
         password = _read_password(password_stdin)
         with get_database().session() as session:
@@ -228,7 +229,7 @@ def _register_commands(app: Flask) -> None:
     @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
     def users_password(username: str, password_stdin: bool) -> None:
         """Set a new password; unlocks the account and ends all its sessions."""
-        from cases.auth import AccountError, set_password
+        from cases.accounts import AccountError, set_password
 
         password = _read_password(password_stdin)
         with get_database().session() as session:
@@ -244,7 +245,7 @@ def _register_commands(app: Flask) -> None:
     @click.argument("number")
     def users_phone(username: str, number: str) -> None:
         """Set the person's own phone (the call-back bridge rings it, SMS goes to it); "" removes it."""
-        from cases.auth import AccountError, set_phone
+        from cases.accounts import AccountError, set_phone
 
         with get_database().session() as session:
             user = _user(session, username)

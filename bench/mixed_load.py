@@ -6,7 +6,7 @@ What one run does (only 127.0.0.1 traffic; everything it starts is stopped on ex
    migrated and filled with the offices (``flask --app app db upgrade``, ``offices load``), then seeded:
    ``cases.seed.seed_console`` (its staff and nine linked cases), ``--cases`` plain cases (default 500)
    at the central office, Chiang Mai (50) and Bangkok (10), each with the call and IVR path a real one
-   has (``bench/console.py``'s ``attach_calls``), and one staff user per session (``staff001``...):
+   has (``bench/console_pages.py``'s ``attach_calls``), and one staff user per session (``staff001``...):
    agents at the central office (they see every case) and SC-Operators of 50 and of 10, in turn.
 2. The hotline under gunicorn as the README runs it on SQLite (``--worker-class gthread --workers 2
    --threads 4``), and one real ``flask --app app worker`` beside it (sweeps every 2 s, one
@@ -74,7 +74,7 @@ if str(ROOT) not in sys.path:
 if str(BENCH_DIR) not in sys.path:
     sys.path.append(str(BENCH_DIR))  # last: bench/transcription.py must not hide the package
 
-import console as console_bench  # noqa: E402  (bench/console.py: calls for seeded cases)
+import console_pages as console_bench  # noqa: E402  (bench/console_pages.py: calls for seeded cases)
 import figures as fig  # noqa: E402  (bench/figures.py: percentiles and formatting)
 import gunicorn_server as gs  # noqa: E402  (bench/gunicorn_server.py: gunicorn, the app's environment)
 import reminders as rem  # noqa: E402  (bench/reminders.py: open callbacks with reminders, the worker)
@@ -82,7 +82,7 @@ import staff_sessions  # noqa: E402  (bench/staff_sessions.py: the staff at the 
 import webhooks as wh  # noqa: E402  (bench/webhooks.py: the paced calls)
 from sqlalchemy import bindparam, create_engine, func, select, text  # noqa: E402
 
-from cases.auth import hash_password  # noqa: E402
+from cases.accounts import hash_password  # noqa: E402
 from cases.models import CENTRAL_OFFICE_CODE, Office, Reminder, ReminderKind  # noqa: E402
 from cases.seed import SEED_PASSWORD, seed_bulk_cases  # noqa: E402
 from cases.staff import Role, RoleAssignment, User  # noqa: E402

@@ -86,7 +86,26 @@ def office_for_province(session: Session, province_code: str | None) -> Office:
         office = session.scalar(select(Office).where(Office.code == province_code))
         if office is not None:
             return office
-    central = session.scalar(select(Office).where(Office.code == CENTRAL_OFFICE_CODE))
+    central = central_office(session)
     if central is None:
         raise OfficesNotLoaded("no central office: run `flask --app app offices load`")
     return central
+
+
+def central_office_id(session: Session) -> int | None:
+    """The central Safety Center's id, looked up once per session (the reminder sweep asks per draft).
+
+    None while the offices are not loaded; only a found id is remembered.
+    """
+    cached: int | None = session.info.get("central_office_id")
+    if cached is None:
+        cached = session.scalar(select(Office.id).where(Office.code == CENTRAL_OFFICE_CODE))
+        if cached is not None:
+            session.info["central_office_id"] = cached
+    return cached
+
+
+def central_office(session: Session) -> Office | None:
+    """The central Safety Center (the call centre's office), or None while the offices are not loaded."""
+    office_id = central_office_id(session)
+    return session.get(Office, office_id) if office_id is not None else None

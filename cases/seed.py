@@ -22,7 +22,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from cases import workflow
-from cases.auth import hash_password
+from cases.accounts import hash_password
 from cases.models import (
     CENTRAL_OFFICE_CODE,
     Call,

@@ -8,8 +8,8 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from cases.callback_settings import CallbackSettings
 from cases.callbacks import open_callback
+from cases.callbacks.settings import CallbackSettings
 from cases.models import Call, CallbackChoice, Case, HazardGroup
 from cases.offices import office_for_province
 from cases.reference import new_reference

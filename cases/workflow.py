@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, func, or_, select, true
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from cases.access import (
+    active_assignment,
+    administers,
+    assignees,
+    may_reveal,
+    roles_in,
+)
 from cases.models import (
-    CENTRAL_OFFICE_CODE,
     Acknowledgement,
     Assignment,
     Case,
@@ -29,7 +34,10 @@ from cases.models import (
     OfficeKind,
     TranscriptCorrection,
 )
-from cases.staff import IMPLIED, AuditEvent, Committee, CommitteeMember, Role, RoleAssignment, User
+from cases.offices import central_office_id
+from cases.staff import AuditEvent, Committee, CommitteeMember, Role, RoleAssignment, User
+from cases.texts import N_, Text
+from cases.words import MOVE_WORDS, ROLE_WORDS, STATE_WORDS
 from infra.clock import Clock, utcnow
 from infra.crypto import FieldCipher
 from transcription.models import Recording
@@ -62,41 +70,26 @@ TRANSITIONS: dict[tuple[CaseStatus, Move], CaseStatus] = {
 # States in which the case's content (summary, hazard group, transcript) may still be edited.
 EDITABLE = {S.DRAFT, S.ROUTED}
 
-STATUS_WORDS = {
-    S.DRAFT: "new from the phone line",
-    S.ROUTED: "at an office",
-    S.PROPOSED: "waiting for approval",
-    S.ASSIGNED: "assigned",
-    S.IN_ACTION: "being worked",
-    S.RESOLVED: "resolved",
-}
-
-
-MOVE_WORDS = {
-    Move.ROUTE: "routed",
-    Move.PROPOSE: "proposed for forwarding",
-    Move.APPROVE: "approved for forwarding",
-    Move.REJECT: "rejected",
-    Move.ACKNOWLEDGE: "acknowledged",
-    Move.RECORD_ACTION: "given an action",
-    Move.RESOLVE: "resolved",
-}
-ROLE_WORDS = {
-    Role.AGENT: "a call-centre agent",
-    Role.OPERATOR: "an SC-Operator",
-    Role.HEAD: "a head SC-Operator",
-    Role.ACTION: "SC-Action staff",
-    Role.ADMIN: "an office admin",
-}
-
 
 class WorkflowError(Exception):
-    """A refused action; the message says why in words a user understands."""
+    """A refused action; its `text` says why in words a user understands, translated at the edge.
+
+    `message` is a msgid marked with N_() where it is raised; `params` fill its %(name)s places (a
+    Text among them is translated too). str(exc) is the English, for logs and the shell.
+    """
+
+    def __init__(self, message: str, **params: Any) -> None:
+        self.text = Text(message, params)
+        super().__init__(self.text.english())
 
 
 class IllegalMove(WorkflowError):
     def __init__(self, move: Move, status: CaseStatus) -> None:
-        super().__init__(f"A case that is {STATUS_WORDS[status]} cannot be {MOVE_WORDS[move]}.")
+        super().__init__(
+            N_("A case that is “%(state)s” cannot be given the action “%(action)s”."),
+            state=Text(STATE_WORDS[status]),
+            action=Text(MOVE_WORDS[move]),
+        )
         self.move, self.status = move, status
 
 
@@ -106,7 +99,7 @@ class NotPermitted(WorkflowError):
 
 class SelfApproval(NotPermitted):
     def __init__(self) -> None:
-        super().__init__("Nobody approves their own proposal: another head SC-Operator must decide.")
+        super().__init__(N_("Nobody approves their own proposal: another head SC-Operator must decide."))
 
 
 class InvalidInput(WorkflowError):
@@ -116,64 +109,13 @@ class InvalidInput(WorkflowError):
 # ---- who is who ---------------------------------------------------------------------------------------
 
 
-def roles_in(session: Session, user: User, office_id: int) -> frozenset[Role]:
-    """The user's roles at an office, with those implied by position (an SC-Operator is SC-Action)."""
-    held = session.scalars(
-        select(RoleAssignment.role).where(
-            RoleAssignment.user_id == user.id, RoleAssignment.office_id == office_id
-        )
-    ).all()
-    out: set[Role] = set()
-    for r in held:
-        out |= IMPLIED[Role(r)]
-    return frozenset(out)
-
-
-def office_ids_of(session: Session, user: User) -> set[int]:
-    return set(session.scalars(select(RoleAssignment.office_id).where(RoleAssignment.user_id == user.id)))
-
-
-def is_central(session: Session, user: User) -> bool:
-    return bool(
-        session.scalar(
-            select(RoleAssignment.id)
-            .join(Office, Office.id == RoleAssignment.office_id)
-            .where(RoleAssignment.user_id == user.id, Office.code == CENTRAL_OFFICE_CODE)
-            .limit(1)
-        )
-    )
-
-
-def visibility(session: Session, user: User) -> ColumnElement[bool]:
-    """Cases a user may see: their offices' cases, cases their offices forwarded, their assignments.
-
-    The central Safety Center sees every case.
-    """
-    if not user.active:
-        return false()
-    if is_central(session, user):
-        return true()
-    offices = office_ids_of(session, user)
-    committees = select(CommitteeMember.committee_id).where(CommitteeMember.user_id == user.id)
-    # An uncorrelated IN, not EXISTS: each branch of the OR can then use its index, where a correlated
-    # subquery would be run once per case of the whole table (the queue counts every visible case).
-    assigned = select(Assignment.case_id).where(
-        or_(Assignment.user_id == user.id, Assignment.committee_id.in_(committees))
-    )
-    # A draft is the call centre's work until an agent routes it, even when the IVR guessed its office.
-    return and_(
-        Case.status != CaseStatus.DRAFT,
-        or_(Case.office_id.in_(offices), Case.forwarded_from_office_id.in_(offices), Case.id.in_(assigned)),
-    )
-
-
-def can_view(session: Session, user: User, case: Case) -> bool:
-    return bool(session.scalar(select(Case.id).where(Case.id == case.id, visibility(session, user))))
-
-
 def _require(session: Session, user: User, office_id: int, role: Role, doing: str) -> None:
     if role not in roles_in(session, user, office_id):
-        raise NotPermitted(f"Only {ROLE_WORDS[role]} of that office can {doing}.")
+        raise NotPermitted(
+            N_("Only staff with the role “%(role)s” at that office can %(doing)s."),
+            role=Text(ROLE_WORDS[role]),
+            doing=Text(doing),
+        )
 
 
 def _move(
@@ -241,12 +183,12 @@ def route_case(
     clock: Clock = utcnow,
 ) -> None:
     """A call-centre agent sends a case from the phone line to a provincial or district office."""
-    central = session.scalar(select(Office).where(Office.code == CENTRAL_OFFICE_CODE))
+    central = central_office_id(session)
     assert central is not None
-    _require(session, actor, central.id, Role.AGENT, "route cases from the phone line")
+    _require(session, actor, central, Role.AGENT, N_("route cases from the phone line"))
     if office.kind == OfficeKind.CENTRAL:
         raise InvalidInput(
-            "Route the case to a provincial or district office; a case without one waits here."
+            N_("Route the case to a provincial or district office; a case without one waits here.")
         )
     if (CaseStatus(case.status), Move.ROUTE) not in TRANSITIONS:
         raise IllegalMove(Move.ROUTE, CaseStatus(case.status))
@@ -267,10 +209,10 @@ def correct_transcript(
     """Keep a person's correction beside the machine transcript (which is never overwritten)."""
     _require_editor(session, case, actor)
     if recording.case_id != case.id:
-        raise InvalidInput("That recording is not part of this case.")
+        raise InvalidInput(N_("That recording is not part of this case."))
     text = text.strip()
     if not text:
-        raise InvalidInput("The corrected transcript is empty.")
+        raise InvalidInput(N_("The corrected transcript is empty."))
     correction = TranscriptCorrection(
         case_id=case.id, recording_id=recording.id, user_id=actor.id, text=text, at=clock()
     )
@@ -291,14 +233,16 @@ def correct_transcript(
 
 def _require_editor(session: Session, case: Case, actor: User) -> None:
     if CaseStatus(case.status) not in EDITABLE:
-        raise InvalidInput("The case can no longer be edited: it has been forwarded.")
+        raise InvalidInput(N_("The case can no longer be edited: it has been forwarded."))
     roles = roles_in(session, actor, case.office_id)
     if case.status == CaseStatus.DRAFT:
-        central = session.scalar(select(Office.id).where(Office.code == CENTRAL_OFFICE_CODE))
+        central = central_office_id(session)
         if central is None or Role.AGENT not in roles_in(session, actor, central):
-            raise NotPermitted("Only a call-centre agent can edit a case that is new from the phone line.")
+            raise NotPermitted(
+                N_("Only a call-centre agent can edit a case that is new from the phone line.")
+            )
     elif Role.OPERATOR not in roles:
-        raise NotPermitted("Only an SC-Operator of the case's office can edit it.")
+        raise NotPermitted(N_("Only an SC-Operator of the case's office can edit it."))
 
 
 # ---- SC-Operators ---------------------------------------------------------------------------------------
@@ -315,13 +259,13 @@ def summarise(
 ) -> None:
     """An SC-Operator summarises the event and selects the right hazard group."""
     if case.status == CaseStatus.DRAFT:
-        raise InvalidInput("The case must be routed to an office before its SC-Operators summarise it.")
+        raise InvalidInput(N_("The case must be routed to an office before its SC-Operators summarise it."))
     if case.status != CaseStatus.ROUTED:
-        raise InvalidInput("The case can no longer be summarised: a forwarding was proposed or approved.")
-    _require(session, actor, case.office_id, Role.OPERATOR, "summarise a case")
+        raise InvalidInput(N_("The case can no longer be summarised: a forwarding was proposed or approved."))
+    _require(session, actor, case.office_id, Role.OPERATOR, N_("summarise a case"))
     summary = summary.strip()
     if not summary:
-        raise InvalidInput("The summary is empty.")
+        raise InvalidInput(N_("The summary is empty."))
     detail: dict[str, Any] = {}
     if category != case.category:
         detail["category"] = {"from": str(case.category), "to": str(category)}
@@ -343,20 +287,22 @@ def propose_forwarding(
 ) -> ForwardingProposal:
     """Propose forwarding to one SC-Action person, a committee, or (from a province) one of its districts."""
     if sum(x is not None for x in (to_user, to_committee, to_office)) != 1:
-        raise InvalidInput("Choose exactly one: a person, a committee, or a district office.")
+        raise InvalidInput(N_("Choose exactly one: a person, a committee, or a district office."))
     if (CaseStatus(case.status), Move.PROPOSE) not in TRANSITIONS:
         raise IllegalMove(Move.PROPOSE, CaseStatus(case.status))
-    _require(session, actor, case.office_id, Role.OPERATOR, "propose forwarding")
+    _require(session, actor, case.office_id, Role.OPERATOR, N_("propose forwarding"))
     if not case.summary:
-        raise InvalidInput("Summarise the case before proposing to forward it.")
+        raise InvalidInput(N_("Summarise the case before proposing to forward it."))
     office = session.get(Office, case.office_id)
     assert office is not None
     if to_user is not None and Role.ACTION not in roles_in(session, to_user, office.id):
-        raise InvalidInput("That person is not SC-Action of this office.")
+        raise InvalidInput(N_("That person is not SC-Action of this office."))
     if to_committee is not None and to_committee.office_id != office.id:
-        raise InvalidInput("That committee belongs to another office.")
+        raise InvalidInput(N_("That committee belongs to another office."))
     if to_office is not None and (office.kind != OfficeKind.PROVINCE or to_office.parent_id != office.id):
-        raise InvalidInput("A case can be forwarded only to a district office under this provincial office.")
+        raise InvalidInput(
+            N_("A case can be forwarded only to a district office under this provincial office.")
+        )
     proposal = ForwardingProposal(
         case_id=case.id,
         office_id=office.id,
@@ -426,17 +372,17 @@ def decide_proposal(
     case = session.get(Case, proposal.case_id)
     assert case is not None
     if proposal.status != "pending":
-        raise InvalidInput("This proposal has already been decided.")
+        raise InvalidInput(N_("This proposal has already been decided."))
     if actor.id == proposal.proposed_by:
         raise SelfApproval()
     approver_office = approvers_office_id(session, proposal)
-    _require(session, actor, approver_office, Role.HEAD, "approve or reject forwarding")
+    _require(session, actor, approver_office, Role.HEAD, N_("approve or reject forwarding"))
     move = Move.APPROVE if approve else Move.REJECT
     if (CaseStatus(case.status), move) not in TRANSITIONS:
         raise IllegalMove(move, CaseStatus(case.status))
     reason = (reason or "").strip()
     if not approve and not reason:
-        raise InvalidInput("Give a reason for rejecting the proposal.")
+        raise InvalidInput(N_("Give a reason for rejecting the proposal."))
     proposal.decided_by, proposal.decided_at = actor.id, clock()
     if not approve:
         proposal.status, proposal.reason = "rejected", reason
@@ -481,24 +427,10 @@ def decide_proposal(
 # ---- SC-Action -------------------------------------------------------------------------------------------
 
 
-def active_assignment(session: Session, case: Case) -> Assignment | None:
-    return session.scalar(select(Assignment).where(Assignment.case_id == case.id, Assignment.active))
-
-
-def assignees(session: Session, assignment: Assignment) -> set[int]:
-    if assignment.user_id is not None:
-        return {assignment.user_id}
-    return set(
-        session.scalars(
-            select(CommitteeMember.user_id).where(CommitteeMember.committee_id == assignment.committee_id)
-        )
-    )
-
-
 def _require_assignee(session: Session, case: Case, actor: User) -> Assignment:
     assignment = active_assignment(session, case)
     if assignment is None or actor.id not in assignees(session, assignment):
-        raise NotPermitted("Only the SC-Action staff the case is assigned to can do this.")
+        raise NotPermitted(N_("Only the SC-Action staff the case is assigned to can do this."))
     return assignment
 
 
@@ -513,7 +445,7 @@ def acknowledge(session: Session, case: Case, actor: User, *, clock: Clock = utc
         )
     )
     if done is not None:
-        raise InvalidInput("You have already acknowledged this case.")
+        raise InvalidInput(N_("You have already acknowledged this case."))
     session.add(Acknowledgement(assignment_id=assignment.id, user_id=actor.id, at=clock()))
     _move(session, case, actor, Move.ACKNOWLEDGE, detail={"assignment": assignment.id}, clock=clock)
 
@@ -535,7 +467,7 @@ def _require_acknowledged(session: Session, case: Case, actor: User) -> None:
             Acknowledgement.assignment_id == assignment.id, Acknowledgement.user_id == actor.id
         )
     ):
-        raise InvalidInput("Acknowledge the case before working on it.")
+        raise InvalidInput(N_("Acknowledge the case before working on it."))
 
 
 def record_action(
@@ -546,7 +478,7 @@ def record_action(
     _require_acknowledged(session, case, actor)
     text = text.strip()
     if not text:
-        raise InvalidInput("Describe the action taken.")
+        raise InvalidInput(N_("Describe the action taken."))
     action = CaseAction(case_id=case.id, user_id=actor.id, text=text, at=clock())
     session.add(action)
     _move(session, case, actor, Move.RECORD_ACTION, clock=clock)
@@ -559,22 +491,12 @@ def resolve(session: Session, case: Case, actor: User, outcome: str, *, clock: C
     _require_acknowledged(session, case, actor)
     outcome = outcome.strip()
     if not outcome:
-        raise InvalidInput("Record the outcome before resolving the case.")
+        raise InvalidInput(N_("Record the outcome before resolving the case."))
     case.outcome = outcome
     _move(session, case, actor, Move.RESOLVE, detail={"outcome": outcome[:200]}, clock=clock)
 
 
 # ---- the reporter's number ---------------------------------------------------------------------------
-
-
-def may_reveal(session: Session, user: User, case: Case) -> bool:
-    """Only the case's SC-Operators and its assigned SC-Action staff may see the reporter's number."""
-    if case.status == CaseStatus.DRAFT:
-        return False  # not routed yet: it has no SC-Operators of its own
-    if Role.OPERATOR in roles_in(session, user, case.office_id):
-        return True
-    assignment = active_assignment(session, case)
-    return assignment is not None and user.id in assignees(session, assignment)
 
 
 def reveal_number(
@@ -584,9 +506,9 @@ def reveal_number(
     reason = reason.strip()
     allowed = may_reveal(session, actor, case)
     if allowed and not reason:
-        raise InvalidInput("Say why you need the reporter's number.")
+        raise InvalidInput(N_("Say why you need the reporter's number."))
     if allowed and not case.callback_number_enc:
-        raise InvalidInput("This reporter left no number (anonymous).")
+        raise InvalidInput(N_("This reporter left no number (anonymous)."))
     session.add(
         AuditEvent(
             at=clock(),
@@ -599,7 +521,9 @@ def reveal_number(
     )
     session.flush()
     if not allowed:
-        raise NotPermitted("Only the case's SC-Operators and assigned SC-Action staff may see this number.")
+        raise NotPermitted(
+            N_("Only the case's SC-Operators and assigned SC-Action staff may see this number.")
+        )
     assert case.callback_number_enc is not None
     return cipher.decrypt(case.callback_number_enc)
 
@@ -634,27 +558,6 @@ def offices_needing_operators(session: Session, office_ids: Iterable[int]) -> li
         ).all()
     )
     return [o for o in wanted if counts.get(o, 0) < 2]
-
-
-@dataclass(frozen=True)
-class WhoAmI:
-    """A user's offices and roles, computed once per request for views and templates."""
-
-    user: User
-    central: bool
-    roles: dict[int, frozenset[Role]]
-
-    def has(self, role: Role, office_id: int | None = None) -> bool:
-        if office_id is None:
-            return any(role in r for r in self.roles.values())
-        return role in self.roles.get(office_id, frozenset())
-
-
-def who_am_i(session: Session, user: User) -> WhoAmI:
-    roles: dict[int, set[Role]] = {}
-    for ra in session.scalars(select(RoleAssignment).where(RoleAssignment.user_id == user.id)):
-        roles.setdefault(ra.office_id, set()).update(IMPLIED[Role(ra.role)])
-    return WhoAmI(user, is_central(session, user), {k: frozenset(v) for k, v in roles.items()})
 
 
 # ---- predicates the console asks before showing a form (the service functions still decide) --------
@@ -700,42 +603,10 @@ def proposals_awaiting(session: Session, user: User) -> list[ForwardingProposal]
 # ---- office staff and committees (office admins) -----------------------------------------------------
 
 
-def office_line(session: Session, office: Office) -> list[int]:
-    """The office and the offices above it: a district, its province, the central office."""
-    ids = [office.id]
-    parent = office.parent_id
-    while parent is not None and parent not in ids:
-        ids.append(parent)
-        parent = session.scalar(select(Office.parent_id).where(Office.id == parent))
-    return ids
-
-
-def _holds_role_in_line(session: Session, user: User, office: Office, role: Role | None) -> bool:
-    """Whether the user holds `role` (any role for None) at the office or at an office above it."""
-    if not user.active:
-        return False
-    stmt = select(RoleAssignment.id).where(
-        RoleAssignment.user_id == user.id, RoleAssignment.office_id.in_(office_line(session, office))
-    )
-    if role is not None:
-        stmt = stmt.where(RoleAssignment.role == role)
-    return session.scalar(stmt.limit(1)) is not None
-
-
-def administers(session: Session, user: User, office: Office) -> bool:
-    """An office admin manages their office and the offices under it (a province its districts)."""
-    return _holds_role_in_line(session, user, office, Role.ADMIN)
-
-
-def can_see_staff(session: Session, user: User, office: Office) -> bool:
-    """Anyone with a role at the office, or at an office above it, may see who works there."""
-    return _holds_role_in_line(session, user, office, None)
-
-
 def _require_admin(session: Session, actor: User | None, office: Office) -> None:
     # actor None: the shell (`flask users grant`), which is trusted like a database console.
     if actor is not None and not administers(session, actor, office):
-        raise NotPermitted("Only an admin of this office can change its staff and committees.")
+        raise NotPermitted(N_("Only an admin of this office can change its staff and committees."))
 
 
 def _audit(
@@ -750,7 +621,7 @@ def grant_role(
     """An office admin (or the shell) gives a person a role at an office; audited."""
     _require_admin(session, actor, office)
     if role == Role.AGENT and office.kind != OfficeKind.CENTRAL:
-        raise InvalidInput("Call-centre agents work at the central Safety Center only.")
+        raise InvalidInput(N_("Call-centre agents work at the central Safety Center only."))
     held = session.scalar(
         select(RoleAssignment).where(
             RoleAssignment.user_id == user.id,
@@ -759,7 +630,7 @@ def grant_role(
         )
     )
     if held is not None:
-        raise InvalidInput("That person already has this role at this office.")
+        raise InvalidInput(N_("That person already has this role at this office."))
     assignment = RoleAssignment(user_id=user.id, office_id=office.id, role=role)
     session.add(assignment)
     _audit(
@@ -779,7 +650,7 @@ def revoke_role(
     """Take a role away; who is no longer SC-Action of the office leaves its committees too."""
     _require_admin(session, actor, office)
     if actor is not None and actor.id == user.id and role == Role.ADMIN:
-        raise InvalidInput("You cannot remove your own admin role: ask another admin.")
+        raise InvalidInput(N_("You cannot remove your own admin role: ask another admin."))
     held = session.scalar(
         select(RoleAssignment).where(
             RoleAssignment.user_id == user.id,
@@ -788,7 +659,7 @@ def revoke_role(
         )
     )
     if held is None:
-        raise InvalidInput("That person does not have this role at this office.")
+        raise InvalidInput(N_("That person does not have this role at this office."))
     session.delete(held)
     session.flush()
     if Role.ACTION not in roles_in(session, user, office.id):
@@ -814,7 +685,7 @@ def create_committee(
     _require_admin(session, actor, office)
     name = name.strip()
     if not name:
-        raise InvalidInput("Give the committee a name.")
+        raise InvalidInput(N_("Give the committee a name."))
     committee = Committee(office_id=office.id, name=name[:200])
     session.add(committee)
     session.flush()
@@ -834,7 +705,7 @@ def remove_committee(
         select(ForwardingProposal.id).where(ForwardingProposal.to_committee_id == committee.id).limit(1)
     )
     if used is not None:
-        raise InvalidInput("This committee has cases in its history; remove its members instead.")
+        raise InvalidInput(N_("This committee has cases in its history; remove its members instead."))
     session.delete(committee)
     _audit(session, actor, "committee_removed", {"office": office.code, "committee": committee.id}, clock)
     session.flush()
@@ -847,13 +718,13 @@ def add_committee_member(
     assert office is not None
     _require_admin(session, actor, office)
     if Role.ACTION not in roles_in(session, user, office.id):
-        raise InvalidInput("Only SC-Action staff of the office can sit on its committees.")
+        raise InvalidInput(N_("Only SC-Action staff of the office can sit on its committees."))
     if session.scalar(
         select(CommitteeMember.id).where(
             CommitteeMember.committee_id == committee.id, CommitteeMember.user_id == user.id
         )
     ):
-        raise InvalidInput("That person is already on this committee.")
+        raise InvalidInput(N_("That person is already on this committee."))
     session.add(CommitteeMember(committee_id=committee.id, user_id=user.id))
     detail = {"office": office.code, "committee": committee.id, "user": user.username}
     _audit(session, actor, "committee_member_added", detail, clock)
@@ -872,7 +743,7 @@ def remove_committee_member(
         )
     )
     if member is None:
-        raise InvalidInput("That person is not on this committee.")
+        raise InvalidInput(N_("That person is not on this committee."))
     session.delete(member)
     detail = {"office": office.code, "committee": committee.id, "user": user.username}
     _audit(session, actor, "committee_member_removed", detail, clock)

@@ -30,8 +30,8 @@ from sqlalchemy.orm import Session
 from twilio.twiml.voice_response import VoiceResponse
 
 from cases import callbacks
-from cases.callback_settings import CallbackSettings
-from cases.dialing import DialError
+from cases.callbacks.dialing import DialError
+from cases.callbacks.settings import CallbackSettings
 from cases.models import OPEN_CALLBACK_STATES, AttemptOutcome, Callback, CallbackAttempt, Case
 from infra.clock import Clock, utcnow
 from infra.crypto import FieldCipher

@@ -12,7 +12,7 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.orm import Session
 
-from cases.callback_settings import CallbackSettings
+from cases.callbacks.settings import CallbackSettings
 from cases.models import Call, CallEvent, Case
 from infra.clock import Clock, utcnow
 from infra.crypto import FieldCipher

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from cases.channels import DeliveryError
+from cases.notifications.channels import DeliveryError
 
 API_VERSION = "2010-04-01"
 # Every progress event of a call we place: the call-back bridge needs to know it rang, was answered, ended.

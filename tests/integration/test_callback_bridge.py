@@ -25,8 +25,9 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.test import TestResponse
 
 from app import get_database
-from cases import callbacks, dialing
-from cases.callback_settings import CallbackSettings
+from cases import callbacks
+from cases.callbacks import dialing
+from cases.callbacks.settings import CallbackSettings
 from cases.models import (
     AttemptOutcome,
     Callback,

@@ -23,7 +23,6 @@ from sqlalchemy.orm import Session
 
 from app import get_database
 from cases import workflow
-from cases.callback_settings import CallbackSettings
 from cases.callbacks import (
     SETTINGS_KEY,
     ReminderSweep,
@@ -34,7 +33,7 @@ from cases.callbacks import (
     responsible_users,
     start_attempt,
 )
-from cases.console_base import CLOCK_KEY
+from cases.callbacks.settings import CallbackSettings
 from cases.models import (
     CENTRAL_OFFICE_CODE,
     AttemptOutcome,
@@ -57,6 +56,7 @@ from cases.seed import seed_console
 from cases.service import DraftReport, open_draft_case
 from cases.staff import Role, RoleAssignment, User
 from cases.workflow import InvalidInput, NotPermitted
+from console.base import CLOCK_KEY
 from infra.config import Config
 from infra.crypto import FieldCipher, mask_phone
 from tests.conftest import TwilioCaller

@@ -16,10 +16,10 @@ from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
 from app import get_database
-from cases.console_base import CLOCK_KEY
 from cases.models import Case, CaseStatus, ForwardingProposal, Office, TranscriptCorrection
 from cases.seed import seed_bulk_cases, seed_console
 from cases.staff import AuditEvent, Committee, CommitteeMember, Role, RoleAssignment, User
+from console.base import CLOCK_KEY
 from infra.config import Config
 from infra.crypto import FieldCipher
 from transcription.models import Transcript

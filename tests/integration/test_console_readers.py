@@ -28,12 +28,12 @@ from sqlalchemy.exc import DBAPIError
 from werkzeug.test import TestResponse
 
 from app import get_database
-from cases.auth import check_password, record_sign_in, set_password
-from cases.console_base import db
+from cases.accounts import check_password, record_sign_in, set_password
 from cases.models import Case, Channel, ForwardingProposal, Notification, NotificationStatus
 from cases.reference import display_reference
 from cases.seed import seed_bulk_cases, seed_console
 from cases.staff import AuditEvent, User
+from console.base import db
 from infra.clock import utcnow
 from infra.config import Config
 from infra.crypto import FieldCipher

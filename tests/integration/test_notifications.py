@@ -16,8 +16,6 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from app import get_database
-from cases.channels import EmailSender, LineSender, SmsSender, message_id, retry_key
-from cases.console_base import CLOCK_KEY
 from cases.models import Case, Channel, Notification, NotificationAttempt, NotificationStatus, Office
 from cases.notifications import (
     KINDS,
@@ -28,9 +26,11 @@ from cases.notifications import (
     notify,
     render,
 )
+from cases.notifications.channels import EmailSender, LineSender, SmsSender, message_id, retry_key
 from cases.reference import display_reference, new_reference
 from cases.seed import seed_console
 from cases.staff import Role, RoleAssignment, User
+from console.base import CLOCK_KEY
 from infra.config import Config
 from infra.crypto import FieldCipher
 from infra.db import Database

@@ -32,7 +32,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from app import get_database
-from cases.auth import create_user
+from cases.accounts import create_user
 from cases.models import Case, Office
 from cases.reference import display_reference
 from cases.staff import Role

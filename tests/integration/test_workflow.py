@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app import get_database
+from cases import access
 from cases import workflow as wf
 from cases.models import (
     CENTRAL_OFFICE_CODE,
@@ -41,6 +42,7 @@ from cases.models import (
 from cases.reference import new_reference
 from cases.service import DraftReport, open_draft_case
 from cases.staff import AuditEvent, Committee, CommitteeMember, Role, RoleAssignment, User
+from cases.words import STATE_WORDS
 from cases.workflow import TRANSITIONS, IllegalMove, InvalidInput, Move, NotPermitted, SelfApproval
 from infra.clock import utcnow
 from infra.config import Config
@@ -270,7 +272,7 @@ def test_the_table_allows_exactly_the_documented_moves() -> None:
     }
     assert len(ILLEGAL) == len(CaseStatus) * len(Move) - len(TRANSITIONS)
     assert not any(status == S.RESOLVED for status, _ in TRANSITIONS)  # resolved is final
-    assert set(wf.STATUS_WORDS) == set(CaseStatus)
+    assert set(STATE_WORDS) == set(CaseStatus)
 
 
 @pytest.mark.parametrize(("status", "move"), ILLEGAL, ids=[f"{s}-{m}" for s, m in ILLEGAL])
@@ -319,7 +321,7 @@ def test_a_move_not_in_the_table_is_refused_in_words_and_changes_nothing(
     assert isinstance(refused.value, wf.WorkflowError)
     message = str(refused.value)
     assert_words(message)
-    assert wf.STATUS_WORDS[status] in message
+    assert STATE_WORDS[status] in message
     # Nothing of the refused move is left behind for a later commit to write.
     assert snapshot(case) == before
     assert (proposal.status, proposal.decided_by, proposal.decided_at, proposal.reason) == (
@@ -572,8 +574,8 @@ def test_nothing_is_assigned_until_a_head_approves(w: World, cast: Cast) -> None
 
     assert case.status == S.PROPOSED
     assert w.count(Assignment) == 0
-    assert wf.active_assignment(w.s, case) is None
-    assert not wf.may_reveal(w.s, cast.act50, case)  # proposed is not assigned
+    assert access.active_assignment(w.s, case) is None
+    assert not access.may_reveal(w.s, cast.act50, case)  # proposed is not assigned
     with pytest.raises(IllegalMove):
         wf.acknowledge(w.s, case, cast.act50)
 
@@ -582,7 +584,7 @@ def test_nothing_is_assigned_until_a_head_approves(w: World, cast: Cast) -> None
     assert case.status == S.ASSIGNED
     assert (proposal.status, proposal.decided_by) == ("approved", cast.head50.id)
     assert proposal.decided_at is not None
-    assignment = wf.active_assignment(w.s, case)
+    assignment = access.active_assignment(w.s, case)
     assert assignment is not None
     assert (assignment.user_id, assignment.committee_id, assignment.proposal_id) == (
         cast.act50.id,
@@ -771,9 +773,9 @@ def test_a_case_forwarded_to_a_district_arrives_there_and_the_province_keeps_sig
     assert w.count(Assignment) == 0
     assert w.events(case)[-1] == ("approve", cast.head50.id, "proposed", "routed")
     for who in ("op50", "head50", "act50", "op5001", "head5001", "act5001", "central_action"):
-        assert wf.can_view(w.s, getattr(cast, who), case), who
+        assert access.can_view(w.s, getattr(cast, who), case), who
     for who in ("op57", "head57", "op5002", "nobody"):
-        assert not wf.can_view(w.s, getattr(cast, who), case), who
+        assert not access.can_view(w.s, getattr(cast, who), case), who
 
     # The district works it now: its operators summarise and propose, its head approves.
     with pytest.raises(NotPermitted):
@@ -783,7 +785,7 @@ def test_a_case_forwarded_to_a_district_arrives_there_and_the_province_keeps_sig
     assert second.office_id == w.office("5001").id
     wf.decide_proposal(w.s, second, cast.head5001, approve=True)
     assert case.status == S.ASSIGNED
-    assert wf.can_view(w.s, cast.op50, case)
+    assert access.can_view(w.s, cast.op50, case)
 
 
 def test_rerouting_a_forwarded_case_ends_the_old_provinces_sight(w: World, cast: Cast) -> None:
@@ -796,8 +798,8 @@ def test_rerouting_a_forwarded_case_ends_the_old_provinces_sight(w: World, cast:
 
     assert case.office_id == w.office("57").id
     assert case.forwarded_from_office_id is None
-    assert wf.can_view(w.s, cast.op57, case)
-    assert not wf.can_view(w.s, cast.op50, case)
+    assert access.can_view(w.s, cast.op57, case)
+    assert not access.can_view(w.s, cast.op50, case)
 
 
 # ---- committees acknowledge member by member ---------------------------------------------------------
@@ -922,14 +924,14 @@ def test_who_sees_which_case(w: World, cast: Cast) -> None:
     ids = [c.id for c in everything]
     for who, cases in expected.items():
         user = getattr(cast, who)
-        seen = set(w.s.scalars(select(Case.id).where(Case.id.in_(ids), wf.visibility(w.s, user))))
+        seen = set(w.s.scalars(select(Case.id).where(Case.id.in_(ids), access.visibility(w.s, user))))
         assert seen == cases, who
-        assert {c.id for c in everything if wf.can_view(w.s, user, c)} == cases, who
-    seen51 = set(w.s.scalars(select(Case.id).where(Case.id.in_(ids), wf.visibility(w.s, act51))))
+        assert {c.id for c in everything if access.can_view(w.s, user, c)} == cases, who
+    seen51 = set(w.s.scalars(select(Case.id).where(Case.id.in_(ids), access.visibility(w.s, act51))))
     assert seen51 == {at57.id}
     for gone in (inactive, inactive_central):
-        assert not any(wf.can_view(w.s, gone, c) for c in everything)
-        assert w.s.scalars(select(Case.id).where(wf.visibility(w.s, gone))).all() == []
+        assert not any(access.can_view(w.s, gone, c) for c in everything)
+        assert w.s.scalars(select(Case.id).where(access.visibility(w.s, gone))).all() == []
 
 
 # ---- revealing the reporter's number -----------------------------------------------------------------
@@ -949,7 +951,7 @@ def test_the_offices_operators_and_the_assignee_reveal_the_number_with_an_audit_
         (act51, "to arrange a visit"),
     ]
     for user, reason in reveals:
-        assert wf.may_reveal(w.s, user, case)
+        assert access.may_reveal(w.s, user, case)
         assert wf.reveal_number(w.s, case, user, reason, cipher=w.cipher) == NUMBER
 
     rows = w.audits(case)
@@ -966,7 +968,7 @@ def test_the_offices_operators_and_the_assignee_reveal_the_number_with_an_audit_
 def test_anyone_else_is_refused_and_the_attempt_is_audited(w: World, cast: Cast, who: str) -> None:
     case = w.case("50", number=NUMBER)
     user = getattr(cast, who)
-    assert not wf.may_reveal(w.s, user, case)
+    assert not access.may_reveal(w.s, user, case)
 
     with pytest.raises(NotPermitted) as refused:
         wf.reveal_number(w.s, case, user, "curious", cipher=w.cipher)

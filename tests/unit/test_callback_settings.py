@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
-from cases.callback_settings import CallbackSettings, CallbackSettingsError, load_callback_settings
+from cases.callbacks.settings import CallbackSettings, CallbackSettingsError, load_callback_settings
 from cases.models import Channel, HazardGroup, ReminderKind
 from infra.config import DEFAULT_CALLBACKS_FILE, DEFAULT_HOLIDAYS_FILE, ConfigError
 

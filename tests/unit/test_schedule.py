@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from cases.schedule import WorkingCalendar, WorkingHours
+from cases.callbacks.schedule import WorkingCalendar, WorkingHours
 
 BANGKOK = ZoneInfo("Asia/Bangkok")
 WEEKDAYS = frozenset(range(5))

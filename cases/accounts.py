@@ -1,0 +1,215 @@
+"""Staff accounts: creation, passwords (scrypt, in werkzeug's format), phones, sessions, the sign-in count.
+
+The shell commands, the seed data and the console's sign-in page use these; nothing here knows the web.
+A hash is `scrypt:32768:8:1$<salt>$<hex>` exactly as werkzeug.security writes it, so that hashes made
+before (and by werkzeug) still verify.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+import string
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import cache
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cases.staff import AuditEvent, User
+from infra.clock import Clock, utcnow
+from infra.config import e164
+
+log = logging.getLogger(__name__)
+
+LOCALES = ("th", "en")
+LOCK_AFTER_FAILURES = 5
+LOCK_FOR = timedelta(minutes=15)
+MIN_PASSWORD_LENGTH = 10
+USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{2,79}$")
+# werkzeug's defaults: scrypt n=2**15, r=8, p=1, a 16-character salt of letters and digits.
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
+SALT_CHARS = string.ascii_letters + string.digits
+SALT_LENGTH = 16
+
+
+class AccountError(ValueError):
+    """A user account cannot be created or changed as asked (shell commands show the message)."""
+
+
+# ---- password hashes ----------------------------------------------------------------------------------
+
+
+def _derive(method: str, salt: str, password: str) -> str | None:
+    """The hex digest for werkzeug's `method` string ("scrypt:n:r:p" or "pbkdf2:sha256:iterations")."""
+    name, *args = method.split(":")
+    secret, salt_bytes = password.encode(), salt.encode()
+    try:
+        if name == "scrypt":
+            n, r, p = (int(a) for a in args) if args else (SCRYPT_N, SCRYPT_R, SCRYPT_P)
+            # werkzeug's maxmem (scrypt needs 128*n*r*p and a little more)
+            return hashlib.scrypt(secret, salt=salt_bytes, n=n, r=r, p=p, maxmem=132 * n * r * p).hex()
+        if name == "pbkdf2":
+            digest = args[0] if args else "sha256"
+            rounds = int(args[1]) if len(args) > 1 else 600_000
+            return hashlib.pbkdf2_hmac(digest, secret, salt_bytes, rounds).hex()
+    except (ValueError, IndexError):
+        return None
+    return None
+
+
+def hash_password(password: str) -> str:
+    """scrypt (n=2**15, r=8, p=1) with a random salt, written as werkzeug's generate_password_hash does."""
+    salt = "".join(secrets.choice(SALT_CHARS) for _ in range(SALT_LENGTH))
+    method = f"scrypt:{SCRYPT_N}:{SCRYPT_R}:{SCRYPT_P}"
+    return f"{method}${salt}${_derive(method, salt, password)}"
+
+
+def password_matches(password_hash: str, password: str) -> bool:
+    """werkzeug's check_password_hash: the stored method and salt give the same digest (constant time)."""
+    try:
+        method, salt, expected = password_hash.split("$", 2)
+    except ValueError:
+        return False
+    actual = _derive(method, salt, password)
+    return actual is not None and hmac.compare_digest(actual, expected)
+
+
+@cache
+def _dummy_hash() -> str:
+    # Checked against when the username is unknown, so an unknown name costs as much time as a known one.
+    return hash_password(secrets.token_hex(16))
+
+
+# ---- accounts -----------------------------------------------------------------------------------------
+
+
+def _check_new_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise AccountError(f"the password needs at least {MIN_PASSWORD_LENGTH} characters")
+
+
+def create_user(
+    session: Session,
+    username: str,
+    display_name: str,
+    password: str,
+    *,
+    locale: str = "th",
+    email: str | None = None,
+    phone: str | None = None,
+    clock: Clock = utcnow,
+) -> User:
+    """Create a staff account (no roles yet). Flushes, never commits."""
+    username = username.strip().lower()
+    if not USERNAME.match(username):
+        raise AccountError("a username is 3-80 characters: a-z, 0-9, '.', '_' or '-'")
+    if not display_name.strip():
+        raise AccountError("give the person's name (--name)")
+    if locale not in LOCALES:
+        raise AccountError(f"the locale is one of {', '.join(LOCALES)}")
+    _check_new_password(password)
+    phone = normalise_phone(phone) if phone else None
+    if session.scalar(select(User.id).where(User.username == username)) is not None:
+        raise AccountError(f"the username {username!r} is taken")
+    user = User(
+        username=username,
+        display_name=display_name.strip()[:200],
+        email=email,
+        phone=phone,
+        password_hash=hash_password(password),
+        active=True,
+        locale=locale,
+        failed_logins=0,
+        session_token=secrets.token_hex(32),
+        created_at=clock(),
+    )
+    session.add(user)
+    session.flush()
+    return user
+
+
+def normalise_phone(raw: str) -> str:
+    """A staff member's own phone in E.164 ('081 234 5678' is read as Thai); AccountError if not a number."""
+    number = e164(raw)
+    if number is None:
+        raise AccountError("give a phone number, e.g. +66812345678 or 081 234 5678")
+    return number
+
+
+def set_phone(session: Session, user: User, raw: str | None) -> None:
+    """Set (or with an empty value, remove) the user's own phone: SMS reminders and the call-back bridge."""
+    user.phone = normalise_phone(raw) if raw and raw.strip() else None
+    session.flush()
+
+
+def set_password(session: Session, user: User, password: str) -> None:
+    """Set a new password, unlock the account and end every session of the user."""
+    _check_new_password(password)
+    user.password_hash = hash_password(password)
+    user.failed_logins, user.locked_until = 0, None
+    end_all_sessions(session, user)
+
+
+def set_locale(session: Session, user: User, locale: str) -> None:
+    if locale in LOCALES:
+        user.locale = locale
+        session.flush()
+
+
+def end_all_sessions(session: Session, user: User) -> None:
+    """A new session token: every cookie carrying the old one stops working at its next request."""
+    user.session_token = secrets.token_hex(32)
+    session.flush()
+
+
+# ---- signing in ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PasswordCheck:
+    """A password checked against an account, read without the write lock: scrypt takes about 0.1 s."""
+
+    user_id: int | None
+    password_hash: str | None
+    good: bool
+
+
+def check_password(session: Session, username: str, password: str) -> PasswordCheck:
+    """Check the password (reads only); record_sign_in() then decides and counts, under the write lock."""
+    user = session.scalar(select(User).where(User.username == username.strip().lower()))
+    if user is None:
+        password_matches(_dummy_hash(), password)
+        return PasswordCheck(None, None, False)
+    return PasswordCheck(user.id, user.password_hash, password_matches(user.password_hash, password))
+
+
+def record_sign_in(session: Session, check: PasswordCheck, *, clock: Clock = utcnow) -> User | None:
+    """The user if the password was right and the account is open now; counts failures and locks after five.
+
+    The account is read again in `session` (the write transaction), so a lock or a new password set since
+    the check wins. The caller commits either way (the failure count is the point) and says the same
+    thing to the person whatever the reason, so that nobody learns whether a username exists or is locked.
+    """
+    user = session.get(User, check.user_id) if check.user_id is not None else None
+    if user is None or user.password_hash != check.password_hash:
+        return None
+    now = clock()
+    locked = user.locked_until is not None and user.locked_until > now
+    if locked or not user.active:
+        return None
+    if check.good:
+        user.failed_logins, user.locked_until = 0, None
+        session.flush()
+        return user
+    user.failed_logins += 1
+    if user.failed_logins >= LOCK_AFTER_FAILURES:
+        user.failed_logins, user.locked_until = 0, now + LOCK_FOR
+        session.add(AuditEvent(at=now, user_id=user.id, action="login_locked", detail={"minutes": 15}))
+        log.warning("sign-in locked for user id %d after %d failures", user.id, LOCK_AFTER_FAILURES)
+    session.flush()
+    return None

@@ -1,0 +1,1 @@
+"""The staff web face: sign-in, pages per area, their read models, languages, templates, static files."""

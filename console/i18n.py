@@ -1,0 +1,169 @@
+"""Thai first, English on request: Flask-Babel set-up, the words for states, groups and roles, error texts.
+
+The catalogues are `console/translations/{th,en}/LC_MESSAGES/messages.po`, compiled to the committed
+`.mo` files (`pybabel compile -d console/translations`; tests/unit/test_translations.py checks they match).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import flask_babel
+from flask import Flask, current_app, session
+from flask_login import current_user
+
+from cases.accounts import LOCALES
+from cases.models import Office
+from cases.reference import display_reference
+from cases.texts import N_, Text
+from cases.thai_dates import format_age, format_datetime
+from cases.words import HAZARD_WORDS, MOVE_WORDS, ROLE_WORDS, STATE_WORDS
+from cases.workflow import WorkflowError
+from infra.config import Config
+
+TRANSLATIONS_DIR = Path(__file__).resolve().parent / "translations"
+DEFAULT_LOCALE = "th"
+__all__ = [
+    "HAZARD_WORDS",
+    "LOCALES",
+    "MOVE_WORDS",
+    "N_",
+    "ROLE_WORDS",
+    "STATE_WORDS",
+]  # re-exported: the console's modules mark and list from here
+
+
+def _(message: str, **values: Any) -> str:
+    return str(flask_babel.gettext(message, **values))
+
+
+def current_locale() -> str:
+    locale = flask_babel.get_locale()
+    return locale.language if locale is not None and locale.language in LOCALES else DEFAULT_LOCALE
+
+
+def select_locale() -> str:
+    """The toggle in this session, else the user's setting, else Thai."""
+    chosen = session.get("locale")
+    if chosen in LOCALES:
+        return str(chosen)
+    if current_user.is_authenticated and current_user.user.locale in LOCALES:
+        return str(current_user.user.locale)
+    return DEFAULT_LOCALE
+
+
+# Case events (CaseEvent.action) in words.
+EVENT_WORDS: dict[str, str] = {
+    "route": N_("Routed to an office"),
+    "propose": N_("Forwarding proposed"),
+    "approve": N_("Forwarding approved"),
+    "reject": N_("Forwarding rejected"),
+    "acknowledge": N_("Acknowledged"),
+    "record_action": N_("Action recorded"),
+    "resolve": N_("Resolved"),
+    "summarised": N_("Summary written"),
+    "transcript_corrected": N_("Transcript corrected"),
+    "callback_scheduled": N_("Call back scheduled"),
+    "callback_moved": N_("Call back moved to the case's new office"),
+    "callback_attempt": N_("Call back started"),
+    "callback_reached": N_("Reporter reached: call back done"),
+    "callback_retry": N_("Call back failed: tried again later"),
+    "callback_failed": N_("Call back failed"),
+    "callback_gave_up": N_("Call back given up after the last attempt"),
+    "callback_operator_unreachable": N_("Call back not started: the operator's phone did not answer"),
+    "callback_cancelled": N_("Call back closed without calling"),
+    "follow_up_message": N_("The reporter called again and left a further message"),
+    "message_added": N_("A further message from the same call joined the case"),
+}
+# The state of a case's call back (cases.models.CallbackState).
+CALLBACK_STATE_WORDS: dict[str, str] = {
+    "pending": N_("Waiting to be called back"),
+    "calling": N_("Calling now"),
+    "reached": N_("Called back"),
+    "gave_up": N_("Given up"),
+    "cancelled": N_("Closed without calling"),
+}
+CALLBACK_WORDS: dict[str, str] = {
+    "caller": N_("Call back the number that called"),
+    "other": N_("Call back another number"),
+    "none": N_("Anonymous: no call back"),
+}
+# The IVR path (CallEvent.kind) in words; unknown kinds are shown as they are.
+CALL_EVENT_WORDS: dict[str, str] = {
+    "call_started": N_("Call started"),
+    "key": N_("Key pressed"),
+    "set": N_("Choice recorded"),
+    "entered": N_("Answer entered"),
+    "confirmed": N_("Confirmed"),
+    "branch": N_("Branch"),
+    "recorded": N_("Message recorded"),
+    "send": N_("Message sent"),
+    "submit": N_("Report submitted"),
+    "case_opened": N_("Case opened"),
+    "hangup": N_("Hung up"),
+    "call_ended": N_("Call ended"),
+    "found": N_("Follow-up: report found, its state told"),
+    "not_found": N_("Follow-up: no report with that reference"),
+    "message_attached": N_("Follow-up message added to the report"),
+    "follow_up_case_missing": N_("Follow-up message opened a case of its own: its report was gone"),
+}
+
+
+def translate(text: Text) -> str:
+    """A domain message in the reader's language: its msgid from the catalogue, its marked words too."""
+    if not text.params:
+        return _(text.msgid)
+    values = {k: translate(v) if isinstance(v, Text) else v for k, v in text.params.items()}
+    return _(text.msgid, **values)
+
+
+def error_text(exc: Exception) -> str:
+    """A WorkflowError's message in the reader's language (English as written when not catalogued)."""
+    if isinstance(exc, WorkflowError):
+        return translate(exc.text)
+    return _(str(exc))
+
+
+def words(table: dict[Any, str], key: Any) -> str:
+    """The words for a state, group, role or event; an unknown value is shown as it is."""
+    message = table.get(str(key))
+    return _(message) if message is not None else str(key)
+
+
+def office_name(office: Office | None) -> str:
+    if office is None:
+        return ""
+    return office.name_th if current_locale() == "th" else office.name_en
+
+
+def init_app(app: Flask) -> None:
+    cfg: Config = app.config["HOTLINE"]
+    app.config["BABEL_DEFAULT_LOCALE"] = DEFAULT_LOCALE
+    app.config["BABEL_DEFAULT_TIMEZONE"] = cfg.timezone_name
+    app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(TRANSLATIONS_DIR)
+    flask_babel.Babel(app, locale_selector=select_locale)
+
+    def when(value: datetime | None, time: bool = True) -> str:
+        if value is None:
+            return ""
+        return format_datetime(value, current_app.config["HOTLINE"].timezone, current_locale(), time=time)
+
+    def age(value: datetime | None, now: datetime) -> str:
+        return "" if value is None else format_age(now - value, current_locale())
+
+    app.jinja_env.filters.update(
+        when=when,
+        age=age,
+        state_words=lambda s: words(STATE_WORDS, s),
+        hazard_words=lambda h: words(HAZARD_WORDS, h),
+        role_words=lambda r: words(ROLE_WORDS, r),
+        event_words=lambda a: words(EVENT_WORDS, a),
+        call_event_words=lambda k: words(CALL_EVENT_WORDS, k),
+        callback_words=lambda c: words(CALLBACK_WORDS, str(c)),
+        callback_state_words=lambda c: words(CALLBACK_STATE_WORDS, str(c)),
+        office_name=office_name,
+        ref=display_reference,
+    )
+    app.jinja_env.globals.update(current_locale=current_locale, LOCALES=LOCALES)

@@ -1,0 +1,162 @@
+"""The staff console's office pages: who works where, in which role, and the SC-Action committees.
+
+Anyone with a role at an office (or above it) sees its staff; its admins (or those above) change them
+through the workflow's staff functions, which check and audit every change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response
+
+from cases import access, workflow
+from cases.models import Office
+from cases.staff import Committee, Role, User
+from cases.workflow import WorkflowError
+from console import queries
+from console.base import db, me, require_login
+from console.i18n import _, error_text
+
+bp = Blueprint("offices", __name__, url_prefix="/console")
+bp.before_request(require_login)
+
+
+def _office_or_403(office_id: int) -> Office:
+    office = db().get(Office, office_id)
+    if office is None:
+        abort(404)
+    if not access.can_see_staff(db(), me(), office):
+        abort(403)
+    return office
+
+
+def _committee_or_403(committee_id: int) -> tuple[Committee, Office]:
+    committee = db().get(Committee, committee_id)
+    if committee is None:
+        abort(404)
+    return committee, _office_or_403(committee.office_id)
+
+
+def _apply(office: Office, work: Callable[[], object], done: str) -> Response:
+    try:
+        work()
+        db().commit()
+    except WorkflowError as exc:
+        db().rollback()
+        flash(error_text(exc), "error")
+    else:
+        flash(done, "ok")
+    return redirect(url_for("offices.office", office_id=office.id))
+
+
+def _role() -> Role | None:
+    try:
+        return Role(request.form.get("role", ""))
+    except ValueError:
+        return None
+
+
+def _person(field: str) -> User | None:
+    raw = request.form.get(field, "")[:80]
+    if field == "user_id":
+        return db().get(User, int(raw)) if raw.isdigit() else None
+    return queries.user_by_username(db(), raw)
+
+
+@bp.get("/offices")
+def offices() -> str:
+    mine = queries.my_offices(db(), me())
+    short = set(workflow.offices_needing_operators(db(), [o.id for o in mine]))
+    below = {o.id: queries.offices_with_staff(db(), o) for o in mine if access.administers(db(), me(), o)}
+    return render_template("console/offices.html", nav="offices", offices=mine, short=short, below=below)
+
+
+@bp.get("/offices/<int:office_id>")
+def office(office_id: int) -> str:
+    found = _office_or_403(office_id)
+    staff = queries.office_staff(db(), found)
+    return render_template(
+        "console/office.html",
+        nav="offices",
+        s=staff,
+        can_admin=access.administers(db(), me(), found),
+        roles=[r for r in Role if r != Role.AGENT or found.parent_id is None],
+        me_id=me().id,
+    )
+
+
+@bp.post("/offices/<int:office_id>/roles")
+def grant(office_id: int) -> Response:
+    found = _office_or_403(office_id)
+    person, role = _person("username"), _role()
+    if person is None or role is None:
+        flash(_("No such user name, or no role chosen."), "error")
+        return redirect(url_for("offices.office", office_id=office_id))
+    return _apply(
+        found,
+        lambda: workflow.grant_role(db(), found, person, role, actor=me()),
+        _("%(name)s now has that role here.", name=person.display_name),
+    )
+
+
+@bp.post("/offices/<int:office_id>/roles/remove")
+def revoke(office_id: int) -> Response:
+    found = _office_or_403(office_id)
+    person, role = _person("user_id"), _role()
+    if person is None or role is None:
+        abort(400)
+    return _apply(
+        found,
+        lambda: workflow.revoke_role(db(), found, person, role, actor=me()),
+        _("The role was removed from %(name)s.", name=person.display_name),
+    )
+
+
+@bp.post("/offices/<int:office_id>/committees")
+def add_committee(office_id: int) -> Response:
+    found = _office_or_403(office_id)
+    name = request.form.get("name", "")[:200]
+    return _apply(
+        found,
+        lambda: workflow.create_committee(db(), found, name, actor=me()),
+        _("The committee was created."),
+    )
+
+
+@bp.post("/committees/<int:committee_id>/remove")
+def remove_committee(committee_id: int) -> Response:
+    committee, found = _committee_or_403(committee_id)
+    return _apply(
+        found,
+        lambda: workflow.remove_committee(db(), committee, actor=me()),
+        _("The committee was removed."),
+    )
+
+
+@bp.post("/committees/<int:committee_id>/members")
+def add_member(committee_id: int) -> Response:
+    committee, found = _committee_or_403(committee_id)
+    person = _person("username")
+    if person is None:
+        flash(_("No such user name."), "error")
+        return redirect(url_for("offices.office", office_id=found.id))
+    return _apply(
+        found,
+        lambda: workflow.add_committee_member(db(), committee, person, actor=me()),
+        _("%(name)s joined the committee.", name=person.display_name),
+    )
+
+
+@bp.post("/committees/<int:committee_id>/members/remove")
+def remove_member(committee_id: int) -> Response:
+    committee, found = _committee_or_403(committee_id)
+    person = _person("user_id")
+    if person is None:
+        abort(400)
+    return _apply(
+        found,
+        lambda: workflow.remove_committee_member(db(), committee, person, actor=me()),
+        _("%(name)s left the committee.", name=person.display_name),
+    )
