@@ -14,17 +14,11 @@ import threading
 import pytest
 from flask import Flask
 
-from telephony.simulator import (
-    HANGUP_PURPOSES,
-    HANGUP_REQUESTS,
-    CallResult,
-    CallScript,
-    HangupOrder,
-    MediaServer,
-    main,
-    parse_token,
-    run_call,
-)
+from telephony.simulator.cli import main
+from telephony.simulator.events import CallResult
+from telephony.simulator.media_server import MediaServer
+from telephony.simulator.run import run_call
+from telephony.simulator.script import HANGUP_PURPOSES, HANGUP_REQUESTS, CallScript, HangupOrder, parse_token
 from tests.integration.sim_standin import (
     ACCOUNT_SID,
     AUTH_TOKEN,
