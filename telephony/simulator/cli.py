@@ -20,7 +20,9 @@ from telephony.simulator.script import (
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Call the hotline app the way Twilio would.")
+    parser = argparse.ArgumentParser(
+        prog="python -m telephony.simulator", description="Call the hotline app the way Twilio would."
+    )
     parser.add_argument("--connect", default=os.environ.get("SIM_CONNECT_BASE", "http://127.0.0.1:5001"))
     parser.add_argument("--public", default=os.environ.get("PUBLIC_BASE_URL"))
     parser.add_argument("--account-sid", default=os.environ.get("TWILIO_ACCOUNT_SID"))

@@ -188,11 +188,9 @@ class MediaServer:
         self.account_sid = account_sid
         self.auth_token = auth_token
         self._host = host
-        self._lock = threading.Lock()
         self.held = Holdings(account_sid)
         self.faults = Faults()
-        self._counts: dict[str, int] = {}
-        self._log: list[tuple[str, str]] = []
+        self.log = RequestLog()
         self._messages = Messages(account_sid)
         # Calls.json and the outbound calls it places (the call-back bridge).
         self.calls = OutboundCalls(self)
@@ -347,24 +345,45 @@ class MediaServer:
     # request accounting
     def _count(self, path: str, method: str = "GET") -> None:
         observer = self.observer
-        with self._lock:
-            self._counts[path] = self._counts.get(path, 0) + 1
-            self._log.append((method, path))
+        self.log.add(method, path)
         if observer is not None:
             observer(method, path)
 
     def requests(self, method: str | None = None) -> list[tuple[str, str]]:
         """(method, path) of every request received, in order; only `method`'s when given."""
-        with self._lock:
-            return [entry for entry in self._log if method is None or entry[0] == method]
+        return self.log.entries(method)
 
     def request_count(self, path_or_url: str) -> int:
         """Requests received for a path (a full URL is accepted too; its query is ignored)."""
+        return self.log.count(path_or_url)
+
+    @property
+    def request_counts(self) -> dict[str, int]:
+        return self.log.counts()
+
+
+class RequestLog:
+    """Every request the fake Twilio received: (method, path) in order, and how many per path."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+        self._log: list[tuple[str, str]] = []
+
+    def add(self, method: str, path: str) -> None:
+        with self._lock:
+            self._counts[path] = self._counts.get(path, 0) + 1
+            self._log.append((method, path))
+
+    def entries(self, method: str | None = None) -> list[tuple[str, str]]:
+        with self._lock:
+            return [entry for entry in self._log if method is None or entry[0] == method]
+
+    def count(self, path_or_url: str) -> int:
         path = urlsplit(path_or_url).path if "://" in path_or_url else path_or_url.split("?", 1)[0]
         with self._lock:
             return self._counts.get(path, 0)
 
-    @property
-    def request_counts(self) -> dict[str, int]:
+    def counts(self) -> dict[str, int]:
         with self._lock:
             return dict(self._counts)
