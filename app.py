@@ -333,7 +333,7 @@ def _register_commands(app: Flask) -> None:
         hangup_order: str | None,
     ) -> None:
         """Call the hotline as Twilio would: signed webhooks, TwiML followed, a recording served."""
-        from telephony.simulator_cli import simulate_call
+        from telephony.simulator.commands import simulate_call
 
         code = simulate_call(
             current_app._get_current_object(),  # type: ignore[attr-defined]
@@ -402,7 +402,7 @@ def _register_commands(app: Flask) -> None:
     def demo(keys: str | None) -> None:
         """Quick start: migrate the embedded database, load offices, serve, place one simulated call."""
         from cases.offices import load_offices
-        from telephony.simulator_cli import DEMO_KEYS, run_demo
+        from telephony.simulator.commands import DEMO_KEYS, run_demo
 
         cfg: Config = current_app.config["HOTLINE"]
         click.echo(f"database: {cfg.database_url}")

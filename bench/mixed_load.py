@@ -89,7 +89,9 @@ from cases.staff import Role, RoleAssignment, User  # noqa: E402
 from infra.clock import utcnow  # noqa: E402
 from infra.config import Config  # noqa: E402
 from infra.crypto import FieldCipher  # noqa: E402
-from telephony.simulator import MediaServer, SimulatorConfig, generate_wav  # noqa: E402
+from telephony.simulator.audio import generate_wav  # noqa: E402
+from telephony.simulator.config import SimulatorConfig  # noqa: E402
+from telephony.simulator.media_server import MediaServer  # noqa: E402
 from transcription.registry import installed_model_packages  # noqa: E402
 
 TARGET_P99_MS = 100.0

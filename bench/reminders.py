@@ -84,7 +84,9 @@ from cases.seed import bulk_reference, seed_console  # noqa: E402
 from infra.clock import utcnow  # noqa: E402
 from infra.config import Config  # noqa: E402
 from infra.crypto import FieldCipher  # noqa: E402
-from telephony.simulator import MediaServer, SimulatorConfig, generate_wav  # noqa: E402
+from telephony.simulator.audio import generate_wav  # noqa: E402
+from telephony.simulator.config import SimulatorConfig  # noqa: E402
+from telephony.simulator.media_server import MediaServer  # noqa: E402
 
 TARGET_P99_S = 2.0
 TICK_LOG = re.compile(

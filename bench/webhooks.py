@@ -7,8 +7,8 @@ What one run does (only 127.0.0.1 traffic; everything it starts is stopped on ex
 2. Two gunicorn servers with identical flags: the hotline (``app:create_app()``) and a bare Flask endpoint
    (``bench/bare_app.py``: parse the form, answer a fixed ``<Response><Say>ok</Say></Response>``).
 3. A warm-up, then ``--calls`` caller threads, each placing ``--rounds`` calls back to back with
-   ``telephony.simulator.run_call`` (one shared MediaServer, one WAV generated once): the full hotline path,
-   keys ``1,10,1,1,record:6,1`` = violence, Bangkok, confirm, call back on this number, a 6 s message,
+   ``telephony.simulator.run.run_call`` (one shared MediaServer, one WAV generated once): the full hotline
+   path, keys ``1,10,1,1,record:6,1`` = violence, Bangkok, confirm, call back on this number, a 6 s message,
    send. That is 9 signed webhooks a call: voice (welcome + menu), 4 gathers, the record action, the
    recording-status callback, the "send" gather (opens the case, reads the reference, hangs up) and the
    status callback.

@@ -1,7 +1,7 @@
 """Local stand-ins for the outside systems the outbox talks to: LINE's Messaging API and an SMTP relay.
 
-Twilio's Messages endpoint is served by telephony.simulator.MediaServer (one stand-in for Twilio's REST
-host, as TWILIO_API_BASE is one host); these two are for tests only.
+Twilio's Messages endpoint is served by telephony.simulator.media_server.MediaServer (one stand-in for
+Twilio's REST host, as TWILIO_API_BASE is one host); these two are for tests only.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl
 
 from twilio.request_validator import RequestValidator
 
-from telephony.simulator import SimulatorConfig
+from telephony.simulator.config import SimulatorConfig
 
 ACCOUNT_SID = "AC" + "1" * 32
 AUTH_TOKEN = "test-auth-token-0123456789abcdef"

@@ -24,8 +24,11 @@ from sqlalchemy import select
 from app import get_database
 from cases.models import Call, Case, CaseEvent
 from infra.db import Database
-from telephony.simulator import CallScript, MediaServer, SimulatorConfig, run_call
-from telephony.simulator_cli import serve_in_thread
+from telephony.simulator.commands import serve_in_thread
+from telephony.simulator.config import SimulatorConfig
+from telephony.simulator.media_server import MediaServer
+from telephony.simulator.run import run_call
+from telephony.simulator.script import CallScript
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_BASE, TwilioCaller, sign
 from tests.integration.test_end_to_end import _env, gunicorn
 from tests.integration.test_webhooks import (

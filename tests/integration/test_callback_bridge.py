@@ -43,7 +43,8 @@ from cases.staff import User
 from infra.config import Config
 from infra.crypto import FieldCipher, mask_phone
 from infra.db import Base
-from telephony.simulator import MediaServer, OutboundCall, OutboundPlan
+from telephony.simulator.media_server import MediaServer
+from telephony.simulator.outbound import OutboundCall, OutboundPlan
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_BASE, make_config, sign
 
 REPORTER = "+66861234567"

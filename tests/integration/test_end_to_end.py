@@ -16,7 +16,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from telephony.simulator import CallScript, MediaServer, SimulatorConfig, run_call
+from telephony.simulator.config import SimulatorConfig
+from telephony.simulator.media_server import MediaServer
+from telephony.simulator.run import run_call
+from telephony.simulator.script import CallScript
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, database_url
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -24,8 +24,10 @@ from cases.staff import Role, RoleAssignment, User
 from infra.clock import utcnow
 from telephony import jobs, service
 from telephony.flow import DigitsNode, HangupNode, LookupNode, MenuNode, Node
-from telephony.simulator import CallScript, SimulatorConfig, run_call
-from telephony.simulator_cli import serve_in_thread
+from telephony.simulator.commands import serve_in_thread
+from telephony.simulator.config import SimulatorConfig
+from telephony.simulator.run import run_call
+from telephony.simulator.script import CallScript
 from telephony.validators import speak_digits
 from telephony.webhooks import DATABASE_KEY, TELEPHONY_KEY
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_BASE, TwilioCaller

@@ -29,7 +29,8 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 from app import get_database
 from infra.clock import utcnow
 from infra.config import Config
-from telephony.simulator import MediaServer, generate_wav
+from telephony.simulator.audio import generate_wav
+from telephony.simulator.media_server import MediaServer
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_BASE, TwilioCaller, sign
 from tests.integration.test_webhooks import FULL_CALL, Recorded, answer, export_cases, hang_up, walk
 from transcription import ingest

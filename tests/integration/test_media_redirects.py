@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from telephony.simulator import generate_wav
+from telephony.simulator.audio import generate_wav
 from transcription.media import MediaClient, MediaFetchError
 
 SID = "AC" + "2" * 32

@@ -35,7 +35,7 @@ from infra.config import Config
 from infra.crypto import FieldCipher
 from infra.db import Database
 from telephony.rest import TwilioRest, TwilioRestError
-from telephony.simulator import MediaServer
+from telephony.simulator.media_server import MediaServer
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_BASE
 from tests.integration.test_console import login, post, text
 from tests.standins import LineServer, SmtpRelay, _free_port

@@ -23,8 +23,12 @@ from infra.config import Config
 from infra.crypto import FieldCipher
 from telephony.reconcile import Reconciler, ReconcileSettings
 from telephony.rest import TwilioRest
-from telephony.simulator import CallScript, MediaServer, SimulatorConfig, generate_wav, run_call
-from telephony.simulator_cli import serve_in_thread
+from telephony.simulator.audio import generate_wav
+from telephony.simulator.commands import serve_in_thread
+from telephony.simulator.config import SimulatorConfig
+from telephony.simulator.media_server import MediaServer
+from telephony.simulator.run import run_call
+from telephony.simulator.script import CallScript
 from telephony.webhooks import TELEPHONY_KEY
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_BASE
 from tests.integration.test_console import login, text

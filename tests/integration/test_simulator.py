@@ -22,16 +22,12 @@ from twilio.request_validator import RequestValidator
 from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from telephony.simulator import (
-    CallResult,
-    CallScript,
-    MediaServer,
-    ScriptError,
-    SimulatorConfig,
-    generate_wav,
-    parse_token,
-    run_call,
-)
+from telephony.simulator.audio import generate_wav
+from telephony.simulator.config import SimulatorConfig
+from telephony.simulator.events import CallResult
+from telephony.simulator.media_server import MediaServer
+from telephony.simulator.run import run_call
+from telephony.simulator.script import CallScript, ScriptError, parse_token
 
 ACCOUNT_SID = "AC" + "1" * 32
 AUTH_TOKEN = "test-auth-token-0123456789abcdef"

@@ -9,22 +9,18 @@ from __future__ import annotations
 
 import itertools
 import re
+import subprocess
+import sys
 import threading
 
 import pytest
 from flask import Flask
 
-from telephony.simulator import (
-    HANGUP_PURPOSES,
-    HANGUP_REQUESTS,
-    CallResult,
-    CallScript,
-    HangupOrder,
-    MediaServer,
-    main,
-    parse_token,
-    run_call,
-)
+from telephony.simulator.cli import main
+from telephony.simulator.events import CallResult
+from telephony.simulator.media_server import MediaServer
+from telephony.simulator.run import run_call
+from telephony.simulator.script import HANGUP_PURPOSES, HANGUP_REQUESTS, CallScript, HangupOrder, parse_token
 from tests.integration.sim_standin import (
     ACCOUNT_SID,
     AUTH_TOKEN,
@@ -359,3 +355,18 @@ def test_simulate_call_command_refuses_a_bad_order_naming_it(app: Flask) -> None
 
     assert done.exit_code == 2
     assert "bad hang-up order 'status,recording,status': 'status' named twice" in done.output
+
+
+def test_python_dash_m_runs_the_package_cli() -> None:
+    # The simulator is a package: `python -m telephony.simulator` must reach the same CLI through __main__.
+    with serving(StandIn()) as app:
+        done = subprocess.run(
+            [sys.executable, "-m", "telephony.simulator", "--connect", app.base,
+             "--account-sid", ACCOUNT_SID, "--auth-token", AUTH_TOKEN, "--script", "record:3"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert app.paths() == [VOICE, RECORDED, RECORDING_STATUS, STATUS]
+        assert all(hit.signature_ok for hit in app.hits)
+    assert done.returncode == 0, done.stderr
+    assert f"SAY [th-TH / Google.th-TH-Standard-A] {THANKS}" in done.stdout
+    assert re.search(r"^call CA[0-9a-f]{32} ended by \S+ \(completed, \d+s\)$", done.stdout, re.M)

@@ -15,7 +15,10 @@ from typing import Any
 import pytest
 import requests
 
-from telephony.simulator import CallScript, MediaServer, generate_wav, run_call
+from telephony.simulator.audio import generate_wav
+from telephony.simulator.media_server import MediaServer
+from telephony.simulator.run import run_call
+from telephony.simulator.script import CallScript
 from tests.integration.sim_standin import ACCOUNT_SID, AUTH_TOKEN, RECORDED, VOICE, StandIn, serving
 
 AUTH = (ACCOUNT_SID, AUTH_TOKEN)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from telephony.simulator import generate_wav
+from telephony.simulator.audio import generate_wav
 
 
 def test_models_list_shows_the_installed_korean_model(app: Flask) -> None:

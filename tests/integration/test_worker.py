@@ -37,7 +37,11 @@ from cases.offices import load_offices
 from infra.clock import utcnow
 from infra.config import Config
 from infra.scheduler import Sweep, add_sweeps, build_scheduler
-from telephony.simulator import CallScript, MediaServer, SimulatorConfig, generate_wav, run_call
+from telephony.simulator.audio import generate_wav
+from telephony.simulator.config import SimulatorConfig
+from telephony.simulator.media_server import MediaServer
+from telephony.simulator.run import run_call
+from telephony.simulator.script import CallScript
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_BASE, TwilioCaller, make_config
 from tests.integration.test_ingestion import Hosted, completed, new_recording_sid
 from tests.integration.test_webhooks import FULL_CALL, walk

@@ -25,7 +25,8 @@ from sqlalchemy import select
 from app import get_database
 from infra.config import Config
 from infra.sweeps import SweepReport
-from telephony.simulator import MediaServer, generate_wav
+from telephony.simulator.audio import generate_wav
+from telephony.simulator.media_server import MediaServer
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN
 from tests.integration.test_ingestion import FAST, Rig, TestClock, assert_one_private_copy
 from transcription.jobs import JobSettings, TranscriptionJobs

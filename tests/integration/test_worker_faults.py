@@ -40,7 +40,8 @@ from cases.workflow import grant_role
 from infra.clock import utcnow
 from infra.config import Config
 from infra.files import make_private_dirs
-from telephony.simulator import MediaServer, generate_wav
+from telephony.simulator.audio import generate_wav
+from telephony.simulator.media_server import MediaServer
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, TwilioCaller
 from tests.integration.test_console import login, set_locale, text
 from tests.integration.test_ingestion import Hosted, Rig, TestClock, completed, new_recording_sid

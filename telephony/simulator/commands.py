@@ -23,17 +23,11 @@ from cases.export import case_record
 from cases.models import Call, Case
 from infra.config import Config
 from infra.db import Database
-from telephony.simulator import (
-    DEFAULT_HANGUP_ORDER,
-    CallEvent,
-    CallResult,
-    CallScript,
-    HangupOrder,
-    MediaServer,
-    ScriptError,
-    SimulatorConfig,
-    run_call,
-)
+from telephony.simulator.config import SimulatorConfig
+from telephony.simulator.events import CallEvent, CallResult
+from telephony.simulator.media_server import MediaServer
+from telephony.simulator.run import run_call
+from telephony.simulator.script import DEFAULT_HANGUP_ORDER, CallScript, HangupOrder, ScriptError
 from telephony.webhooks import DATABASE_KEY
 from transcription.models import Recording, StorageStatus, TranscriptStatus
 
@@ -78,18 +72,7 @@ def simulate_call(
         order = HangupOrder.of(hangup_order) if hangup_order is not None else DEFAULT_HANGUP_ORDER
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--hangup-order") from exc
-    input_fn: Callable[[str], str] | None = None
-    if not keys and sys.stdin.isatty():
-
-        def ask(question: str) -> str:
-            return str(click.prompt(question, default="-", show_default=False))
-
-        input_fn = ask
-
-    try:
-        script = CallScript.parse(keys, input_fn=input_fn)
-    except ScriptError as exc:
-        raise click.UsageError(f"--keys: {exc}") from exc
+    script = _script(keys)
 
     def show(event: CallEvent) -> None:
         # Requests repeat what the caller hears, except the end of the call, where they are the story.
@@ -108,20 +91,41 @@ def simulate_call(
         result = run_call(
             sim, script, media=media, on_event=show, recording_wav=wav.read_bytes() if wav else None
         )
-        click.echo(f"call {result.call_sid} ended: {result.ended_by}")
-        _print_end_of_call(result, order)
-        for err in result.errors():
-            click.echo(f"error: {err.describe()}", err=True)
-        if result.errors():
-            return 1
-        if wait_for_transcript_s > 0:
-            _wait_for_transcript(app, result.call_sid, wait_for_transcript_s)
-        return _print_case(app, result.call_sid)
+        return _report(app, result, order, wait_for_transcript_s)
 
     if connect_base:
         return place(connect_base.rstrip("/"))
     with serve_in_thread(app) as base:
         return place(base)
+
+
+def _script(keys: str) -> CallScript:
+    """The caller's keys; with none given on a terminal, the caller is asked at each prompt."""
+    input_fn: Callable[[str], str] | None = None
+    if not keys and sys.stdin.isatty():
+
+        def ask(question: str) -> str:
+            return str(click.prompt(question, default="-", show_default=False))
+
+        input_fn = ask
+
+    try:
+        return CallScript.parse(keys, input_fn=input_fn)
+    except ScriptError as exc:
+        raise click.UsageError(f"--keys: {exc}") from exc
+
+
+def _report(app: Flask, result: CallResult, order: HangupOrder, wait_for_transcript_s: float) -> int:
+    """How the call ended, its errors, and the case it opened (once the worker is done, if asked)."""
+    click.echo(f"call {result.call_sid} ended: {result.ended_by}")
+    _print_end_of_call(result, order)
+    for err in result.errors():
+        click.echo(f"error: {err.describe()}", err=True)
+    if result.errors():
+        return 1
+    if wait_for_transcript_s > 0:
+        _wait_for_transcript(app, result.call_sid, wait_for_transcript_s)
+    return _print_case(app, result.call_sid)
 
 
 def _print_end_of_call(result: CallResult, order: HangupOrder) -> None:
@@ -170,7 +174,7 @@ def run_demo(app: Flask, keys: str, *, worker_timeout_s: float = 120.0) -> int:
         )
         worker = subprocess.Popen(
             [sys.executable, "-m", "flask", "--app", "app", "worker"],
-            cwd=Path(__file__).resolve().parent.parent,
+            cwd=Path(__file__).resolve().parents[2],
             env=env,
         )
         try:
