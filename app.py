@@ -133,6 +133,12 @@ def _wire_console(app: Flask, cfg: Config, call_bridge: bridge.Bridge) -> None:
     console_calls.init_app(app, bridge.TwilioDialer(rest, call_bridge.url, cfg.hotline_number))
 
 
+def twilio_rest(cfg: Config) -> TwilioRest:
+    """Twilio's REST client of the configured account; one each for the dialer, downloads, SMS and
+    reconcile: they run on threads of their own, and a requests.Session is not promised to be thread-safe."""
+    return TwilioRest(cfg.twilio_api_base, cfg.twilio_account_sid, cfg.twilio_auth_token)
+
+
 def get_database(app: Flask | None = None) -> Database:
     db: Database = (app or current_app).extensions[webhooks.DATABASE_KEY]
     return db
@@ -246,7 +252,7 @@ def build_worker(app: Flask) -> Worker:
         max_audio_s=cfg.max_audio_s,
         max_jobs_per_process=cfg.transcriber_max_jobs,
     )
-    media = MediaClient(cfg.twilio_api_base, cfg.twilio_account_sid, cfg.twilio_auth_token)
+    media = MediaClient(twilio_rest(cfg))  # telephony's client behind transcription's RecordingMedia
     settings = JobSettings(
         download_attempts=cfg.download_attempts,
         backoff_base_s=cfg.download_backoff_s,
@@ -266,17 +272,12 @@ def build_worker(app: Flask) -> Worker:
         # little before the next run is due, so APScheduler never finds it still running.
         horizon_s=max(cfg.sweep_interval_s - 0.5, 0.0),
     )
-    sms = (
-        TwilioRest(cfg.twilio_api_base, cfg.twilio_account_sid, cfg.twilio_auth_token)
-        if cfg.sms_from
-        else None
-    )
+    sms = twilio_rest(cfg) if cfg.sms_from else None
     outbox = notifications.build_outbox(
         cfg, get_database(app), callback_settings.line, sms, worker_id=f"{socket.gethostname()}:{os.getpid()}"
     )
     tel: Telephony = app.extensions[webhooks.TELEPHONY_KEY]
-    rest = TwilioRest(cfg.twilio_api_base, cfg.twilio_account_sid, cfg.twilio_auth_token)
-    reconciler = Reconciler(get_database(app), tel, rest, ReconcileSettings())
+    reconciler = Reconciler(get_database(app), tel, twilio_rest(cfg), ReconcileSettings())
     return Worker(
         jobs,
         pool,

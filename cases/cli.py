@@ -118,16 +118,15 @@ def _users_password(database: Callable[[], Database]) -> click.Command:
     @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
     def users_password(username: str, password_stdin: bool) -> None:
         """Set a new password; unlocks the account and ends all its sessions."""
-        from cases.auth import AccountError, set_password
+        from cases.auth import set_password
 
         password = _read_password(password_stdin)
-        with database().session() as session:
-            user = _user(session, username)
-            try:
-                set_password(session, user, password)
-            except AccountError as exc:
-                raise click.ClickException(str(exc)) from exc
-            click.echo(f"password of {user.username} changed; its sessions are ended")
+        _change_account(
+            database(),
+            username,
+            lambda session, user: set_password(session, user, password),
+            lambda user: f"password of {user.username} changed; its sessions are ended",
+        )
 
     return users_password
 
@@ -138,17 +137,31 @@ def _users_phone(database: Callable[[], Database]) -> click.Command:
     @click.argument("number")
     def users_phone(username: str, number: str) -> None:
         """Set the person's own phone (the call-back bridge rings it, SMS goes to it); "" removes it."""
-        from cases.auth import AccountError, set_phone
+        from cases.auth import set_phone
 
-        with database().session() as session:
-            user = _user(session, username)
-            try:
-                set_phone(session, user, number)
-            except AccountError as exc:
-                raise click.ClickException(str(exc)) from exc
-            click.echo(f"phone of {user.username} {'set' if user.phone else 'removed'}")
+        _change_account(
+            database(),
+            username,
+            lambda session, user: set_phone(session, user, number),
+            lambda user: f"phone of {user.username} {'set' if user.phone else 'removed'}",
+        )
 
     return users_phone
+
+
+def _change_account(
+    db: Database, username: str, change: Callable[[Session, User], None], done: Callable[[User], str]
+) -> None:
+    """Apply `change` to USERNAME's account; an AccountError is the command's error, else echo `done`."""
+    from cases.auth import AccountError
+
+    with db.session() as session:
+        user = _user(session, username)
+        try:
+            change(session, user)
+        except AccountError as exc:
+            raise click.ClickException(str(exc)) from exc
+        click.echo(done(user))
 
 
 def _users_roles(database: Callable[[], Database]) -> list[click.Command]:
