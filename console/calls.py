@@ -1,7 +1,7 @@
 """The case page's call-back through the bridge: the button, the attempts, a by-hand log.
 
-The "Call back" button rings the operator's own phone (cases.dialing.Dialer, telephony's adapter handed
-in by app.py); the bridge then connects the reporter. No page here ever holds the reporter's number.
+The "Call back" button rings the operator's own phone (cases.callbacks.dialing.Dialer, telephony's adapter
+handed in by app.py); the bridge then connects the reporter. No page here ever holds the reporter's number.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The call-back bridge: ring the operator's own phone, then connect them to the reporter under the hotline's
 caller ID, so that no member of staff ever sees or keys the reporter's number.
 
-1. The console asks the `TwilioDialer` (cases.dialing.Dialer) to ring the operator: Twilio's Calls API,
-   From the hotline number, with our `answer` URL and the operator leg's status callback.
+1. The console asks the `TwilioDialer` (cases.callbacks.dialing.Dialer) to ring the operator through
+   Twilio's Calls API, from the hotline number, with our `answer` URL and the operator leg's status callback.
 2. The operator answers: `operator_answered` answers TwiML that names the case reference digit by digit
    and `<Dial callerId=hotline>`s the reporter, whose number is decrypted here, on the server, and goes
    nowhere but into that TwiML (never into a URL, a log line, a page or a message).
@@ -95,7 +95,7 @@ class Bridge:
 
 
 class TwilioDialer:
-    """cases.dialing.Dialer over Twilio's Calls API: rings the operator, who lands on the bridge's TwiML."""
+    """cases.callbacks.dialing.Dialer over Twilio's Calls API: rings the operator, who hears the bridge."""
 
     def __init__(self, rest: TwilioRest, bridge_urls: Callable[[int, str], str], hotline_number: str) -> None:
         self.rest = rest

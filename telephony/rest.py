@@ -1,9 +1,10 @@
-"""Twilio's REST API: what we create there (SMS messages, outbound calls) and what we read back
-(recordings and calls, for the reconcile sweep).
+"""Twilio's REST API: what we create there (SMS messages, outbound calls), what we read back
+(recordings and calls, for the reconcile sweep), and the recordings' media (transcription's downloads).
 
-One small client over `requests`, with HTTP basic auth (account SID, auth token) against TWILIO_API_BASE,
-short timeouts, and one error type whose reason is safe to store: Twilio's own error messages quote the
-phone numbers, so only the HTTP status and Twilio's error code are kept ("Twilio 400 (code 21211)").
+The one client over `requests`, with HTTP basic auth (account SID, auth token) sent to TWILIO_API_BASE
+only, short timeouts, redirects checked by hand, and reasons that are safe to store: Twilio's own error
+messages quote the phone numbers, so only the HTTP status and Twilio's error code are kept ("Twilio 400
+(code 21211)"). Media requests raise transcription's errors (it declares the RecordingMedia it needs).
 
 Creating a resource is not idempotent at Twilio: a POST that timed out may still have been accepted, so
 a retry after a timeout can send an SMS twice. The outbox accepts that (a reminder twice is better than
@@ -12,17 +13,23 @@ none); a 4xx is never retried. Calls are not retried here at all: the operator p
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
 
 from cases.notifications.channels import DeliveryError
+from transcription.media import MediaFetchError, MediaRefused, MediaStream
 
 API_VERSION = "2010-04-01"
+RECORDING_PATH = re.compile(r"^/2010-04-01/Accounts/(AC[0-9a-fA-F]{32})/Recordings/(RE[0-9a-fA-F]{32})$")
+REDIRECTS = (301, 302, 303, 307, 308)
+MAX_REDIRECTS = 3
 # Every progress event of a call we place: the call-back bridge needs to know it rang, was answered, ended.
 CALL_EVENTS = ("initiated", "ringing", "answered", "completed")
 MAX_PAGES = 50  # a reconcile sweep reads at most this many pages of a list (1,000 items each)
@@ -51,7 +58,7 @@ class TwilioRestError(DeliveryError):
 
 
 class TwilioRest:
-    """Twilio's 2010-04-01 REST resources of one account."""
+    """Twilio's 2010-04-01 REST resources of one account, and its recordings' media."""
 
     def __init__(
         self,
@@ -61,13 +68,40 @@ class TwilioRest:
         *,
         connect_timeout_s: float = 5.0,
         read_timeout_s: float = 10.0,
+        media_read_timeout_s: float = 30.0,
         session: requests.Session | None = None,
     ) -> None:
         self.api_base = api_base.rstrip("/")
         self.account_sid = account_sid
         self._auth = (account_sid, auth_token)
         self._timeout = (connect_timeout_s, read_timeout_s)
+        self._media_timeout = (connect_timeout_s, media_read_timeout_s)
         self._session = session or requests.Session()
+
+    def _ours(self, url: str) -> bool:
+        """Whether `url` is at our API base's origin: the only one that ever gets the credentials."""
+        target, base = urlsplit(url), urlsplit(self.api_base)
+        return (target.scheme, target.hostname, target.port) == (base.scheme, base.hostname, base.port)
+
+    def _send(self, method: str, url: str, *, media: bool = False, **kwargs: Any) -> requests.Response:
+        """Every request to Twilio: credentials for our API base only, our timeouts, no redirect followed.
+
+        No answer becomes a TwilioRestError, or for the media a MediaFetchError, with a reason safe to store.
+        """
+        timeout = self._media_timeout if media else self._timeout
+        auth = self._auth if self._ours(url) else None
+        try:
+            return self._session.request(
+                method, url, auth=auth, timeout=timeout, allow_redirects=False, **kwargs
+            )
+        except requests.Timeout:
+            if media:
+                raise MediaFetchError("timeout") from None
+            raise TwilioRestError(f"timeout after {timeout[1]:g} s") from None
+        except requests.RequestException as exc:
+            if media:
+                raise MediaFetchError(f"connection: {type(exc).__name__}") from None
+            raise TwilioRestError(f"Twilio unreachable ({type(exc).__name__})") from None
 
     def resource_url(self, resource: str) -> str:
         """`Messages` -> {api_base}/2010-04-01/Accounts/{AccountSid}/Messages.json"""
@@ -86,14 +120,7 @@ class TwilioRest:
         return self._request("GET", url, params=dict(query or {}))
 
     def _request(self, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
-        try:
-            response = self._session.request(
-                method, url, auth=self._auth, timeout=self._timeout, allow_redirects=False, **kwargs
-            )
-        except requests.Timeout:
-            raise TwilioRestError(f"timeout after {self._timeout[1]:g} s") from None
-        except requests.RequestException as exc:
-            raise TwilioRestError(f"Twilio unreachable ({type(exc).__name__})") from None
+        response = self._send(method, url, **kwargs)
         with response:
             try:
                 payload = response.json()
@@ -195,3 +222,65 @@ class TwilioRest:
         if not isinstance(sid, str) or not sid:
             raise TwilioRestError("Twilio answered without a call sid")
         return sid
+
+    # ---- recordings' media (transcription.media.RecordingMedia) ------------------------------------------
+
+    def media_url(self, recording_url: str, recording_sid: str) -> str:
+        """The .wav URL to fetch, after checking the URL is our account's recording at our API base."""
+        if not self._ours(recording_url):
+            raise MediaRefused("recording URL is not at TWILIO_API_BASE")
+        url = urlsplit(recording_url)
+        path = url.path.removesuffix(".wav").removesuffix(".mp3")
+        found = RECORDING_PATH.match(path)
+        if found is None or url.query or url.fragment:
+            raise MediaRefused("recording URL is not a Twilio recording path")
+        if found.group(1) != self.account_sid or found.group(2) != recording_sid:
+            raise MediaRefused("recording URL names another account or recording")
+        return f"{self.api_base}{path}.wav"
+
+    @contextmanager
+    def open_media(self, url: str, chunk_size: int) -> Iterator[MediaStream]:
+        """GET the media; a MediaFetchError with a short reason unless Twilio answers 200."""
+        response = self._get_following_redirects(url)
+        with response:
+            if response.status_code in (401, 403):
+                raise MediaFetchError(f"http {response.status_code}: credentials refused")
+            if response.status_code == 404:
+                raise MediaFetchError("http 404: media not (yet) there")
+            if response.status_code != 200:
+                raise MediaFetchError(f"http {response.status_code}")
+            length = response.headers.get("Content-Length", "")
+            yield MediaStream(int(length) if length.isdigit() else None, _chunks(response, chunk_size))
+
+    def _get_following_redirects(self, url: str) -> requests.Response:
+        """GET; Twilio may redirect media to a presigned https URL.
+
+        Redirects are followed by hand: at most MAX_REDIRECTS, only to https (or back to the API base's
+        own origin), and the credentials are never sent to another host (`_send`).
+        """
+        for _ in range(MAX_REDIRECTS + 1):
+            response = self._send("GET", url, media=True, stream=True)
+            if response.status_code not in REDIRECTS:
+                return response
+            location = response.headers.get("Location", "")
+            response.close()
+            nxt = urljoin(url, location)
+            if not location or not (urlsplit(nxt).scheme == "https" or self._ours(nxt)):
+                raise MediaFetchError("redirect refused: not https", retryable=False)
+            url = nxt
+        raise MediaFetchError("too many redirects", retryable=False)
+
+    def delete_recording(self, recording_sid: str) -> None:
+        """Delete the recording at Twilio (404 is gone too); MediaFetchError if it may still be there."""
+        response = self._send("DELETE", self.resource_url(f"Recordings/{recording_sid}"), media=True)
+        response.close()
+        if response.status_code not in (204, 404):
+            raise MediaFetchError(f"http {response.status_code}")
+
+
+def _chunks(response: requests.Response, size: int) -> Iterator[bytes]:
+    """The body as it arrives; a transfer that breaks off is a MediaFetchError."""
+    try:
+        yield from response.iter_content(size)
+    except requests.RequestException as exc:
+        raise MediaFetchError(f"interrupted: {type(exc).__name__}") from None

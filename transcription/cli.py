@@ -1,4 +1,4 @@
-"""Command-line faces of transcription: `transcribe FILE...` and `models list` (registered by the app)."""
+"""Command-line faces of transcription: `transcribe FILE...` and `models list` (`command_groups()`)."""
 
 from __future__ import annotations
 
@@ -128,3 +128,16 @@ def models_list_command(model_spec: str) -> None:
 
 def _size(size_bytes: int) -> str:
     return f"{size_bytes / 1_000_000:.0f} MB" if size_bytes >= 1_000_000 else f"{size_bytes / 1000:.0f} kB"
+
+
+@click.group("models")
+def models_group() -> None:
+    """Vosk models installed for transcription."""
+
+
+models_group.add_command(models_list_command)
+
+
+def command_groups() -> list[click.Command]:
+    """Recognition from the shell (the same decoder, registry and pool as the worker), and `models list`."""
+    return [transcribe_command, models_group]

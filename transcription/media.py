@@ -1,26 +1,25 @@
-"""Twilio's recording media: fetched from TWILIO_API_BASE only, verified, stored privately, deleted."""
+"""Twilio's recording media: fetched from TWILIO_API_BASE only, verified, stored privately, deleted.
+
+The requests themselves are telephony's: transcription imports only infra, so it declares here what it
+needs of Twilio's REST API (`RecordingMedia`), and app.py hands in telephony.rest.TwilioRest, the one
+client that builds the credentials, timeouts, URL and redirect checks and maps errors.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import os
-import re
 import struct
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
-from urllib.parse import urljoin, urlsplit
-
-import requests
+from typing import BinaryIO, Protocol
 
 from infra.files import disk_fault, make_private_dirs
 
-API_VERSION = "2010-04-01"
-RECORDING_PATH = re.compile(r"^/2010-04-01/Accounts/(AC[0-9a-fA-F]{32})/Recordings/(RE[0-9a-fA-F]{32})$")
 CHUNK = 64 * 1024
-MAX_REDIRECTS = 3
 
 
 class MediaRefused(ValueError):
@@ -65,39 +64,36 @@ class WavInfo:
     duration_s: float
 
 
-class MediaClient:
-    """Twilio's media and recording REST endpoints, behind HTTP basic auth (account SID, auth token)."""
+@dataclass(frozen=True)
+class MediaStream:
+    """A recording's bytes as they arrive: `chunks` raises MediaFetchError if the transfer breaks off."""
 
-    def __init__(
-        self,
-        api_base: str,
-        account_sid: str,
-        auth_token: str,
-        *,
-        connect_timeout_s: float = 5.0,
-        read_timeout_s: float = 30.0,
-        max_bytes: int = 200 * 1024 * 1024,
-        session: requests.Session | None = None,
-    ) -> None:
-        self.api_base = api_base.rstrip("/")
-        self.account_sid = account_sid
-        self._auth = (account_sid, auth_token)
-        self._timeout = (connect_timeout_s, read_timeout_s)
-        self.max_bytes = max_bytes
-        self._session = session or requests.Session()
+    length: int | None  # what the server announced (Content-Length), if it did
+    chunks: Iterator[bytes]
+
+
+class RecordingMedia(Protocol):
+    """What transcription needs of Twilio's REST API (implemented by telephony.rest.TwilioRest)."""
 
     def media_url(self, recording_url: str, recording_sid: str) -> str:
-        """The .wav URL to fetch, after checking the URL is our account's recording at our API base."""
-        base, url = urlsplit(self.api_base), urlsplit(recording_url)
-        if (url.scheme, url.hostname, url.port) != (base.scheme, base.hostname, base.port):
-            raise MediaRefused("recording URL is not at TWILIO_API_BASE")
-        path = url.path.removesuffix(".wav").removesuffix(".mp3")
-        found = RECORDING_PATH.match(path)
-        if found is None or url.query or url.fragment:
-            raise MediaRefused("recording URL is not a Twilio recording path")
-        if found.group(1) != self.account_sid or found.group(2) != recording_sid:
-            raise MediaRefused("recording URL names another account or recording")
-        return f"{self.api_base}{path}.wav"
+        """The .wav URL to fetch; MediaRefused unless it is our account's recording at our API base."""
+        ...
+
+    def open_media(self, url: str, chunk_size: int) -> AbstractContextManager[MediaStream]:
+        """GET the media (redirects checked, credentials kept home); MediaFetchError unless it is a 200."""
+        ...
+
+    def delete_recording(self, recording_sid: str) -> None:
+        """Delete the recording at Twilio (404 is gone too); MediaFetchError if it may still be there."""
+        ...
+
+
+class MediaClient:
+    """Downloads of Twilio's recordings to our disk, over the REST client app.py hands in."""
+
+    def __init__(self, twilio: RecordingMedia, *, max_bytes: int = 200 * 1024 * 1024) -> None:
+        self.twilio = twilio
+        self.max_bytes = max_bytes
 
     def fetch(self, recording_url: str, recording_sid: str, dest: Path) -> StoredMedia:
         """Download the WAV to `dest` (mode 0600, written atomically) and verify it.
@@ -105,7 +101,7 @@ class MediaClient:
         Raises MediaRefused (never requested), MediaFetchError (Twilio or the network) or StorageFault (our
         own disk). Whatever fails, no partial file is left behind.
         """
-        url = self.media_url(recording_url, recording_sid)
+        url = self.twilio.media_url(recording_url, recording_sid)
         folder = dest.parent
         tmp = dest.with_name(dest.name + ".part")
         # Our own folder first: one that cannot be written fails here, before any request to Twilio.
@@ -139,81 +135,23 @@ class MediaClient:
 
     def _receive(self, url: str, out: BinaryIO, folder: Path) -> tuple[str, int]:
         """GET the media into `out`; returns its sha256 and size."""
-        response = self._get_following_redirects(url)
-        with response:
-            if response.status_code in (401, 403):
-                raise MediaFetchError(f"http {response.status_code}: credentials refused")
-            if response.status_code == 404:
-                raise MediaFetchError("http 404: media not (yet) there")
-            if response.status_code != 200:
-                raise MediaFetchError(f"http {response.status_code}")
-            expected = response.headers.get("Content-Length")
-            digest = hashlib.sha256()
-            size = 0
-            try:
-                for chunk in response.iter_content(CHUNK):
-                    size += len(chunk)
-                    if size > self.max_bytes:
-                        raise MediaFetchError("too large", retryable=False)
-                    digest.update(chunk)
-                    with _our_disk("cannot write", folder):
-                        out.write(chunk)
-            except requests.RequestException as exc:
-                raise MediaFetchError(f"interrupted: {type(exc).__name__}") from None
-        if expected is not None and expected.isdigit() and int(expected) != size:
-            raise MediaFetchError(f"truncated: {size} of {expected} bytes")
+        digest = hashlib.sha256()
+        size = 0
+        with self.twilio.open_media(url, CHUNK) as media:
+            for chunk in media.chunks:
+                size += len(chunk)
+                if size > self.max_bytes:
+                    raise MediaFetchError("too large", retryable=False)
+                digest.update(chunk)
+                with _our_disk("cannot write", folder):
+                    out.write(chunk)
+        if media.length is not None and media.length != size:
+            raise MediaFetchError(f"truncated: {size} of {media.length} bytes")
         return digest.hexdigest(), size
-
-    def _get_following_redirects(self, url: str) -> requests.Response:
-        """GET with credentials for our API base only; Twilio may redirect media to a presigned https URL.
-
-        Redirects are followed by hand: at most MAX_REDIRECTS, only to https (or back to the API base's
-        own origin), and the credentials are never sent to another host.
-        """
-        base = urlsplit(self.api_base)
-        for _ in range(MAX_REDIRECTS + 1):
-            target = urlsplit(url)
-            ours = (target.scheme, target.hostname, target.port) == (base.scheme, base.hostname, base.port)
-            try:
-                response = self._session.get(
-                    url,
-                    auth=self._auth if ours else None,
-                    timeout=self._timeout,
-                    stream=True,
-                    allow_redirects=False,
-                )
-            except requests.Timeout:
-                raise MediaFetchError("timeout") from None
-            except requests.RequestException as exc:
-                raise MediaFetchError(f"connection: {type(exc).__name__}") from None
-            if response.status_code not in (301, 302, 303, 307, 308):
-                return response
-            location = response.headers.get("Location", "")
-            response.close()
-            nxt = urljoin(url, location)
-            parts = urlsplit(nxt)
-            same_origin = (parts.scheme, parts.hostname, parts.port) == (
-                base.scheme,
-                base.hostname,
-                base.port,
-            )
-            if not location or not (parts.scheme == "https" or same_origin):
-                raise MediaFetchError("redirect refused: not https", retryable=False)
-            url = nxt
-        raise MediaFetchError("too many redirects", retryable=False)
 
     def delete(self, recording_sid: str) -> None:
         """Delete the recording at Twilio (REST API; 404 is gone too); MediaFetchError if it may be there."""
-        url = f"{self.api_base}/{API_VERSION}/Accounts/{self.account_sid}/Recordings/{recording_sid}.json"
-        try:
-            response = self._session.delete(url, auth=self._auth, timeout=self._timeout)
-        except requests.Timeout:
-            raise MediaFetchError("timeout") from None
-        except requests.RequestException as exc:
-            raise MediaFetchError(f"connection: {type(exc).__name__}") from None
-        response.close()
-        if response.status_code not in (204, 404):
-            raise MediaFetchError(f"http {response.status_code}")
+        self.twilio.delete_recording(recording_sid)
 
 
 def read_wav_header(path: Path) -> WavInfo:

@@ -52,7 +52,7 @@ class Sender(Protocol):
 
 
 class LineTarget(Protocol):
-    """An office's LINE group (cases.callback_settings.LineTarget has this shape)."""
+    """An office's LINE group (cases.callbacks.settings.LineTarget has this shape)."""
 
     @property
     def group_id(self) -> str: ...

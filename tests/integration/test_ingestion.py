@@ -29,6 +29,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 from app import get_database
 from infra.clock import utcnow
 from infra.config import Config
+from telephony.rest import TwilioRest
 from telephony.simulator.audio import generate_wav
 from telephony.simulator.media_server import MediaServer
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_BASE, TwilioCaller, sign
@@ -106,14 +107,15 @@ class Rig:
     ) -> TranscriptionJobs:
         http = requests.Session()
         self._sessions.append(http)
-        client = MediaClient(
+        rest = TwilioRest(
             api_base or self.media.base_url,
             ACCOUNT_SID,
             token,
             connect_timeout_s=2.0,
-            read_timeout_s=READ_TIMEOUT_S,
+            media_read_timeout_s=READ_TIMEOUT_S,
             session=http,
         )
+        client = MediaClient(rest)
         pool = TranscriberPool({}, size=0, job_timeout_s=10, max_audio_s=60, max_jobs_per_process=1)
         self._pools.append(pool)
         return TranscriptionJobs(

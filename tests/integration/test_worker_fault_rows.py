@@ -25,6 +25,7 @@ from sqlalchemy import select
 from app import get_database
 from infra.config import Config
 from infra.sweeps import SweepReport
+from telephony.rest import TwilioRest
 from telephony.simulator.audio import generate_wav
 from telephony.simulator.media_server import MediaServer
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN
@@ -101,7 +102,7 @@ def jobs_with(rig: Rig, client: MediaClient, settings: JobSettings = FAST) -> Tr
 def client_for(rig: Rig, cls: type[MediaClient] = MediaClient, **extra: Any) -> Any:
     http = requests.Session()
     rig._sessions.append(http)
-    return cls(rig.media.base_url, ACCOUNT_SID, AUTH_TOKEN, session=http, **extra)
+    return cls(TwilioRest(rig.media.base_url, ACCOUNT_SID, AUTH_TOKEN, session=http), **extra)
 
 
 # ---- downloads -----------------------------------------------------------------------------------------
