@@ -89,7 +89,6 @@ from cases.staff import Role, RoleAssignment, User  # noqa: E402
 from infra.clock import utcnow  # noqa: E402
 from infra.config import Config  # noqa: E402
 from infra.crypto import FieldCipher  # noqa: E402
-from telephony.simulator.audio import generate_wav  # noqa: E402
 from telephony.simulator.config import SimulatorConfig  # noqa: E402
 from telephony.simulator.media_server import MediaServer  # noqa: E402
 from transcription.registry import installed_model_packages  # noqa: E402
@@ -532,24 +531,6 @@ def start_servers(
     return servers
 
 
-def warm_up(
-    server: gs.GunicornServer, media: MediaServer, token: str, stop: threading.Event
-) -> tuple[SimulatorConfig, bytes, list[str]]:
-    """The callers' set-up, and a few calls so that every worker and thread is warm before measuring."""
-    sim = SimulatorConfig(
-        connect_base=server.base_url,
-        public_base=gs.PUBLIC_BASE,
-        account_sid=gs.ACCOUNT_SID,
-        auth_token=token,
-        timeout_s=15.0,
-    )
-    wav = generate_wav(wh.RECORD_SECONDS)
-    warm, _ = wh.drive_ivr("warm-up", sim, media, wav, concurrency=8, rounds=2, think_ms=0, seed=0, stop=stop)
-    if warm.failures:
-        raise RuntimeError("warm-up calls failed:\n" + "\n".join(warm.failures[:10]))
-    return sim, wav, warm.call_sids
-
-
 def process_ids(
     servers: list[gs.GunicornServer], worker: rem.Worker, team: staff_sessions.StaffProcess, database_url: str
 ) -> dict[str, list[int]]:
@@ -624,7 +605,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         team = staff_sessions.StaffProcess(plan)
         log(f"  gunicorn at {server.base_url}; worker pid {worker.proc.pid}; {len(usernames)} signed in")
-        sim, wav, warm_sids = warm_up(server, media, token, stop)
+        sim, wav, warm_sids = wh.warm_up(server.base_url, media, token, stop, concurrency=8)
         pids = process_ids(servers, worker, team, database_url)
         rig = Rig(args, servers, sim, media, wav, team, seeder, Meters(pids), stop, random.Random(args.seed))
         levels = [run_level(rig, n, i) for i, n in enumerate(args.staff)]

@@ -84,8 +84,6 @@ from cases.seed import bulk_reference, seed_console  # noqa: E402
 from infra.clock import utcnow  # noqa: E402
 from infra.config import Config  # noqa: E402
 from infra.crypto import FieldCipher  # noqa: E402
-from telephony.simulator.audio import generate_wav  # noqa: E402
-from telephony.simulator.config import SimulatorConfig  # noqa: E402
 from telephony.simulator.media_server import MediaServer  # noqa: E402
 
 TARGET_P99_S = 2.0
@@ -312,17 +310,7 @@ def paced_calls(
     stop: threading.Event,
 ) -> Callable[[str, int], wh.Phase]:
     """Warm the server up, then give back what places one measured round of paced calls."""
-    sim = SimulatorConfig(
-        connect_base=server.base_url,
-        public_base=gs.PUBLIC_BASE,
-        account_sid=gs.ACCOUNT_SID,
-        auth_token=auth_token,
-        timeout_s=15.0,
-    )
-    wav = generate_wav(wh.RECORD_SECONDS)
-    warm, _ = wh.drive_ivr("warm-up", sim, media, wav, concurrency=4, rounds=2, think_ms=0, seed=0, stop=stop)
-    if warm.failures:
-        raise RuntimeError("warm-up calls failed:\n" + "\n".join(warm.failures[:10]))
+    sim, wav, _ = wh.warm_up(server.base_url, media, auth_token, stop, concurrency=4)
 
     def calls(name: str, seed: int) -> wh.Phase:
         pace = {"concurrency": args.callers, "rounds": args.rounds, "think_ms": args.think_ms}

@@ -294,6 +294,26 @@ def drive_ivr(
     return phase, results
 
 
+def warm_up(
+    server_url: str, media: MediaServer, auth_token: str, stop: threading.Event, concurrency: int
+) -> tuple[SimulatorConfig, bytes, list[str]]:
+    """The callers' set-up, and a few calls so that every worker and thread is warm before measuring."""
+    sim = SimulatorConfig(
+        connect_base=server_url,
+        public_base=PUBLIC_BASE,
+        account_sid=ACCOUNT_SID,
+        auth_token=auth_token,
+        timeout_s=15.0,
+    )
+    wav = generate_wav(RECORD_SECONDS)
+    warm, _ = drive_ivr(
+        "warm-up", sim, media, wav, concurrency=concurrency, rounds=2, think_ms=0, seed=0, stop=stop
+    )
+    if warm.failures:
+        raise RuntimeError("warm-up calls failed:\n" + "\n".join(warm.failures[:10]))
+    return sim, wav, warm.call_sids
+
+
 @dataclass(frozen=True)
 class TemplateRequest:
     params: dict[str, str]
