@@ -36,7 +36,7 @@ from cases.models import (
 )
 from cases.offices import central_office_id
 from cases.staff import AuditEvent, Committee, CommitteeMember, Role, RoleAssignment, User
-from cases.texts import N_, Text
+from cases.texts import N_, Refusal, Text
 from cases.words import MOVE_WORDS, ROLE_WORDS, STATE_WORDS
 from infra.clock import Clock, utcnow
 from infra.crypto import FieldCipher
@@ -71,16 +71,8 @@ TRANSITIONS: dict[tuple[CaseStatus, Move], CaseStatus] = {
 EDITABLE = {S.DRAFT, S.ROUTED}
 
 
-class WorkflowError(Exception):
-    """A refused action; its `text` says why in words a user understands, translated at the edge.
-
-    `message` is a msgid marked with N_() where it is raised; `params` fill its %(name)s places (a
-    Text among them is translated too). str(exc) is the English, for logs and the shell.
-    """
-
-    def __init__(self, message: str, **params: Any) -> None:
-        self.text = Text(message, params)
-        super().__init__(self.text.english())
+class WorkflowError(Refusal):
+    """A refused action on a case; its `text` says why in words a user understands (cases.texts.Refusal)."""
 
 
 class IllegalMove(WorkflowError):
