@@ -26,10 +26,15 @@ from cases.callbacks.attempts import (
 from cases.callbacks.people import case_link, heads, holding_office, responsible_users
 from cases.callbacks.promise import cancel_callback, follow_office, open_callback
 from cases.callbacks.reminders import ReminderSweep, SweepStats
-from cases.callbacks.settings import CallbackSettings, CallbackSettingsError, load_callback_settings
+from cases.callbacks.settings import (
+    CallbackSettings,
+    CallbackSettingsError,
+    callback_settings,
+    load_callback_settings,
+)
 
-# Where app.py keeps the loaded CallbackSettings (app.extensions), for the console's views.
-SETTINGS_KEY = "hotline.callbacks"
+# The key as the worker's composition in app.py still reads it (use callback_settings(app)).
+SETTINGS_KEY = callback_settings.key
 
 __all__ = [
     "SETTINGS_KEY",
@@ -39,6 +44,7 @@ __all__ = [
     "CallbackSettingsError",
     "ReminderSweep",
     "SweepStats",
+    "callback_settings",
     "cancel_callback",
     "case_link",
     "follow_office",

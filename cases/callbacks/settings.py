@@ -17,6 +17,7 @@ import yaml
 from cases.callbacks.schedule import WorkingCalendar, WorkingHours
 from cases.models import CENTRAL_OFFICE_CODE, Channel, HazardGroup, ReminderKind
 from infra.config import ConfigError
+from infra.extensions import Shared
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # A LINE group ID as the Messaging API reports it in a join event.
@@ -100,6 +101,10 @@ class CallbackSettings:
     def callback_due(self, office_code: str, group: HazardGroup, opened_at: datetime) -> datetime:
         """When a callback for a case of `group` opened at `opened_at` is due (aware UTC)."""
         return self.calendar_for(office_code).add(opened_at, self.sla_minutes[group])
+
+
+# The settings the app loaded at start, for the console's views and the worker.
+callback_settings: Shared[CallbackSettings] = Shared("hotline.callbacks")
 
 
 def load_callback_settings(

@@ -111,7 +111,7 @@ def _more_to_show(session: Session, app: Flask, s: Seeded) -> None:
     and a transcript the worker could not make; so that those parts of the pages are read too."""
     now = utcnow()
     for case in s.cases.values():
-        callbacks.open_callback(session, case, app.extensions[callbacks.SETTINGS_KEY], now)
+        callbacks.open_callback(session, case, callbacks.callback_settings(app), now)
     staff = list(s.users.values())
     for kind in KINDS:
         params = {"reference": s.cases["routed_50"].reference, "due_at": now.isoformat(), "attempts": "1"}
