@@ -25,7 +25,7 @@ from cases.staff import User
 from console import wiring as console
 from infra.config import Config, ConfigError
 from infra.crypto import FieldCipher
-from infra.db import Database
+from infra.db import Database, database
 from infra.files import make_private_dirs, tighten
 from infra.logs import configure_logging
 from infra.scheduler import Sweep, build_scheduler, run_once
@@ -72,8 +72,8 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     callback_settings = load_callback_settings(cfg.callbacks_file, cfg.holidays_file, cfg.timezone_name)
 
     db = Database(cfg.database_url)
-    app.extensions[webhooks.DATABASE_KEY] = db
-    app.extensions[callbacks.SETTINGS_KEY] = callback_settings
+    database.install(app, db)
+    callbacks.callback_settings.install(app, callback_settings)
     # What notify() may queue on: the channels configured here and the offices' LINE groups.
     notifications.install_targets(db, notifications.DeliveryTargets.from_config(cfg, callback_settings.line))
     tel = Telephony(
@@ -113,8 +113,7 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
 
 
 def get_database(app: Flask | None = None) -> Database:
-    db: Database = (app or current_app).extensions[webhooks.DATABASE_KEY]
-    return db
+    return database(app or current_app)
 
 
 def upgrade_database(url: str, revision: str = "head") -> None:
@@ -272,10 +271,10 @@ def _register_commands(app: Flask) -> None:
         _change_role(username, role, office_code, grant=False)
 
     def _change_role(username: str, role: str, office_code: str, *, grant: bool) -> None:
-        from cases import workflow
+        from cases import office_staff, workflow
         from cases.staff import Role
 
-        change = workflow.grant_role if grant else workflow.revoke_role
+        change = office_staff.grant_role if grant else office_staff.revoke_role
         with get_database().session() as session:
             user, office = _user(session, username), _office(session, office_code)
             try:
