@@ -26,7 +26,7 @@ from cases.callbacks.settings import CallbackSettings, load_callback_settings
 from console import wiring as console
 from infra.config import Config, ConfigError
 from infra.crypto import FieldCipher
-from infra.db import Database
+from infra.db import Database, database
 from infra.files import make_private_dirs, tighten
 from infra.logs import configure_logging
 from infra.scheduler import Sweep, build_scheduler, run_once
@@ -62,8 +62,8 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     callback_settings = load_callback_settings(cfg.callbacks_file, cfg.holidays_file, cfg.timezone_name)
 
     db = Database(cfg.database_url)
-    app.extensions[webhooks.DATABASE_KEY] = db
-    app.extensions[callbacks.SETTINGS_KEY] = callback_settings
+    database.install(app, db)
+    callbacks.callback_settings.install(app, callback_settings)
     # What notify() may queue on: the channels configured here and the offices' LINE groups.
     notifications.install_targets(db, notifications.DeliveryTargets.from_config(cfg, callback_settings.line))
     call_bridge = _wire_telephony(app, cfg, flow, callback_settings)
@@ -140,8 +140,7 @@ def twilio_rest(cfg: Config) -> TwilioRest:
 
 
 def get_database(app: Flask | None = None) -> Database:
-    db: Database = (app or current_app).extensions[webhooks.DATABASE_KEY]
-    return db
+    return database(app or current_app)
 
 
 def _register_commands(app: Flask) -> None:
@@ -261,7 +260,7 @@ def build_worker(app: Flask) -> Worker:
         batch=max(4, cfg.transcriber_processes * 2),
     )
     jobs = TranscriptionJobs(get_database(app), media, pool, cfg.recordings_dir, settings)
-    callback_settings: CallbackSettings = app.extensions[callbacks.SETTINGS_KEY]
+    callback_settings = callbacks.callback_settings(app)
     reminders = callbacks.ReminderSweep(
         get_database(app),
         callback_settings,
@@ -276,7 +275,7 @@ def build_worker(app: Flask) -> Worker:
     outbox = notifications.build_outbox(
         cfg, get_database(app), callback_settings.line, sms, worker_id=f"{socket.gethostname()}:{os.getpid()}"
     )
-    tel: Telephony = app.extensions[webhooks.TELEPHONY_KEY]
+    tel = webhooks.telephony(app)
     reconciler = Reconciler(get_database(app), tel, twilio_rest(cfg), ReconcileSettings())
     return Worker(
         jobs,

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cases.staff import AuditEvent, User
+from cases.texts import N_, Refusal
 from infra.clock import Clock, utcnow
 from infra.config import e164
 
@@ -37,8 +38,8 @@ SALT_CHARS = string.ascii_letters + string.digits
 SALT_LENGTH = 16
 
 
-class AccountError(ValueError):
-    """A user account cannot be created or changed as asked (shell commands show the message)."""
+class AccountError(Refusal, ValueError):
+    """A user account cannot be created or changed as asked (the shell shows str(exc), the console Thai)."""
 
 
 # ---- password hashes ----------------------------------------------------------------------------------
@@ -90,7 +91,7 @@ def _dummy_hash() -> str:
 
 def _check_new_password(password: str) -> None:
     if len(password) < MIN_PASSWORD_LENGTH:
-        raise AccountError(f"the password needs at least {MIN_PASSWORD_LENGTH} characters")
+        raise AccountError(N_("the password needs at least %(count)d characters"), count=MIN_PASSWORD_LENGTH)
 
 
 def create_user(
@@ -107,15 +108,15 @@ def create_user(
     """Create a staff account (no roles yet). Flushes, never commits."""
     username = username.strip().lower()
     if not USERNAME.match(username):
-        raise AccountError("a username is 3-80 characters: a-z, 0-9, '.', '_' or '-'")
+        raise AccountError(N_("a username is 3-80 characters: a-z, 0-9, '.', '_' or '-'"))
     if not display_name.strip():
-        raise AccountError("give the person's name (--name)")
+        raise AccountError(N_("give the person's name (--name)"))
     if locale not in LOCALES:
-        raise AccountError(f"the locale is one of {', '.join(LOCALES)}")
+        raise AccountError(N_("the locale is one of %(locales)s"), locales=", ".join(LOCALES))
     _check_new_password(password)
     phone = normalise_phone(phone) if phone else None
     if session.scalar(select(User.id).where(User.username == username)) is not None:
-        raise AccountError(f"the username {username!r} is taken")
+        raise AccountError(N_("the username '%(username)s' is taken"), username=username)
     user = User(
         username=username,
         display_name=display_name.strip()[:200],
@@ -137,7 +138,7 @@ def normalise_phone(raw: str) -> str:
     """A staff member's own phone in E.164 ('081 234 5678' is read as Thai); AccountError if not a number."""
     number = e164(raw)
     if number is None:
-        raise AccountError("give a phone number, e.g. +66812345678 or 081 234 5678")
+        raise AccountError(N_("give a phone number, e.g. +66812345678 or 081 234 5678"))
     return number
 
 

@@ -185,10 +185,10 @@ def _users_roles(database: Callable[[], Database]) -> list[click.Command]:
 
 
 def _change_role(db: Database, username: str, role: str, office_code: str, *, grant: bool) -> None:
-    from cases import workflow
+    from cases import office_staff, workflow
     from cases.staff import Role
 
-    change = workflow.grant_role if grant else workflow.revoke_role
+    change = office_staff.grant_role if grant else office_staff.revoke_role
     with db.session() as session:
         user, office = _user(session, username), _office(session, office_code)
         try:

@@ -32,6 +32,18 @@ class Text:
         return self.english()
 
 
+class Refusal(Exception):
+    """Something a person asked for is refused; `text` says why, translated at the edge (console.i18n).
+
+    `message` is a msgid marked with N_() where it is raised; `params` fill its %(name)s places (a
+    Text among them is translated too). str(exc) is the English, for logs and the shell.
+    """
+
+    def __init__(self, message: str, **params: Any) -> None:
+        self.text = Text(message, params)
+        super().__init__(self.text.english())
+
+
 def text(message: str, **params: Any) -> Text:
     """A marked message with parameters: text(N_("Only %(role)s ..."), role=Text(N_("a head"))).
 

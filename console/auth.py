@@ -40,13 +40,14 @@ from cases.staff import User
 from console.base import CONSOLE_BLUEPRINTS, clock, db, me, reader, safe_next
 from console.i18n import _
 from infra.config import Config
+from infra.extensions import Shared
 
 log = logging.getLogger(__name__)
 
 # Per client address, across usernames: slows a spray over many accounts that stays under 5 each.
 IP_MAX_FAILURES = 20
 IP_WINDOW_S = 15 * 60
-THROTTLE_KEY = "hotline.login_throttle"
+login_throttle: Shared[IpThrottle] = Shared("hotline.login_throttle")
 # Refreshing the idle clock on every request would rewrite the cookie on every response.
 SEEN_RESOLUTION_S = 15
 
@@ -144,7 +145,7 @@ def init_app(app: Flask) -> None:
     manager.user_loader(_load_user)
     manager.session_protection = "basic"
     manager.init_app(app)
-    app.extensions[THROTTLE_KEY] = IpThrottle()
+    login_throttle.install(app, IpThrottle())
     app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=cfg.session_max_hours)
     app.before_request(_enforce_lifetimes)
     app.register_blueprint(bp)
@@ -170,7 +171,7 @@ def login() -> Any:
             return redirect(nxt or url_for("console.queue"))
         return render_template("console/login.html", next=nxt, error=None)
 
-    throttle: IpThrottle = current_app.extensions[THROTTLE_KEY]
+    throttle = login_throttle(current_app)
     ip = request.remote_addr or "unknown"
     now = clock()
     if throttle.blocked(ip, now.timestamp()):

@@ -3,28 +3,32 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from contextlib import ExitStack
 from datetime import datetime
 from typing import Any, NoReturn
 
-from flask import Flask, Response, abort, current_app, g, redirect, request, url_for
+from flask import Flask, Response, abort, current_app, flash, g, redirect, request, url_for
 from flask_login import current_user
 from sqlalchemy.orm import Session
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from cases import workflow
 from cases.access import WhoAmI, who_am_i
 from cases.models import Case
 from cases.staff import User
+from cases.texts import Refusal
 from console import queries
-from infra.clock import utcnow
+from console.i18n import error_text
+from infra import db as infra_db
+from infra.clock import Clock, utcnow
 from infra.crypto import FieldCipher
 from infra.db import Database
+from infra.extensions import Shared
 
-# Set by app.py (telephony's webhooks put the Database under the same key; cases does not import them).
-DATABASE_KEY = "hotline.db"
-CIPHER_KEY = "hotline.cipher"
-# Tests replace it to move time forward (idle and absolute session timeouts, case ages).
-CLOCK_KEY = "hotline.clock"
+field_cipher: Shared[FieldCipher] = Shared("hotline.cipher")
+# Tests install another to move time forward (idle and absolute session timeouts, case ages).
+console_clock: Shared[Clock] = Shared("hotline.clock", default=utcnow)
 CONSOLE_BLUEPRINTS = frozenset({"auth", "console", "offices", "notifications", "calls", "profile", "worker"})
 # Requests that change nothing: their views read through the read-only session only (see db()).
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -45,8 +49,7 @@ SECURITY_HEADERS = {
 
 
 def database() -> Database:
-    found: Database = current_app.extensions[DATABASE_KEY]
-    return found
+    return infra_db.database(current_app)
 
 
 def reader() -> Session:
@@ -102,13 +105,11 @@ def _close_db(exc: BaseException | None) -> None:
 
 
 def clock() -> datetime:
-    now: datetime = current_app.extensions.get(CLOCK_KEY, utcnow)()
-    return now
+    return console_clock(current_app)()
 
 
 def cipher() -> FieldCipher:
-    value: FieldCipher = current_app.extensions[CIPHER_KEY]
-    return value
+    return field_cipher(current_app)
 
 
 def me() -> User:
@@ -157,11 +158,26 @@ def _headers(response: Response) -> Response:
     return response
 
 
-def init_app(app: Flask, field_cipher: FieldCipher) -> None:
-    app.extensions[CIPHER_KEY] = field_cipher
-    app.extensions.setdefault(CLOCK_KEY, utcnow)
+def init_app(app: Flask, the_cipher: FieldCipher) -> None:
+    field_cipher.install(app, the_cipher)
     app.teardown_appcontext(_close_db)
     app.after_request(_headers)
+
+
+def apply(back: str, work: Callable[[], object], done: str) -> WerkzeugResponse:
+    """Run one service call in the request's write transaction; a refusal becomes a message, not a change.
+
+    Then back to the form's page: `back`, or the console page the form named in `next`.
+    """
+    try:
+        work()
+        db().commit()
+    except Refusal as exc:
+        db().rollback()
+        flash(error_text(exc), "error")
+    else:
+        flash(done, "ok")
+    return redirect(safe_next(request.form.get("next")) or back)
 
 
 def refuse(what: str, object_id: int) -> NoReturn:

@@ -21,11 +21,12 @@ from cases.staff import User
 from cases.workflow import WorkflowError
 from console.base import case_or_404, clock, db, end_writes, me, require_login
 from console.i18n import N_, _, error_text, words
+from infra.extensions import Shared
 
 log = logging.getLogger(__name__)
 bp = Blueprint("calls", __name__, url_prefix="/console")
 bp.before_request(require_login)
-DIALER_KEY = "hotline.dialer"
+call_back_dialer: Shared[dialing.Dialer] = Shared("hotline.dialer")
 NOTE_LIMIT = 2000
 
 OUTCOME_WORDS: dict[str, str] = {
@@ -82,13 +83,11 @@ def call_panel(case: Case) -> CallPanel:
 
 
 def _settings() -> CallbackSettings:
-    settings: CallbackSettings = current_app.extensions[callbacks.SETTINGS_KEY]
-    return settings
+    return callbacks.callback_settings(current_app)
 
 
 def _dialer() -> dialing.Dialer:
-    dialer: dialing.Dialer = current_app.extensions[DIALER_KEY]
-    return dialer
+    return call_back_dialer(current_app)
 
 
 def _back(case_id: int) -> Response:
@@ -165,7 +164,7 @@ def log_by_hand(case_id: int) -> Response:
 
 def init_app(app: Flask, dialer: dialing.Dialer) -> None:
     """Register the pages and the panel the case page's call-back partial reads; `dialer` rings phones."""
-    app.extensions[DIALER_KEY] = dialer
+    call_back_dialer.install(app, dialer)
     app.register_blueprint(bp)
     app.jinja_env.globals["call_panel"] = call_panel
     app.jinja_env.filters["attempt_words"] = lambda o: words(OUTCOME_WORDS, o)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import mimetypes
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from cases.staff import Committee, User
 from cases.workflow import WorkflowError
 from console import i18n, queries
 from console.base import (
+    apply,
     case_or_404,
     cipher,
     clock,
@@ -42,7 +42,6 @@ from console.base import (
     me,
     refuse,
     require_login,
-    safe_next,
     who,
 )
 from console.i18n import _, error_text
@@ -73,18 +72,8 @@ def _hazard(value: str | None) -> HazardGroup | None:
         return None
 
 
-def _apply(case_id: int, anchor: str, work: Callable[[], object], done: str) -> Response:
-    """Run one service call in the request's transaction; a refusal becomes a message, not a change."""
-    try:
-        work()
-        db().commit()
-    except WorkflowError as exc:
-        db().rollback()
-        flash(error_text(exc), "error")
-    else:
-        flash(done, "ok")
-    target = safe_next(request.form.get("next"))
-    return redirect(target or url_for("console.case", case_id=case_id, _anchor=anchor))
+def _case_page(case_id: int, anchor: str) -> str:
+    return url_for("console.case", case_id=case_id, _anchor=anchor)
 
 
 # ---- pages ----------------------------------------------------------------------------------------------
@@ -166,9 +155,8 @@ def route(case_id: int) -> Response:
         flash(_("Choose a province, and if you give a district, one of that province."), "error")
         return redirect(url_for("console.case", case_id=case_id, _anchor="routing"))
     category = _hazard(request.form.get("category"))
-    return _apply(
-        case_id,
-        "routing",
+    return apply(
+        _case_page(case_id, "routing"),
         lambda: workflow.route_case(db(), found, me(), office, category=category, clock=clock),
         _("The case was sent to %(office)s.", office=i18n.office_name(office)),
     )
@@ -181,9 +169,8 @@ def correct(case_id: int, recording_id: int) -> Response:
     if rec is None or rec.case_id != found.id:
         refuse("recording", recording_id)
     text = _text("text")
-    return _apply(
-        case_id,
-        f"recording-{recording_id}",
+    return apply(
+        _case_page(case_id, f"recording-{recording_id}"),
         lambda: workflow.correct_transcript(db(), found, me(), rec, text, clock=clock),
         _("The corrected transcript was saved; the machine transcript is kept beside it."),
     )
@@ -200,9 +187,8 @@ def summarise(case_id: int) -> Response:
         flash(_("Choose the hazard group."), "error")
         return redirect(url_for("console.case", case_id=case_id, _anchor="summary"))
     summary = _text("summary")
-    return _apply(
-        case_id,
-        "summary",
+    return apply(
+        _case_page(case_id, "summary"),
         lambda: workflow.summarise(db(), found, me(), summary, category, clock=clock),
         _("The summary was saved."),
     )
@@ -224,9 +210,8 @@ def propose(case_id: int) -> Response:
         flash(_("Choose whom to forward the case to."), "error")
         return redirect(url_for("console.case", case_id=case_id, _anchor="forwarding"))
     note = _text("note", 2000)
-    return _apply(
-        case_id,
-        "forwarding",
+    return apply(
+        _case_page(case_id, "forwarding"),
         lambda: workflow.propose_forwarding(
             db(),
             found,
@@ -253,9 +238,8 @@ def decide(proposal_id: int) -> Response:
         return redirect(url_for("console.case", case_id=found.id, _anchor="forwarding"))
     approve = decision == "approve"
     reason = _text("reason", 2000)
-    return _apply(
-        found.id,
-        "forwarding",
+    return apply(
+        _case_page(found.id, "forwarding"),
         lambda: workflow.decide_proposal(db(), proposal, me(), approve=approve, reason=reason, clock=clock),
         _("The forwarding was approved.") if approve else _("The forwarding was rejected."),
     )
@@ -267,9 +251,8 @@ def decide(proposal_id: int) -> Response:
 @bp.post("/cases/<int:case_id>/acknowledge")
 def acknowledge(case_id: int) -> Response:
     found = case_or_404(case_id)
-    return _apply(
-        case_id,
-        "assignment",
+    return apply(
+        _case_page(case_id, "assignment"),
         lambda: workflow.acknowledge(db(), found, me(), clock=clock),
         _("You acknowledged the case."),
     )
@@ -279,9 +262,8 @@ def acknowledge(case_id: int) -> Response:
 def record_action(case_id: int) -> Response:
     found = case_or_404(case_id)
     text = _text("text")
-    return _apply(
-        case_id,
-        "actions",
+    return apply(
+        _case_page(case_id, "actions"),
         lambda: workflow.record_action(db(), found, me(), text, clock=clock),
         _("The action was recorded."),
     )
@@ -291,9 +273,8 @@ def record_action(case_id: int) -> Response:
 def resolve(case_id: int) -> Response:
     found = case_or_404(case_id)
     outcome = _text("outcome")
-    return _apply(
-        case_id,
-        "actions",
+    return apply(
+        _case_page(case_id, "actions"),
         lambda: workflow.resolve(db(), found, me(), outcome, clock=clock),
         _("The case was resolved."),
     )
@@ -306,9 +287,8 @@ def resolve(case_id: int) -> Response:
 def cancel_callback(case_id: int) -> Response:
     found = case_or_404(case_id)
     reason = _text("reason", 2000)
-    return _apply(
-        case_id,
-        "callback",
+    return apply(
+        _case_page(case_id, "callback"),
         lambda: callbacks.cancel_callback(db(), found, me(), reason, clock()),
         _("The call back was closed without calling."),
     )

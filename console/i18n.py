@@ -17,10 +17,9 @@ from flask_login import current_user
 from cases.accounts import LOCALES
 from cases.models import Office
 from cases.reference import display_reference
-from cases.texts import N_, Text
+from cases.texts import N_, Refusal, Text
 from cases.thai_dates import format_age, format_datetime
 from cases.words import HAZARD_WORDS, MOVE_WORDS, ROLE_WORDS, STATE_WORDS
-from cases.workflow import WorkflowError
 from infra.config import Config
 
 TRANSLATIONS_DIR = Path(__file__).resolve().parent / "translations"
@@ -110,6 +109,66 @@ CALL_EVENT_WORDS: dict[str, str] = {
     "follow_up_case_missing": N_("Follow-up message opened a case of its own: its report was gone"),
 }
 
+# Why a recording has no transcript (transcription.models.TranscriptStatus).
+TRANSCRIPT_STATUS_WORDS: dict[str, str] = {
+    "queued": N_("waiting to be transcribed"),
+    "no_speech": N_("no speech was heard"),
+    "audio_unreadable": N_("the audio could not be read"),
+    "no_model": N_("no speech model for its language is installed"),
+    "failed": N_("the transcription failed"),
+    "timeout": N_("the transcription took too long"),
+}
+# The nodes of the hotline's flow (ivr_flows/hotline.yaml) in words; another flow's nodes show as they are.
+IVR_NODE_WORDS: dict[str, str] = {
+    "welcome": N_("Welcome"),
+    "main_menu": N_("Main menu"),
+    "transfer_staff": N_("Transfer to staff"),
+    "ask_province": N_("Asked for the province"),
+    "callback_menu": N_("Call back menu"),
+    "check_caller_id": N_("Caller's number checked"),
+    "ask_callback_number": N_("Asked for a call back number"),
+    "record_message": N_("Message recording"),
+    "submit": N_("Report submitted"),
+    "close": N_("Goodbye"),
+    "ask_reference": N_("Asked for the reference"),
+    "follow_up_menu": N_("Follow-up menu"),
+    "follow_up_record": N_("Follow-up message recording"),
+    "attach_message": N_("Follow-up message added"),
+    "follow_up_thanks": N_("Follow-up: thanks"),
+    "goodbye": N_("Goodbye"),
+    "rescue": N_("Message taken after a fault"),
+}
+# What a step of the call noted (CallEvent.detail), "label: %(value)s"; an unknown key shows as it is.
+CALL_DETAIL_WORDS: dict[str, str] = {
+    "key": N_("key %(value)s"),
+    "value": N_("answer %(value)s"),
+    "duration_s": N_("%(value)s seconds"),
+    "to": N_("on to %(value)s"),
+    "reference": N_("reference %(value)s"),
+    "try": N_("try %(value)s"),
+    "status": N_("ending %(value)s"),
+    "language": N_("language %(value)s"),
+}
+CALL_DETAIL_VALUE_WORDS: dict[str, str] = {
+    "keys": N_("by the keypad"),
+    "speech": N_("by speech"),
+    "closed": N_("outside office hours"),
+    "no_number": N_("no staff number set"),
+    "hangup": N_("the caller hung up"),
+    "send": N_("the caller pressed send"),
+}
+
+
+def call_detail(key: str, value: Any) -> str:
+    """One thing a step of the call noted, in words: `via: keys` reads "by the keypad"."""
+    shown = _(CALL_DETAIL_VALUE_WORDS[str(value)]) if str(value) in CALL_DETAIL_VALUE_WORDS else str(value)
+    if key == "to":
+        shown = words(IVR_NODE_WORDS, value)
+    if key in {"via", "opened_by", "reason"}:
+        return shown
+    message = CALL_DETAIL_WORDS.get(key)
+    return _(message, value=shown) if message is not None else f"{key}: {shown}"
+
 
 def translate(text: Text) -> str:
     """A domain message in the reader's language: its msgid from the catalogue, its marked words too."""
@@ -120,8 +179,8 @@ def translate(text: Text) -> str:
 
 
 def error_text(exc: Exception) -> str:
-    """A WorkflowError's message in the reader's language (English as written when not catalogued)."""
-    if isinstance(exc, WorkflowError):
+    """A refusal's message in the reader's language (English as written when not catalogued)."""
+    if isinstance(exc, Refusal):
         return translate(exc.text)
     return _(str(exc))
 
@@ -161,9 +220,11 @@ def init_app(app: Flask) -> None:
         role_words=lambda r: words(ROLE_WORDS, r),
         event_words=lambda a: words(EVENT_WORDS, a),
         call_event_words=lambda k: words(CALL_EVENT_WORDS, k),
+        ivr_node_words=lambda n: words(IVR_NODE_WORDS, n),
+        transcript_status_words=lambda t: words(TRANSCRIPT_STATUS_WORDS, str(t)),
         callback_words=lambda c: words(CALLBACK_WORDS, str(c)),
         callback_state_words=lambda c: words(CALLBACK_STATE_WORDS, str(c)),
         office_name=office_name,
         ref=display_reference,
     )
-    app.jinja_env.globals.update(current_locale=current_locale, LOCALES=LOCALES)
+    app.jinja_env.globals.update(current_locale=current_locale, LOCALES=LOCALES, call_detail=call_detail)

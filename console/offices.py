@@ -1,23 +1,20 @@
 """The staff console's office pages: who works where, in which role, and the SC-Action committees.
 
 Anyone with a role at an office (or above it) sees its staff; its admins (or those above) change them
-through the workflow's staff functions, which check and audit every change.
+through cases.office_staff, which check and audit every change.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from cases import access, workflow
+from cases import access, office_staff
 from cases.models import Office
 from cases.staff import Committee, Role, User
-from cases.workflow import WorkflowError
 from console import queries
-from console.base import db, me, require_login
-from console.i18n import _, error_text
+from console.base import apply, db, me, require_login
+from console.i18n import _
 
 bp = Blueprint("offices", __name__, url_prefix="/console")
 bp.before_request(require_login)
@@ -39,16 +36,8 @@ def _committee_or_403(committee_id: int) -> tuple[Committee, Office]:
     return committee, _office_or_403(committee.office_id)
 
 
-def _apply(office: Office, work: Callable[[], object], done: str) -> Response:
-    try:
-        work()
-        db().commit()
-    except WorkflowError as exc:
-        db().rollback()
-        flash(error_text(exc), "error")
-    else:
-        flash(done, "ok")
-    return redirect(url_for("offices.office", office_id=office.id))
+def _office_page(office: Office) -> str:
+    return url_for("offices.office", office_id=office.id)
 
 
 def _role() -> Role | None:
@@ -68,7 +57,7 @@ def _person(field: str) -> User | None:
 @bp.get("/offices")
 def offices() -> str:
     mine = queries.my_offices(db(), me())
-    short = set(workflow.offices_needing_operators(db(), [o.id for o in mine]))
+    short = set(office_staff.offices_needing_operators(db(), [o.id for o in mine]))
     below = {o.id: queries.offices_with_staff(db(), o) for o in mine if access.administers(db(), me(), o)}
     return render_template("console/offices.html", nav="offices", offices=mine, short=short, below=below)
 
@@ -94,9 +83,9 @@ def grant(office_id: int) -> Response:
     if person is None or role is None:
         flash(_("No such user name, or no role chosen."), "error")
         return redirect(url_for("offices.office", office_id=office_id))
-    return _apply(
-        found,
-        lambda: workflow.grant_role(db(), found, person, role, actor=me()),
+    return apply(
+        _office_page(found),
+        lambda: office_staff.grant_role(db(), found, person, role, actor=me()),
         _("%(name)s now has that role here.", name=person.display_name),
     )
 
@@ -107,9 +96,9 @@ def revoke(office_id: int) -> Response:
     person, role = _person("user_id"), _role()
     if person is None or role is None:
         abort(400)
-    return _apply(
-        found,
-        lambda: workflow.revoke_role(db(), found, person, role, actor=me()),
+    return apply(
+        _office_page(found),
+        lambda: office_staff.revoke_role(db(), found, person, role, actor=me()),
         _("The role was removed from %(name)s.", name=person.display_name),
     )
 
@@ -118,9 +107,9 @@ def revoke(office_id: int) -> Response:
 def add_committee(office_id: int) -> Response:
     found = _office_or_403(office_id)
     name = request.form.get("name", "")[:200]
-    return _apply(
-        found,
-        lambda: workflow.create_committee(db(), found, name, actor=me()),
+    return apply(
+        _office_page(found),
+        lambda: office_staff.create_committee(db(), found, name, actor=me()),
         _("The committee was created."),
     )
 
@@ -128,9 +117,9 @@ def add_committee(office_id: int) -> Response:
 @bp.post("/committees/<int:committee_id>/remove")
 def remove_committee(committee_id: int) -> Response:
     committee, found = _committee_or_403(committee_id)
-    return _apply(
-        found,
-        lambda: workflow.remove_committee(db(), committee, actor=me()),
+    return apply(
+        _office_page(found),
+        lambda: office_staff.remove_committee(db(), committee, actor=me()),
         _("The committee was removed."),
     )
 
@@ -142,9 +131,9 @@ def add_member(committee_id: int) -> Response:
     if person is None:
         flash(_("No such user name."), "error")
         return redirect(url_for("offices.office", office_id=found.id))
-    return _apply(
-        found,
-        lambda: workflow.add_committee_member(db(), committee, person, actor=me()),
+    return apply(
+        _office_page(found),
+        lambda: office_staff.add_committee_member(db(), committee, person, actor=me()),
         _("%(name)s joined the committee.", name=person.display_name),
     )
 
@@ -155,8 +144,8 @@ def remove_member(committee_id: int) -> Response:
     person = _person("user_id")
     if person is None:
         abort(400)
-    return _apply(
-        found,
-        lambda: workflow.remove_committee_member(db(), committee, person, actor=me()),
+    return apply(
+        _office_page(found),
+        lambda: office_staff.remove_committee_member(db(), committee, person, actor=me()),
         _("%(name)s left the committee.", name=person.display_name),
     )

@@ -311,8 +311,64 @@ def case_view(session: Session, user: User, case: Case, who: WhoAmI) -> CaseView
     """Everything the case page shows, and which of its forms this user may use."""
     office = session.get(Office, case.office_id)
     assert office is not None
-    status = CaseStatus(case.status)
-    recordings = []
+    call = session.get(Call, case.call_id) if case.call_id else None
+    call_events = (
+        list(session.scalars(select(CallEvent).where(CallEvent.call_id == call.id).order_by(CallEvent.id)))
+        if call
+        else []
+    )
+    proposals = list(
+        session.scalars(
+            select(ForwardingProposal)
+            .where(ForwardingProposal.case_id == case.id)
+            .order_by(ForwardingProposal.id.desc())
+        )
+    )
+    assignment = access.active_assignment(session, case)
+    acknowledged = (
+        set(
+            session.scalars(
+                select(Acknowledgement.user_id).where(Acknowledgement.assignment_id == assignment.id)
+            )
+        )
+        if assignment
+        else set()
+    )
+    view = CaseView(
+        case=case,
+        office=office,
+        forwarded_from=(
+            session.get(Office, case.forwarded_from_office_id) if case.forwarded_from_office_id else None
+        ),
+        recordings=_recording_views(session, case),
+        call=call,
+        call_events=call_events,
+        events=list(
+            session.scalars(select(CaseEvent).where(CaseEvent.case_id == case.id).order_by(CaseEvent.id))
+        ),
+        proposals=proposals,
+        pending=next((p for p in proposals if p.status == "pending"), None),
+        assignment=assignment,
+        assignees=sorted(access.assignees(session, assignment)) if assignment else [],
+        acknowledged=acknowledged,
+        actions=list(
+            session.scalars(select(CaseAction).where(CaseAction.case_id == case.id).order_by(CaseAction.id))
+        ),
+        names={},
+        committees={},
+        offices={},
+    )
+    _whom_and_where(session, view)
+    _permissions(session, user, who, view)
+    if case.callback_requested:
+        _callback_view(session, user, case, view)
+    _form_choices(session, view)
+    return view
+
+
+def _recording_views(session: Session, case: Case) -> list[RecordingView]:
+    """The case's recordings with their machine transcript and the latest correction for this case."""
+    views = []
     for rec in session.scalars(select(Recording).where(Recording.case_id == case.id).order_by(Recording.id)):
         transcript = session.scalar(select(Transcript).where(Transcript.recording_id == rec.id))
         correction = session.scalar(
@@ -324,7 +380,7 @@ def case_view(session: Session, user: User, case: Case, who: WhoAmI) -> CaseView
         n = session.scalar(
             select(func.count(TranscriptCorrection.id)).where(TranscriptCorrection.recording_id == rec.id)
         )
-        recordings.append(
+        views.append(
             RecordingView(
                 recording=rec,
                 transcript=transcript,
@@ -334,89 +390,53 @@ def case_view(session: Session, user: User, case: Case, who: WhoAmI) -> CaseView
                 playable=rec.storage_status == StorageStatus.STORED and bool(rec.stored_path),
             )
         )
-    call = session.get(Call, case.call_id) if case.call_id else None
-    call_events = (
-        list(session.scalars(select(CallEvent).where(CallEvent.call_id == call.id).order_by(CallEvent.id)))
-        if call
-        else []
-    )
-    events = list(
-        session.scalars(select(CaseEvent).where(CaseEvent.case_id == case.id).order_by(CaseEvent.id))
-    )
-    proposals = list(
-        session.scalars(
-            select(ForwardingProposal)
-            .where(ForwardingProposal.case_id == case.id)
-            .order_by(ForwardingProposal.id.desc())
-        )
-    )
-    pending = next((p for p in proposals if p.status == "pending"), None)
-    assignment = access.active_assignment(session, case)
-    assignees = sorted(access.assignees(session, assignment)) if assignment else []
-    acknowledged = (
-        set(
-            session.scalars(
-                select(Acknowledgement.user_id).where(Acknowledgement.assignment_id == assignment.id)
-            )
-        )
-        if assignment
-        else set()
-    )
-    actions = list(
-        session.scalars(select(CaseAction).where(CaseAction.case_id == case.id).order_by(CaseAction.id))
-    )
+    return views
 
-    user_ids = {e.actor_id for e in events if e.actor_id} | set(assignees) | {a.user_id for a in actions}
-    user_ids |= {p.proposed_by for p in proposals} | {p.decided_by for p in proposals if p.decided_by}
-    user_ids |= {p.to_user_id for p in proposals if p.to_user_id}
-    user_ids |= {r.correction.user_id for r in recordings if r.correction}
-    names = dict(session.execute(select(User.id, User.display_name).where(User.id.in_(user_ids))).all())
+
+def _whom_and_where(session: Session, view: CaseView) -> None:
+    """The names of the people, and the committees and offices, that the page's history mentions."""
+    proposals, events = view.proposals, view.events
+    user_ids = {e.actor_id for e in events if e.actor_id} | set(view.assignees)
+    user_ids |= {a.user_id for a in view.actions} | {p.proposed_by for p in proposals}
+    user_ids |= {p.decided_by for p in proposals if p.decided_by} | {
+        p.to_user_id for p in proposals if p.to_user_id
+    }
+    user_ids |= {r.correction.user_id for r in view.recordings if r.correction}
+    view.names = dict(session.execute(select(User.id, User.display_name).where(User.id.in_(user_ids))).all())
     committee_ids = {p.to_committee_id for p in proposals if p.to_committee_id}
-    if assignment and assignment.committee_id:
-        committee_ids.add(assignment.committee_id)
-    committees = {c.id: c for c in session.scalars(select(Committee).where(Committee.id.in_(committee_ids)))}
+    if view.assignment and view.assignment.committee_id:
+        committee_ids.add(view.assignment.committee_id)
+    view.committees = {
+        c.id: c for c in session.scalars(select(Committee).where(Committee.id.in_(committee_ids)))
+    }
     office_ids = {p.to_office_id for p in proposals if p.to_office_id} | {p.office_id for p in proposals}
     codes = {str(e.detail["office"]) for e in events if isinstance(e.detail, dict) and e.detail.get("office")}
-    offices = {
+    view.offices = {
         o.id: o
         for o in session.scalars(select(Office).where(or_(Office.id.in_(office_ids), Office.code.in_(codes))))
     }
-    forwarded_from = (
-        session.get(Office, case.forwarded_from_office_id) if case.forwarded_from_office_id else None
-    )
 
-    view = CaseView(
-        case=case,
-        office=office,
-        forwarded_from=forwarded_from,
-        recordings=recordings,
-        call=call,
-        call_events=call_events,
-        events=events,
-        proposals=proposals,
-        pending=pending,
-        assignment=assignment,
-        assignees=assignees,
-        acknowledged=acknowledged,
-        actions=actions,
-        names=names,
-        committees=committees,
-        offices=offices,
-    )
+
+def _permissions(session: Session, user: User, who: WhoAmI, view: CaseView) -> None:
+    """Which of the page's forms the user may use (the service functions still decide)."""
+    case, status = view.case, CaseStatus(view.case.status)
     operator_here = who.has(Role.OPERATOR, case.office_id)
     view.can_route = who.central and who.has(Role.AGENT) and (status, Move.ROUTE) in TRANSITIONS
     view.can_correct = workflow.may_edit_content(session, user, case)
     view.can_summarise = status == CaseStatus.ROUTED and operator_here
     view.can_propose = (status, Move.PROPOSE) in TRANSITIONS and operator_here
-    view.can_decide = pending is not None and workflow.can_decide(session, user, pending)
+    view.can_decide = view.pending is not None and workflow.can_decide(session, user, view.pending)
     view.can_acknowledge = (
         status,
         Move.ACKNOWLEDGE,
     ) in TRANSITIONS and user.id in workflow.pending_acknowledgements(session, case)
     view.can_work = workflow.may_work(session, user, case)
     view.can_reveal = case.callback_requested and access.may_reveal(session, user, case)
-    if case.callback_requested:
-        _callback_view(session, user, case, view)
+
+
+def _form_choices(session: Session, view: CaseView) -> None:
+    """What the routing and forwarding forms offer, for a user who may use them."""
+    case, office = view.case, view.office
     if view.can_route:
         view.provinces = list(session.scalars(select(Office).where(Office.kind == OfficeKind.PROVINCE)))
         if case.province_code:
@@ -438,7 +458,6 @@ def case_view(session: Session, user: User, case: Case, who: WhoAmI) -> CaseView
             view.child_offices = list(
                 session.scalars(select(Office).where(Office.parent_id == office.id).order_by(Office.code))
             )
-    return view
 
 
 def _callback_view(session: Session, user: User, case: Case, view: CaseView) -> None:

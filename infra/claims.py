@@ -5,18 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import ColumnElement, or_, select, update
-from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
-
-
-class Claimable(Protocol):
-    id: InstrumentedAttribute[int]
-    claimed_until: InstrumentedAttribute[datetime | None]
-    claimed_by: InstrumentedAttribute[str | None]
 
 
 def claim(

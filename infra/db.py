@@ -21,6 +21,7 @@ from sqlalchemy.types import TypeDecorator
 
 from infra import deadline
 from infra.clock import as_utc
+from infra.extensions import Shared
 
 log = logging.getLogger(__name__)
 SQLITE_BUSY_TIMEOUT = 30.0  # seconds a writer waits for its turn before giving up
@@ -386,3 +387,7 @@ class Database:
             self._reader.dispose()
         if self._pages is not self.engine:
             self._pages.dispose()
+
+
+# The database of the running app, shared by the webhooks, the console and the commands.
+database: Shared[Database] = Shared("hotline.db")

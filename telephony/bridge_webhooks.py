@@ -9,30 +9,28 @@ from flask import Blueprint, Flask, Response, current_app, request
 from sqlalchemy.orm import Session
 
 from infra.config import Config
-from infra.db import Database
+from infra.db import Database, database
 from infra.deadline import deadline
+from infra.extensions import Shared
 from telephony import bridge, params, signature, twiml
-from telephony.webhooks import DATABASE_KEY
 
 log = logging.getLogger(__name__)
 bp = Blueprint("twilio_bridge", __name__, url_prefix=bridge.PREFIX)
 bp.before_request(signature.check_request)
-BRIDGE_KEY = "hotline.bridge"
+call_bridge: Shared[bridge.Bridge] = Shared("hotline.bridge")
 
 
 def init_app(app: Flask, the_bridge: bridge.Bridge) -> None:
-    app.extensions[BRIDGE_KEY] = the_bridge
+    call_bridge.install(app, the_bridge)
     app.register_blueprint(bp)
 
 
 def _bridge() -> bridge.Bridge:
-    value: bridge.Bridge = current_app.extensions[BRIDGE_KEY]
-    return value
+    return call_bridge(current_app)
 
 
 def _db() -> Database:
-    db: Database = current_app.extensions[DATABASE_KEY]
-    return db
+    return database(current_app)
 
 
 def _budget() -> float:

@@ -14,8 +14,7 @@ from infra.config import Config
 from infra.db import Database
 from telephony import jobs as telephony_jobs
 from telephony.flow import FlowError, load_flow
-from telephony.service import Telephony
-from telephony.webhooks import TELEPHONY_KEY
+from telephony.webhooks import telephony
 
 
 def command_groups(database: Callable[[], Database]) -> list[click.Command]:
@@ -100,7 +99,7 @@ def _spool_group(database: Callable[[], Database]) -> click.Group:
     @spool_group.command("replay")
     def spool_replay() -> None:
         """Store spooled rescue messages with cases now (the worker also does it every minute)."""
-        tel: Telephony = current_app.extensions[TELEPHONY_KEY]
+        tel = telephony(current_app)
         waiting = len(telephony_jobs.spool_files(tel.spool_dir))
         stored = telephony_jobs.replay_spool(database(), tel)
         click.echo(f"spool: {stored} of {waiting} stored with a case")

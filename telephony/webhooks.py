@@ -11,39 +11,37 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from infra.db import Database
+from infra.db import Database, database
 from infra.deadline import Breaker, deadline
+from infra.extensions import Shared
 from telephony import params, service, signature, spool, twiml
 
 log = logging.getLogger(__name__)
 bp = Blueprint("twilio", __name__, url_prefix="/twilio")
-TELEPHONY_KEY = "hotline.telephony"
-BREAKER_KEY = "hotline.db_breaker"
-DATABASE_KEY = "hotline.db"
-AUDIO_DIR_KEY = "hotline.audio_dir"
+telephony: Shared[service.Telephony] = Shared("hotline.telephony")
+db_breaker: Shared[Breaker] = Shared("hotline.db_breaker")
+prompt_audio_dir: Shared[str] = Shared("hotline.audio_dir")
 
 
 def init_app(app: Flask, tel: service.Telephony, audio_dir: str) -> None:
-    app.extensions[TELEPHONY_KEY] = tel
-    app.extensions[BREAKER_KEY] = Breaker()
-    app.extensions[AUDIO_DIR_KEY] = audio_dir
+    telephony.install(app, tel)
+    db_breaker.install(app, Breaker())
+    prompt_audio_dir.install(app, audio_dir)
     app.register_blueprint(bp)
 
 
 def _tel() -> service.Telephony:
-    tel: service.Telephony = current_app.extensions[TELEPHONY_KEY]
-    return tel
+    return telephony(current_app)
 
 
 def _db() -> Database:
-    db: Database = current_app.extensions[DATABASE_KEY]
-    return db
+    return database(current_app)
 
 
 @contextmanager
 def _database_work(tel: service.Telephony) -> Iterator[None]:
     """The budget of one webhook's database work; a miss makes the next webhooks try only briefly."""
-    breaker: Breaker = current_app.extensions[BREAKER_KEY]
+    breaker = db_breaker(current_app)
     try:
         with deadline(breaker.budget(tel.db_budget_s)):
             yield
@@ -205,4 +203,4 @@ def recording_status() -> Response:
 
 @bp.get("/audio/<path:name>")
 def audio(name: str) -> Response:
-    return send_from_directory(current_app.extensions[AUDIO_DIR_KEY], name, max_age=3600)
+    return send_from_directory(prompt_audio_dir(current_app), name, max_age=3600)

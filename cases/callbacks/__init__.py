@@ -26,19 +26,21 @@ from cases.callbacks.attempts import (
 from cases.callbacks.people import case_link, heads, holding_office, responsible_users
 from cases.callbacks.promise import cancel_callback, follow_office, open_callback
 from cases.callbacks.reminders import ReminderSweep, SweepStats
-from cases.callbacks.settings import CallbackSettings, CallbackSettingsError, load_callback_settings
-
-# Where app.py keeps the loaded CallbackSettings (app.extensions), for the console's views.
-SETTINGS_KEY = "hotline.callbacks"
+from cases.callbacks.settings import (
+    CallbackSettings,
+    CallbackSettingsError,
+    callback_settings,
+    load_callback_settings,
+)
 
 __all__ = [
-    "SETTINGS_KEY",
     "STALE_ATTEMPT",
     "UNDER_WAY",
     "CallbackSettings",
     "CallbackSettingsError",
     "ReminderSweep",
     "SweepStats",
+    "callback_settings",
     "cancel_callback",
     "case_link",
     "follow_office",

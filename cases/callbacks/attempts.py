@@ -10,7 +10,6 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from cases import notifications
-from cases.access import may_call_back
 from cases.callbacks.people import case_link, heads_up_the_line, holding_office, operators_for
 from cases.callbacks.promise import (
     NOTE_LIMIT,
@@ -19,6 +18,9 @@ from cases.callbacks.promise import (
     case_of,
     close_callback,
     locked,
+    locked_open,
+    open_callback_of,
+    require_may_call_back,
     schedule_round,
 )
 from cases.callbacks.settings import CallbackSettings
@@ -36,7 +38,7 @@ from cases.models import (
 )
 from cases.staff import User
 from cases.texts import N_
-from cases.workflow import InvalidInput, NotPermitted
+from cases.workflow import InvalidInput
 from infra.clock import iso_utc
 from infra.logs import mask_phones
 
@@ -61,9 +63,7 @@ UNDER_WAY = N_("A call-back for this case is already under way. Wait until it en
 
 def start_attempt(session: Session, callback: Callback, operator: User, now: datetime) -> CallbackAttempt:
     """An operator starts calling the reporter back: the callback is CALLING until the outcome comes."""
-    callback = locked(session, callback.id)
-    if callback.state not in OPEN_CALLBACK_STATES:
-        raise InvalidInput(N_("This callback is closed: there is nobody left to call back."))
+    callback = locked_open(session, callback.id)
     if callback.state == CallbackState.CALLING and session.scalar(
         select(CallbackAttempt.id).where(
             CallbackAttempt.callback_id == callback.id,
@@ -181,21 +181,14 @@ def log_by_hand(
 
     Reached is kept as LOGGED and closes the callback; a failed try counts like one through the bridge.
     """
-    if not may_call_back(session, actor, case):
-        raise NotPermitted(
-            N_("Only the case's SC-Operators and assigned SC-Action staff can log its callback.")
-        )
+    require_may_call_back(session, actor, case)
     if outcome not in BY_HAND_OUTCOMES:
         raise InvalidInput(N_("Choose what happened: reached, no answer, busy, voicemail or failed."))
     # Free text every viewer of the case reads: a number typed into it is masked like everywhere else.
     note = mask_phones(note.strip()[:NOTE_LIMIT])
     if not note:
         raise InvalidInput(N_("Say how the reporter was called back."))
-    callback = session.scalar(select(Callback).where(Callback.case_id == case.id))
-    if callback is None:
-        raise InvalidInput(N_("This case has no callback: the reporter left no number."))
-    if callback.state not in OPEN_CALLBACK_STATES:
-        raise InvalidInput(N_("This callback is closed: there is nobody left to call back."))
+    callback = open_callback_of(session, case)
     final = AttemptOutcome.LOGGED if outcome == AttemptOutcome.REACHED else outcome
     attempt = CallbackAttempt(
         callback_id=callback.id,

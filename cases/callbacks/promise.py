@@ -145,27 +145,43 @@ def cancel_callback(session: Session, case: Case, actor: User, reason: str, now:
     Resolving a case never does this by itself: a promise to call a child back stands until someone
     keeps it or decides, by hand and with a reason, that it no longer can be.
     """
-    if not may_call_back(session, actor, case):
-        raise NotPermitted(
-            N_("Only the case's SC-Operators and assigned SC-Action staff can log its callback.")
-        )
+    require_may_call_back(session, actor, case)
     reason = reason.strip()[:NOTE_LIMIT]
     if not reason:
         raise InvalidInput(N_("Give a reason for closing the callback without calling."))
-    callback = session.scalar(select(Callback).where(Callback.case_id == case.id))
-    if callback is None:
-        raise InvalidInput(N_("This case has no callback: the reporter left no number."))
-    callback = locked(session, callback.id)
-    if callback.state not in OPEN_CALLBACK_STATES:
-        raise InvalidInput(N_("This callback is closed: there is nobody left to call back."))
+    callback = open_callback_of(session, case)
     close_callback(session, callback, CallbackState.CANCELLED, actor.id, now)
     callback_event(session, case, actor, "callback_cancelled", now, {"reason": reason[:200]})
     session.flush()
 
 
+def require_may_call_back(session: Session, actor: User, case: Case) -> None:
+    if not may_call_back(session, actor, case):
+        raise NotPermitted(
+            N_("Only the case's SC-Operators and assigned SC-Action staff can log its callback.")
+        )
+
+
+def open_callback_of(session: Session, case: Case) -> Callback:
+    """The case's callback, row-locked, to be acted on; refused when it has none or it is closed."""
+    callback_id = session.scalar(select(Callback.id).where(Callback.case_id == case.id))
+    if callback_id is None:
+        raise InvalidInput(N_("This case has no callback: the reporter left no number."))
+    return locked_open(session, callback_id)
+
+
+def locked_open(session: Session, callback_id: int) -> Callback:
+    """The callback, row-locked; refused when it is closed (reached, given up or closed by hand)."""
+    callback = locked(session, callback_id)
+    if callback.state not in OPEN_CALLBACK_STATES:
+        raise InvalidInput(N_("This callback is closed: there is nobody left to call back."))
+    return callback
+
+
 def close_callback(
     session: Session, callback: Callback, state: CallbackState, by: int | None, now: datetime
 ) -> None:
+    """The one way a callback ends (reached, given up, closed by hand): its reminders end with it."""
     callback.state = state
     callback.closed_at = now
     callback.closed_by = by

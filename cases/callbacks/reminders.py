@@ -69,7 +69,7 @@ class ReminderSweep:
     each row's `sent_at` with a conditional UPDATE (`WHERE sent_at IS NULL`), and inserts its
     notifications (deduplicated on `reminder:<id>`), then commits. The marker and the messages commit
     together: a worker killed before the commit leaves the row due (sent again, once, after restart), a
-    commit leaves both. Nothing is leased for later, so claimed_until/claimed_by stay unused here.
+    commit leaves both. Nothing is leased for later: reminders have no claim columns.
 
     Batches are short (`batch` rows) so that on SQLite the web app's webhooks, which share the write
     lock, never wait long; with `pause_s`, a run that has more due than one batch lets go of the lock

@@ -17,6 +17,7 @@ import yaml
 from cases.callbacks.schedule import WorkingCalendar, WorkingHours
 from cases.models import CENTRAL_OFFICE_CODE, Channel, HazardGroup, ReminderKind
 from infra.config import ConfigError
+from infra.extensions import Shared
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # A LINE group ID as the Messaging API reports it in a join event.
@@ -102,6 +103,10 @@ class CallbackSettings:
         return self.calendar_for(office_code).add(opened_at, self.sla_minutes[group])
 
 
+# The settings the app loaded at start, for the console's views and the worker.
+callback_settings: Shared[CallbackSettings] = Shared("hotline.callbacks")
+
+
 def load_callback_settings(
     callbacks_file: Path,
     holidays_file: Path,
@@ -122,27 +127,56 @@ def load_callback_settings(
     if unknown:
         raise r.fail(unknown[0], f"is not a setting ({', '.join(SETTINGS)})")
 
+    tz = _timezone(r, timezone_name)
+    sla_minutes = _sla_minutes(r)
+    channels = _channels(r)
+    default_hours = r.hours("hours", r.get("hours"))
+    office_hours, line = _offices(r, env)
+    return CallbackSettings(
+        timezone=tz,
+        sla_minutes=sla_minutes,
+        remind_before_minutes=r.minutes("remind_before", r.get("remind_before")),
+        escalate_head_after_minutes=r.minutes("escalate_head_after", r.get("escalate_head_after")),
+        escalate_parent_after_minutes=r.minutes("escalate_parent_after", r.get("escalate_parent_after")),
+        max_attempts=r.whole("max_attempts", r.get("max_attempts"), 1, 20, "attempts"),
+        retry_after_minutes=r.minutes("retry_after", r.get("retry_after")),
+        late_after_seconds=r.whole("late_after_seconds", r.get("late_after_seconds"), 1, 86400, "seconds"),
+        channels=channels,
+        default_hours=default_hours,
+        office_hours=office_hours,
+        line=line,
+        holidays=holidays,
+    )
+
+
+def _timezone(r: _Reader, timezone_name: str) -> ZoneInfo:
     tz_name = r.get("timezone", timezone_name)
     try:
-        tz = ZoneInfo(tz_name)
+        return ZoneInfo(tz_name)
     except (ZoneInfoNotFoundError, ValueError, TypeError) as exc:
         if "timezone" in r.data:
             raise r.fail("timezone", f"{tz_name!r} is not an IANA time zone") from exc
         raise ConfigError(f"HOTLINE_TIMEZONE={tz_name!r} is not an IANA time zone") from exc
 
+
+def _sla_minutes(r: _Reader) -> dict[HazardGroup, int]:
     sla = r.mapping("sla")
     for key in sla:
         if key not in HazardGroup.__members__.values():
             raise r.fail(f"sla.{key}", f"is not a hazard group ({', '.join(HazardGroup)})")
-    sla_minutes = {g: r.minutes(f"sla.{g.value}", sla.get(g.value, ...)) for g in HazardGroup}
+    return {g: r.minutes(f"sla.{g.value}", sla.get(g.value, ...)) for g in HazardGroup}
 
+
+def _channels(r: _Reader) -> dict[ReminderKind, tuple[Channel, ...]]:
     channels_raw = r.mapping("channels")
     for key in channels_raw:
         if key not in ReminderKind.__members__.values():
             raise r.fail(f"channels.{key}", f"is not a reminder kind ({', '.join(ReminderKind)})")
-    channels = {k: r.channels(f"channels.{k.value}", channels_raw.get(k.value, ...)) for k in ReminderKind}
+    return {k: r.channels(f"channels.{k.value}", channels_raw.get(k.value, ...)) for k in ReminderKind}
 
-    default_hours = r.hours("hours", r.get("hours"))
+
+def _offices(r: _Reader, env: Mapping[str, str]) -> tuple[dict[str, WorkingHours], dict[str, LineTarget]]:
+    """Per office: its own working hours and its LINE group, by office code."""
     office_hours: dict[str, WorkingHours] = {}
     line: dict[str, LineTarget] = {}
     offices = r.get("offices", None)
@@ -166,23 +200,7 @@ def load_callback_settings(
             office_hours[code] = r.hours(f"{where}.hours", office["hours"])
         if "line" in office:
             line[code] = r.line(f"{where}.line", office["line"], env)
-
-    settings = CallbackSettings(
-        timezone=tz,
-        sla_minutes=sla_minutes,
-        remind_before_minutes=r.minutes("remind_before", r.get("remind_before")),
-        escalate_head_after_minutes=r.minutes("escalate_head_after", r.get("escalate_head_after")),
-        escalate_parent_after_minutes=r.minutes("escalate_parent_after", r.get("escalate_parent_after")),
-        max_attempts=r.whole("max_attempts", r.get("max_attempts"), 1, 20, "attempts"),
-        retry_after_minutes=r.minutes("retry_after", r.get("retry_after")),
-        late_after_seconds=r.whole("late_after_seconds", r.get("late_after_seconds"), 1, 86400, "seconds"),
-        channels=channels,
-        default_hours=default_hours,
-        office_hours=office_hours,
-        line=line,
-        holidays=holidays,
-    )
-    return settings
+    return office_hours, line
 
 
 class _Loader(yaml.SafeLoader):

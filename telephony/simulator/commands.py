@@ -22,13 +22,12 @@ from werkzeug.serving import make_server
 from cases.export import case_record
 from cases.models import Call, Case
 from infra.config import Config
-from infra.db import Database
+from infra.db import database
 from telephony.simulator.config import SimulatorConfig
 from telephony.simulator.events import CallEvent, CallResult
 from telephony.simulator.media_server import MediaServer
 from telephony.simulator.run import run_call
 from telephony.simulator.script import DEFAULT_HANGUP_ORDER, CallScript, HangupOrder, ScriptError
-from telephony.webhooks import DATABASE_KEY
 from transcription.models import Recording, StorageStatus, TranscriptStatus
 
 DEMO_KEYS = "1,10,1,1,record:6,1"
@@ -144,7 +143,7 @@ def _print_end_of_call(result: CallResult, order: HangupOrder) -> None:
 
 def _wait_for_transcript(app: Flask, call_sid: str, timeout_s: float) -> None:
     """Wait until the worker has stored the recording and finished (or given up on) its transcript."""
-    db: Database = app.extensions[DATABASE_KEY]
+    db = database(app)
     click.echo("waiting for the worker to download and transcribe the message …")
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -197,7 +196,7 @@ def run_demo(app: Flask, keys: str, *, worker_timeout_s: float = 120.0) -> int:
 
 
 def _print_case(app: Flask, call_sid: str) -> int:
-    db: Database = app.extensions[DATABASE_KEY]
+    db = database(app)
     with db.read_session() as session:
         call = session.scalar(select(Call).where(Call.call_sid == call_sid))
         if call is None or call.case is None:

@@ -103,7 +103,7 @@ def live(app: Flask, twilio: MediaServer) -> Iterator[str]:
 
 
 def settings(app: Flask) -> CallbackSettings:
-    value: CallbackSettings = app.extensions[callbacks.SETTINGS_KEY]
+    value: CallbackSettings = callbacks.callback_settings(app)
     return value
 
 

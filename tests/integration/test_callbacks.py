@@ -24,8 +24,8 @@ from sqlalchemy.orm import Session
 from app import get_database
 from cases import workflow
 from cases.callbacks import (
-    SETTINGS_KEY,
     ReminderSweep,
+    callback_settings,
     cancel_callback,
     log_by_hand,
     open_callback,
@@ -56,7 +56,7 @@ from cases.seed import seed_console
 from cases.service import DraftReport, open_draft_case
 from cases.staff import Role, RoleAssignment, User
 from cases.workflow import InvalidInput, NotPermitted
-from console.base import CLOCK_KEY
+from console.base import console_clock
 from infra.config import Config
 from infra.crypto import FieldCipher, mask_phone
 from tests.conftest import TwilioCaller
@@ -226,7 +226,7 @@ def hotline(app: Flask, config: Config) -> Hotline:
         s.add(RoleAssignment(user_id=head.id, office_id=central.id, role=Role.HEAD))
         users = {k: u.id for k, u in seeded.users.items()} | {"headc": head.id}
         offices = {k: o.id for k, o in seeded.offices.items()}
-    return Hotline(app, app.extensions[SETTINGS_KEY], cipher, users, offices, seeded.password)
+    return Hotline(app, callback_settings(app), cipher, users, offices, seeded.password)
 
 
 # ---- opening: the due time and the reminders --------------------------------------------------------------
@@ -627,7 +627,7 @@ def test_the_case_page_and_the_queue_show_the_due_time_and_who_is_responsible(ho
     overdue = hotline.open_case(at=bkk(25, 9))
     for case_id in (due_soon, overdue):
         hotline.route(case_id, "50")
-    hotline.app.extensions[CLOCK_KEY] = lambda: bkk(25, 10, 30)
+    console_clock.install(hotline.app, lambda: bkk(25, 10, 30))
     op = signed_in(hotline, "op50")
 
     page = text(op.get(f"/console/cases/{due_soon}"))
@@ -651,7 +651,7 @@ def test_the_case_page_and_the_queue_show_the_due_time_and_who_is_responsible(ho
 def test_an_operator_closes_a_callback_from_the_case_page(hotline: Hotline) -> None:
     case_id = hotline.open_case(at=bkk(25, 10))
     hotline.route(case_id, "50")
-    hotline.app.extensions[CLOCK_KEY] = lambda: bkk(25, 10, 30)
+    console_clock.install(hotline.app, lambda: bkk(25, 10, 30))
     outsider = signed_in(hotline, "op10")
     assert outsider.get(f"/console/cases/{case_id}").status_code == 404
     op = signed_in(hotline, "op50")

@@ -19,7 +19,7 @@ from app import get_database
 from cases.models import Case, CaseStatus, ForwardingProposal, Office, TranscriptCorrection
 from cases.seed import seed_bulk_cases, seed_console
 from cases.staff import AuditEvent, Committee, CommitteeMember, Role, RoleAssignment, User
-from console.base import CLOCK_KEY
+from console.base import console_clock
 from infra.config import Config
 from infra.crypto import FieldCipher
 from transcription.models import Transcript
@@ -82,7 +82,7 @@ class FakeClock:
 @pytest.fixture
 def clock(app: Flask) -> FakeClock:
     fake = FakeClock()
-    app.extensions[CLOCK_KEY] = fake
+    console_clock.install(app, fake)
     return fake
 
 

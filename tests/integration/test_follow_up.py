@@ -22,6 +22,7 @@ from cases.models import CaseEvent, CaseStatus, Notification, Office
 from cases.reference import damm_digit
 from cases.staff import Role, RoleAssignment, User
 from infra.clock import utcnow
+from infra.db import database
 from telephony import jobs, service
 from telephony.flow import DigitsNode, HangupNode, LookupNode, MenuNode, Node
 from telephony.simulator.commands import serve_in_thread
@@ -29,7 +30,7 @@ from telephony.simulator.config import SimulatorConfig
 from telephony.simulator.run import run_call
 from telephony.simulator.script import CallScript
 from telephony.validators import speak_digits
-from telephony.webhooks import DATABASE_KEY, TELEPHONY_KEY
+from telephony.webhooks import telephony
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_BASE, TwilioCaller
 from tests.integration.test_webhooks import (
     FULL_CALL,
@@ -315,8 +316,8 @@ def test_a_follow_up_call_without_a_status_callback_still_attaches_its_message(
     reference, first = reported
     extra = Recorded()
     walk(caller, "5", reference, "1", extra)  # recorded, then nothing more from Twilio
-    db = app.extensions[DATABASE_KEY]
-    tel: service.Telephony = app.extensions[TELEPHONY_KEY]
+    db = database(app)
+    tel: service.Telephony = telephony(app)
     later = dataclasses.replace(tel, clock=lambda: utcnow() + timedelta(hours=3))
     assert jobs.close_stale_calls(db, later) == 1
 

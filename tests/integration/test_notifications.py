@@ -30,7 +30,7 @@ from cases.notifications.channels import EmailSender, LineSender, SmsSender, mes
 from cases.reference import display_reference, new_reference
 from cases.seed import seed_console
 from cases.staff import Role, RoleAssignment, User
-from console.base import CLOCK_KEY
+from console.base import console_clock
 from infra.config import Config
 from infra.crypto import FieldCipher
 from infra.db import Database
@@ -443,7 +443,7 @@ def test_line_401_and_timeouts_end_failed_and_show_on_the_console(
     (_first, second) = rows(world, Channel.LINE)
     assert second.status == NotificationStatus.FAILED and second.attempts == 2
 
-    app.extensions[CLOCK_KEY] = clock
+    console_clock.install(app, clock)
     head = app.test_client()
     assert login(head, "head50", world.password).status_code == 302
     page = head.get("/console/notifications/failed")
@@ -595,7 +595,7 @@ def test_a_row_claimed_by_a_dead_worker_comes_back_after_its_lease(
 
 
 def test_the_badge_the_list_and_marking_read(app: Flask, world: World, clock: Clock) -> None:
-    app.extensions[CLOCK_KEY] = clock
+    console_clock.install(app, clock)
     queue(world, clock, channels=[Channel.CONSOLE], users=["op50"])
     queue(world, clock, dedupe="r:2", kind="escalate_head", channels=[Channel.CONSOLE], users=["op50"])
     queue(world, clock, dedupe="r:3", channels=[Channel.CONSOLE], users=["op50b"])

@@ -29,7 +29,7 @@ from telephony.simulator.config import SimulatorConfig
 from telephony.simulator.media_server import MediaServer
 from telephony.simulator.run import run_call
 from telephony.simulator.script import CallScript
-from telephony.webhooks import TELEPHONY_KEY
+from telephony.webhooks import telephony
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_BASE
 from tests.integration.test_console import login, text
 from transcription.models import Recording
@@ -51,7 +51,7 @@ def served(app: Flask) -> Iterator[str]:
 
 def reconciler(app: Flask, media: MediaServer, settings: ReconcileSettings = NOW) -> Reconciler:
     rest = TwilioRest(media.base_url, ACCOUNT_SID, AUTH_TOKEN)
-    return Reconciler(get_database(app), app.extensions[TELEPHONY_KEY], rest, settings)
+    return Reconciler(get_database(app), telephony(app), rest, settings)
 
 
 def call(served: str, media: MediaServer, keys: str, order: str) -> str:

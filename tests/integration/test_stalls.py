@@ -35,7 +35,7 @@ from infra.config import Config
 from infra.db import Database
 from infra.deadline import Breaker
 from telephony import jobs
-from telephony.webhooks import BREAKER_KEY, TELEPHONY_KEY
+from telephony.webhooks import db_breaker, telephony
 from tests.conftest import TwilioCaller, make_config
 from tests.integration.test_webhooks import FULL_CALL, Recorded, Twiml, answer, flow_of, walk
 from transcription.models import Recording
@@ -90,7 +90,7 @@ def spooled(config: Config) -> list[dict[str, str]]:
 
 
 def replay(app: Flask) -> int:
-    return jobs.replay_spool(get_database(app), app.extensions[TELEPHONY_KEY])
+    return jobs.replay_spool(get_database(app), telephony(app))
 
 
 def the_case(app: Flask, call_sid: str) -> Case:
@@ -321,7 +321,7 @@ def test_a_postgresql_stopped_mid_call_keeps_the_message_and_the_callback(
 def test_after_one_miss_the_next_webhooks_try_the_database_only_briefly(
     app: Flask, new_caller: Callable[..., TwilioCaller]
 ) -> None:
-    breaker: Breaker = app.extensions[BREAKER_KEY]
+    breaker: Breaker = db_breaker(app)
     callers = [new_caller() for _ in range(3)]
     menus = [walk(c) for c in callers]
     with write_lock_held(app):

@@ -12,16 +12,17 @@ from sqlalchemy import select
 
 from cases.models import Call, Case
 from infra.clock import utcnow
+from infra.db import database
 from telephony import jobs, service, spool
-from telephony.webhooks import DATABASE_KEY, TELEPHONY_KEY
+from telephony.webhooks import telephony
 from tests.conftest import ACCOUNT_SID, TwilioCaller
 from tests.integration.test_webhooks import Recorded, walk
 from transcription.models import Recording
 
 
 def test_a_spooled_rescue_message_is_stored_with_a_case_once(app: Flask) -> None:
-    tel: service.Telephony = app.extensions[TELEPHONY_KEY]
-    db = app.extensions[DATABASE_KEY]
+    tel: service.Telephony = telephony(app)
+    db = database(app)
     rec_sid = "RE" + "7" * 32
     form = {
         "CallSid": "CA" + "8" * 32,
@@ -49,11 +50,11 @@ def test_a_spooled_rescue_message_is_stored_with_a_case_once(app: Flask) -> None
 
 
 def test_an_unreadable_spool_file_is_left_for_a_person(app: Flask) -> None:
-    tel: service.Telephony = app.extensions[TELEPHONY_KEY]
+    tel: service.Telephony = telephony(app)
     tel.spool_dir.mkdir(parents=True, exist_ok=True)
     bad = tel.spool_dir / "20260101T000000-broken.json"
     bad.write_text("{not json")
-    assert jobs.replay_spool(app.extensions[DATABASE_KEY], tel) == 0
+    assert jobs.replay_spool(database(app), tel) == 0
     assert bad.exists()
 
 
@@ -63,8 +64,8 @@ def test_a_call_whose_status_callback_never_came_is_closed_and_its_message_kept(
     caller = new_caller()
     # Violence, Chiang Mai confirmed, call back on this number, a message recorded, then silence.
     walk(caller, "1", "50", "1", "1", Recorded())
-    db = app.extensions[DATABASE_KEY]
-    tel: service.Telephony = app.extensions[TELEPHONY_KEY]
+    db = database(app)
+    tel: service.Telephony = telephony(app)
 
     assert jobs.close_stale_calls(db, tel) == 0  # a call in progress is left alone
     later = dataclasses.replace(tel, clock=lambda: utcnow() + timedelta(hours=3))

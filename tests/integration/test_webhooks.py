@@ -41,6 +41,7 @@ from infra.crypto import FieldCipher
 from telephony import endings, service
 from telephony.flow import Flow
 from telephony.validators import speak_digits
+from telephony.webhooks import telephony
 from tests.conftest import (
     ACCOUNT_SID,
     AUTH_TOKEN,
@@ -250,7 +251,7 @@ def export_cases(app: Flask) -> list[dict[str, Any]]:
 
 
 def flow_of(app: Flask) -> Flow:
-    flow: Flow = app.extensions["hotline.telephony"].flow
+    flow: Flow = telephony(app).flow
     return flow
 
 

@@ -34,9 +34,9 @@ from sqlalchemy import select
 from app import get_database
 from cases.accounts import create_user
 from cases.models import Case, Office
+from cases.office_staff import grant_role
 from cases.reference import display_reference
 from cases.staff import Role
-from cases.workflow import grant_role
 from infra.clock import utcnow
 from infra.config import Config
 from infra.files import make_private_dirs

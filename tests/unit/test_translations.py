@@ -78,7 +78,7 @@ def _unmarked_refusals() -> list[str]:
                 continue
             name = getattr(node.exc.func, "id", getattr(node.exc.func, "attr", ""))
             first = node.exc.args[0]
-            if name in {"NotPermitted", "InvalidInput", "WorkflowError"} and isinstance(
+            if name in {"NotPermitted", "InvalidInput", "WorkflowError", "AccountError"} and isinstance(
                 first, ast.Constant | ast.JoinedStr
             ):
                 found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
