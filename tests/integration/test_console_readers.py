@@ -32,13 +32,13 @@ from cases.auth import check_password, record_sign_in, set_password
 from cases.console_base import db
 from cases.models import Case, Channel, ForwardingProposal, Notification, NotificationStatus
 from cases.reference import display_reference
-from cases.seed import seed_bulk_cases, seed_console
 from cases.staff import AuditEvent, User
 from infra.clock import utcnow
 from infra.config import Config
 from infra.crypto import FieldCipher
 from infra.db import Base, Database
 from tests.conftest import on_postgresql
+from tests.support.seed import seed_bulk_cases, seed_console
 from transcription.models import Transcript
 
 HANG = 10.0  # seconds: only a bound for a hang; a page that waited for the lock would wait 30 s

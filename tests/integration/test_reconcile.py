@@ -18,7 +18,6 @@ from sqlalchemy import select
 from app import get_database
 from cases.models import Call, Case
 from cases.reference import display_reference
-from cases.seed import seed_console
 from infra.config import Config
 from infra.crypto import FieldCipher
 from telephony.reconcile import Reconciler, ReconcileSettings
@@ -28,6 +27,7 @@ from telephony.simulator_cli import serve_in_thread
 from telephony.webhooks import TELEPHONY_KEY
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_BASE
 from tests.integration.test_console import login, text
+from tests.support.seed import seed_console
 from transcription.models import Recording
 
 NOW = ReconcileSettings(grace=timedelta(0), quiet=timedelta(0))  # no waiting in tests: mend at once

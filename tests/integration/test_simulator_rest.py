@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from telephony.simulator import CallScript, MediaServer, generate_wav, run_call
-from tests.integration.sim_standin import ACCOUNT_SID, AUTH_TOKEN, RECORDED, VOICE, StandIn, serving
+from tests.support.sim_standin import ACCOUNT_SID, AUTH_TOKEN, RECORDED, VOICE, StandIn, serving
 
 AUTH = (ACCOUNT_SID, AUTH_TOKEN)
 OTHER_ACCOUNT = "AC" + "2" * 32
