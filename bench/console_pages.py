@@ -4,8 +4,8 @@ What one run does (in-process, nothing listens on a port):
 
 1. A throwaway instance dir with a SQLite database (or ``--database-url``, e.g. PostgreSQL, which must be
    empty), migrated with ``app.upgrade_database`` and filled with the offices.
-2. Seeding: ``cases.seed.seed_console`` (the staff of the console tests and nine fully linked cases,
-   with recordings, proposals, an assignment and actions), then ``cases.seed.seed_bulk_cases``:
+2. Seeding: ``tests.support.seed.seed_console`` (the staff of the console tests and nine fully linked cases,
+   with recordings, proposals, an assignment and actions), then ``tests.support.seed.seed_bulk_cases``:
    ``--cases`` plain cases (default 100,000) over the last 90 days, in every state and hazard group,
    each with ``--events`` case events; 85 % at the central office and the 77 provinces, 10 % at Chiang
    Mai (50) and its districts (the provincial operator's area), 5 % over all 928 districts. Every bulk
@@ -64,9 +64,9 @@ from sqlalchemy.orm import Session  # noqa: E402
 from app import create_app, get_database, upgrade_database  # noqa: E402
 from cases.models import CENTRAL_OFFICE_CODE, Call, CallEvent, Case, CaseEvent, Office, OfficeKind  # noqa: E402
 from cases.offices import load_offices  # noqa: E402
-from cases.seed import PROVINCE, SEED_PASSWORD, seed_bulk_cases, seed_console  # noqa: E402
 from infra.config import Config  # noqa: E402
 from infra.crypto import FieldCipher, mask_phone  # noqa: E402
+from tests.support.seed import PROVINCE, SEED_PASSWORD, seed_bulk_cases, seed_console  # noqa: E402
 
 TARGET_P95_MS = 150.0
 # Fixed keys so a reused database (whose caller numbers are encrypted) opens with the same data key.

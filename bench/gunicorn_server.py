@@ -6,7 +6,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -25,6 +24,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from tests.support.ports import free_port  # noqa: E402  (one free_port for the tests and benchmarks)
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 PUBLIC_BASE = "https://hotline.example.org"
@@ -49,12 +49,6 @@ def gunicorn_has_setting(name: str) -> bool:
     from gunicorn.config import KNOWN_SETTINGS  # type: ignore[import-untyped]
 
     return any(getattr(s, "name", None) == name for s in KNOWN_SETTINGS)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def process_cpu_seconds(pid: int) -> float:

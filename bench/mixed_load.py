@@ -4,9 +4,10 @@ What one run does (only 127.0.0.1 traffic; everything it starts is stopped on ex
 
 1. A throwaway instance dir with a SQLite database (or ``--database-url``: an empty PostgreSQL database),
    migrated and filled with the offices (``flask --app app db upgrade``, ``offices load``), then seeded:
-   ``cases.seed.seed_console`` (its staff and nine linked cases), ``--cases`` plain cases (default 500)
-   at the central office, Chiang Mai (50) and Bangkok (10), each with the call and IVR path a real one
-   has (``bench/console_pages.py``'s ``attach_calls``), and one staff user per session (``staff001``...):
+   ``tests.support.seed.seed_console`` (its staff and nine linked cases), ``--cases`` plain cases
+   (default 500) at the central office, Chiang Mai (50) and Bangkok (10), each with the call and IVR
+   path a real one has (``bench/console_pages.py``'s ``attach_calls``), and one staff user per session
+   (``staff001``...):
    agents at the central office (they see every case) and SC-Operators of 50 and of 10, in turn.
 2. The hotline under gunicorn as the README runs it on SQLite (``--worker-class gthread --workers 2
    --threads 4``), and one real ``flask --app app worker`` beside it (sweeps every 2 s, one
@@ -84,13 +85,13 @@ from sqlalchemy import bindparam, create_engine, func, select, text  # noqa: E40
 
 from cases.accounts import hash_password  # noqa: E402
 from cases.models import CENTRAL_OFFICE_CODE, Office, Reminder, ReminderKind  # noqa: E402
-from cases.seed import SEED_PASSWORD, seed_bulk_cases  # noqa: E402
 from cases.staff import Role, RoleAssignment, User  # noqa: E402
 from infra.clock import utcnow  # noqa: E402
 from infra.config import Config  # noqa: E402
 from infra.crypto import FieldCipher  # noqa: E402
 from telephony.simulator.config import SimulatorConfig  # noqa: E402
 from telephony.simulator.media_server import MediaServer  # noqa: E402
+from tests.support.seed import SEED_PASSWORD, seed_bulk_cases  # noqa: E402
 from transcription.registry import installed_model_packages  # noqa: E402
 
 TARGET_P99_MS = 100.0

@@ -4,7 +4,7 @@ while simulated calls hit the webhooks under gunicorn.
 What one run does (only 127.0.0.1 traffic; everything it starts is stopped on exit, Ctrl-C or SIGTERM):
 
 1. A throwaway instance dir with a SQLite database (or ``--database-url``, e.g. an empty PostgreSQL
-   database), migrated and filled with the offices, the console's seeded staff (``cases.seed``), and
+   database), migrated and filled with the offices, the console's seeded staff (``tests.support.seed``), and
    ``--pending`` minus ``--due`` reminders due hours to days ahead (one routed case with an open
    callback each, at Chiang Mai, Bangkok or the central office: they only sit in the table).
 2. The hotline under gunicorn (``bench/webhooks.py``'s flags) and one real worker,
@@ -80,11 +80,11 @@ from cases.models import (  # noqa: E402
     Reminder,
     ReminderKind,
 )
-from cases.seed import bulk_reference, seed_console  # noqa: E402
 from infra.clock import utcnow  # noqa: E402
 from infra.config import Config  # noqa: E402
 from infra.crypto import FieldCipher  # noqa: E402
 from telephony.simulator.media_server import MediaServer  # noqa: E402
+from tests.support.seed import bulk_reference, seed_console  # noqa: E402
 
 TARGET_P99_S = 2.0
 TICK_LOG = re.compile(

@@ -38,7 +38,6 @@ from cases.models import (
     Notification,
     Reminder,
 )
-from cases.seed import seed_console
 from cases.staff import User
 from infra.config import Config
 from infra.crypto import FieldCipher, mask_phone
@@ -46,6 +45,7 @@ from infra.db import Base
 from telephony.simulator.media_server import MediaServer
 from telephony.simulator.outbound import OutboundCall, OutboundPlan
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_BASE, make_config, sign
+from tests.support.seed import seed_console
 
 REPORTER = "+66861234567"
 # Every way the reporter's number could be written: E.164, national, grouped, digits only.

@@ -52,7 +52,6 @@ from cases.models import (
     Reminder,
     ReminderKind,
 )
-from cases.seed import seed_console
 from cases.service import DraftReport, open_draft_case
 from cases.staff import Role, RoleAssignment, User
 from cases.workflow import InvalidInput, NotPermitted
@@ -62,6 +61,7 @@ from infra.crypto import FieldCipher, mask_phone
 from tests.conftest import TwilioCaller
 from tests.integration.test_console import login, post, text
 from tests.integration.test_webhooks import FULL_CALL, Recorded, walk
+from tests.support.seed import seed_console
 
 K = ReminderKind
 # Wednesday 25 November 2026, 10:00 in Bangkok: a plain working day.
@@ -75,7 +75,7 @@ def bkk(day: int, hour: int, minute: int = 0, month: int = 11) -> datetime:
 
 @dataclass
 class Hotline:
-    """The app with seeded staff (cases.seed) and a head at the central office; ids, not objects."""
+    """The app with seeded staff (tests.support.seed) and a head at the central office; ids, not objects."""
 
     app: Flask
     settings: CallbackSettings

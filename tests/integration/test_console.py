@@ -17,11 +17,11 @@ from werkzeug.test import TestResponse
 
 from app import get_database
 from cases.models import Case, CaseStatus, ForwardingProposal, Office, TranscriptCorrection
-from cases.seed import seed_bulk_cases, seed_console
 from cases.staff import AuditEvent, Committee, CommitteeMember, Role, RoleAssignment, User
 from console.base import console_clock
 from infra.config import Config
 from infra.crypto import FieldCipher
+from tests.support.seed import seed_bulk_cases, seed_console
 from transcription.models import Transcript
 
 COOKIE = "__Host-hotline"  # PUBLIC_BASE_URL of the tests is https

@@ -31,7 +31,6 @@ from app import get_database
 from cases.accounts import check_password, record_sign_in, set_password
 from cases.models import Case, Channel, ForwardingProposal, Notification, NotificationStatus
 from cases.reference import display_reference
-from cases.seed import seed_bulk_cases, seed_console
 from cases.staff import AuditEvent, User
 from console.base import db
 from infra.clock import utcnow
@@ -39,6 +38,7 @@ from infra.config import Config
 from infra.crypto import FieldCipher
 from infra.db import Base, Database
 from tests.conftest import on_postgresql
+from tests.support.seed import seed_bulk_cases, seed_console
 from transcription.models import Transcript
 
 HANG = 10.0  # seconds: only a bound for a hang; a page that waited for the lock would wait 30 s

@@ -33,7 +33,6 @@ from cases.models import (
     NotificationStatus,
 )
 from cases.notifications import KINDS, notify
-from cases.seed import Seeded, seed_console
 from cases.staff import User
 from cases.texts import Text
 from cases.words import MOVE_WORDS, ROLE_WORDS, STATE_WORDS
@@ -42,6 +41,7 @@ from console.i18n import error_text, translate
 from infra.clock import utcnow
 from infra.config import Config
 from infra.crypto import FieldCipher
+from tests.support.seed import Seeded, seed_console
 from transcription.models import Transcript, TranscriptStatus
 
 ROOT = Path(__file__).resolve().parents[2]

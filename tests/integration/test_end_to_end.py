@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -21,17 +20,12 @@ from telephony.simulator.media_server import MediaServer
 from telephony.simulator.run import run_call
 from telephony.simulator.script import CallScript
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, database_url
+from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 PUBLIC_BASE = "https://hotline.example.org"
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
@@ -65,7 +59,7 @@ def gunicorn(tmp_path: Path, env: dict[str, str], *flags: str) -> Iterator[str]:
     for args in (("db", "upgrade"), ("offices", "load")):
         done = flask_cli(env, *args)
         assert done.returncode == 0, done.stderr
-    port = _free_port()
+    port = free_port()
     log = (tmp_path / "gunicorn.log").open("w")
     proc = subprocess.Popen(
         [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", *flags, "app:create_app()"],

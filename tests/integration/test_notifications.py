@@ -28,7 +28,6 @@ from cases.notifications import (
 )
 from cases.notifications.channels import EmailSender, LineSender, SmsSender, message_id, retry_key
 from cases.reference import display_reference, new_reference
-from cases.seed import seed_console
 from cases.staff import Role, RoleAssignment, User
 from console.base import console_clock
 from infra.config import Config
@@ -38,7 +37,9 @@ from telephony.rest import TwilioRest, TwilioRestError
 from telephony.simulator.media_server import MediaServer
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_BASE
 from tests.integration.test_console import login, post, text
-from tests.standins import LineServer, SmtpRelay, _free_port
+from tests.support.ports import free_port
+from tests.support.seed import seed_console
+from tests.support.standins import LineServer, SmtpRelay
 from transcription.models import Recording, Transcript
 
 GROUP, LINE_TOKEN = "C" + "5" * 32, "line-token-chiang-mai"
@@ -351,7 +352,7 @@ def test_an_unreachable_relay_is_retried_with_backoff_then_failed(world: World, 
     box = outbox(
         world,
         clock,
-        {Channel.EMAIL: EmailSender("127.0.0.1", _free_port("127.0.0.1"), MAIL_FROM)},
+        {Channel.EMAIL: EmailSender("127.0.0.1", free_port(), MAIL_FROM)},
         attempts=4,
     )
     waits = []

@@ -18,7 +18,6 @@ from sqlalchemy import select
 from app import get_database
 from cases.models import Call, Case
 from cases.reference import display_reference
-from cases.seed import seed_console
 from infra.config import Config
 from infra.crypto import FieldCipher
 from telephony.reconcile import Reconciler, ReconcileSettings
@@ -32,6 +31,7 @@ from telephony.simulator.script import CallScript
 from telephony.webhooks import telephony
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_BASE
 from tests.integration.test_console import login, text
+from tests.support.seed import seed_console
 from transcription.models import Recording
 
 NOW = ReconcileSettings(grace=timedelta(0), quiet=timedelta(0))  # no waiting in tests: mend at once

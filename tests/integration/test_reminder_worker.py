@@ -33,16 +33,16 @@ from cases.models import (
     ReminderKind,
 )
 from cases.reference import new_reference
-from cases.seed import PROVINCE, seed_console
 from infra.clock import utcnow
 from infra.config import DEFAULT_CALLBACKS_FILE, Config
 from infra.crypto import FieldCipher
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_BASE, on_postgresql
 from tests.integration.test_worker import ROOT, WorkerProcess, wait_for
+from tests.support.seed import PROVINCE, seed_console
 
 pytestmark = pytest.mark.slow
 SENT_LOG = re.compile(r"reminders: (\d+) sent")
-# Chiang Mai's SC-Operators and head (cases.seed): each reminder is one console message to each.
+# Chiang Mai's SC-Operators and head (tests.support.seed): each reminder is one console message to each.
 RECIPIENTS = 3
 SLOW_SEND_FUNCTION = """
 CREATE FUNCTION slow_send() RETURNS trigger LANGUAGE plpgsql AS $$

@@ -1,6 +1,6 @@
 """The simulator's end of a call: the hang-up tokens and the order of Twilio's three end-of-call requests.
 
-Played against a tiny threaded HTTP stand-in (tests/integration/sim_standin.py) that checks every
+Played against a tiny threaded HTTP stand-in (tests/support/sim_standin.py) that checks every
 signature and records when each request arrived and when it was answered. The server side's handling of
 these orders is not tested here: only that the simulator sends what it says, in the order it says.
 """
@@ -21,7 +21,7 @@ from telephony.simulator.events import CallResult
 from telephony.simulator.media_server import MediaServer
 from telephony.simulator.run import run_call
 from telephony.simulator.script import HANGUP_PURPOSES, HANGUP_REQUESTS, CallScript, HangupOrder, parse_token
-from tests.integration.sim_standin import (
+from tests.support.sim_standin import (
     ACCOUNT_SID,
     AUTH_TOKEN,
     END_OF_CALL_PATHS,

@@ -19,7 +19,7 @@ from telephony.simulator.audio import generate_wav
 from telephony.simulator.media_server import MediaServer
 from telephony.simulator.run import run_call
 from telephony.simulator.script import CallScript
-from tests.integration.sim_standin import ACCOUNT_SID, AUTH_TOKEN, RECORDED, VOICE, StandIn, serving
+from tests.support.sim_standin import ACCOUNT_SID, AUTH_TOKEN, RECORDED, VOICE, StandIn, serving
 
 AUTH = (ACCOUNT_SID, AUTH_TOKEN)
 OTHER_ACCOUNT = "AC" + "2" * 32

@@ -38,6 +38,7 @@ from telephony import jobs
 from telephony.webhooks import db_breaker, telephony
 from tests.conftest import TwilioCaller, make_config
 from tests.integration.test_webhooks import FULL_CALL, Recorded, Twiml, answer, flow_of, walk
+from tests.support.ports import free_port
 from transcription.models import Recording
 
 BUDGET_S = 2.0
@@ -234,7 +235,7 @@ def own_postgres(tmp_path: Path) -> Iterator[tuple[str, Callable[[], None], Call
         check=True,
         capture_output=True,
     )
-    port = _free_port()
+    port = free_port()
     opts = f"-p {port} -k {home} -c listen_addresses=127.0.0.1 -c fsync=off"
 
     def start() -> None:
@@ -274,14 +275,6 @@ def own_postgres(tmp_path: Path) -> Iterator[tuple[str, Callable[[], None], Call
             check=False,
         )
         shutil.rmtree(home, ignore_errors=True)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_a_postgresql_stopped_mid_call_keeps_the_message_and_the_callback(

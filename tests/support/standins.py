@@ -9,7 +9,6 @@ from __future__ import annotations
 import hmac
 import json
 import secrets
-import socket
 import threading
 import uuid
 from collections.abc import Mapping
@@ -19,6 +18,8 @@ from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Literal
+
+from tests.support.ports import free_port
 
 LineFault = Literal["http500", "http503", "http429", "http401", "slow"]
 LINE_TEXT_MAX = 5000
@@ -250,7 +251,7 @@ class SmtpRelay:
     def __enter__(self) -> SmtpRelay:
         from aiosmtpd.controller import Controller
 
-        self.port = _free_port(self.host)
+        self.port = free_port(self.host)
         self._controller = Controller(_SmtpHandler(self), hostname=self.host, port=self.port)
         self._controller.start()
         return self
@@ -281,9 +282,3 @@ class _SmtpHandler:
         self.relay.received.append(message)
         self.relay.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
         return "250 Message accepted for delivery"
-
-
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])

@@ -41,7 +41,7 @@ from infra.clock import Clock, utcnow
 from infra.crypto import FieldCipher, mask_phone
 from transcription.models import Recording, StorageStatus, Transcript, TranscriptStatus
 
-SEED_PASSWORD = "seed-password-0123"  # noqa: S105 - the password of seeded test accounts
+SEED_PASSWORD = "seed-password-0123"
 PROVINCE = "50"  # Chiang Mai: the office most seeded staff work at
 OTHER_PROVINCE = "10"  # Bangkok: a foreign office to most of them
 DISTRICT = "5001"  # Mueang Chiang Mai, under PROVINCE
@@ -293,7 +293,7 @@ def seed_bulk_cases(
     For load tests: core inserts in batches, no calls or recordings. References are numbered from
     `start` (use a different start for a second batch). Returns the number of cases inserted.
     """
-    rng = rng or random.Random(0)  # noqa: S311 - reproducible test data
+    rng = rng or random.Random(0)
     offices = session.execute(
         select(Office.id, Office.province_code).where(Office.code.in_(office_codes))
         if office_codes

@@ -1,0 +1,1 @@
+"""What the tests and benchmarks share: seed data, stand-ins for outside systems, free ports."""
