@@ -38,7 +38,6 @@ import base64
 import cProfile
 import io
 import json
-import math
 import os
 import pstats
 import random
@@ -56,6 +55,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from figures import log, percentile  # noqa: E402  (bench/figures.py)
 from flask import Flask  # noqa: E402
 from flask.testing import FlaskClient  # noqa: E402
 from sqlalchemy import func, insert, select, update  # noqa: E402
@@ -81,18 +81,6 @@ CALL_PATH = [
     ("record_message", "recorded", {"sid": "", "duration_s": "3"}),
     ("submit", "submit", {}),
 ]
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def percentile(values: Sequence[float], p: float) -> float:
-    """Nearest-rank percentile (p in 0..100); NaN for no values."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[max(1, math.ceil(p / 100 * len(ordered))) - 1]
 
 
 # --------------------------------------------------------------------------------------------------
