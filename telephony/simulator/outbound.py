@@ -15,10 +15,9 @@ from urllib.parse import urljoin
 import requests
 
 from telephony.simulator.config import SimulatorConfig
-from telephony.simulator.events import CallEnded, CallEvent, CallResult
+from telephony.simulator.events import CallEvent, CallResult
 from telephony.simulator.player import Call
 from telephony.simulator.script import CallScript
-from telephony.simulator.sender import FetchError
 from telephony.simulator.twilio_api import API_VERSION, new_sid, rfc2822_now
 from telephony.simulator.twiml import Document, int_attr
 
@@ -145,15 +144,7 @@ class OutboundPlayer(Call):
             return
         self.answered = True
         self.status("answered", "in-progress")
-        try:
-            doc = self.load(self.call.url, self.method, {}, "url")
-            while True:
-                doc = self.execute(doc)
-        except FetchError as err:
-            self.error_event(err)
-            self.result.ended_by = "error"
-        except CallEnded as end:
-            self.result.ended_by = end.ended_by
+        self.follow(self.call.url, self.method, "url")
         self.result.call_status = "completed"
         self.result.duration_s = max(1, math.ceil(self.clock_s))
         self.status("completed", "completed", CallDuration=str(self.result.duration_s))

@@ -123,20 +123,28 @@ class Call:
         )
 
     # ---- the call ----
-    def run(self) -> CallResult:
-        script_error: ScriptError | None = None
-        c = self.config
-        self.media.call_started(self.call_sid, from_number=c.from_number, to_number=c.to_number)
+    def follow(self, url: str, method: str, purpose: str) -> CallEnded | None:
+        """Fetch the first TwiML, then play each answer until the call ends (a failed fetch ends it too)."""
         try:
-            doc = self.load(self.config.public_url(self.config.voice_path), "POST", {}, "voice")
+            doc = self.load(url, method, {}, purpose)
             while True:
                 doc = self.execute(doc)
         except FetchError as err:
             self.error_event(err)
             self.result.ended_by = "error"
+            return None
         except CallEnded as end:
             self.result.ended_by = end.ended_by
-            self.result.call_status = end.call_status
+            return end
+
+    def run(self) -> CallResult:
+        script_error: ScriptError | None = None
+        c = self.config
+        self.media.call_started(self.call_sid, from_number=c.from_number, to_number=c.to_number)
+        try:
+            end = self.follow(self.config.public_url(self.config.voice_path), "POST", "voice")
+            if end is not None:
+                self.result.call_status = end.call_status
         except ScriptError as exc:
             script_error = exc
             self.emit(CallEvent(kind="hangup", text=f"caller hangs up: script error: {exc}"))
