@@ -43,7 +43,8 @@ from transcription import cli as transcription_cli
 from transcription.jobs import JobSettings, TranscriptionJobs
 from transcription.media import MediaClient
 from transcription.pool import TranscriberPool
-from transcription.registry import ModelError, ModelSpecError, discover_models, parse_model_spec
+from transcription.registry import ModelError, ModelSpecError, parse_model_spec
+from transcription.whisper_models import discover_engines
 
 ROOT = Path(__file__).resolve().parent
 AUDIO_DIR = ROOT / "ivr_flows" / "audio"
@@ -153,11 +154,15 @@ def _register_commands(app: Flask) -> None:
         cfg: Config = app.config["HOTLINE"]
         return cfg.database_url
 
+    def engine_settings() -> transcription_cli.EngineSettings:
+        cfg: Config = app.config["HOTLINE"]
+        return transcription_cli.EngineSettings(cfg.data_dir, dict(cfg.engine_choices), cfg.whisper_threads)
+
     for command in (
         db_group(database_url),
         *cases_cli.command_groups(database),
         *telephony_cli.command_groups(database),
-        *transcription_cli.command_groups(),
+        *transcription_cli.command_groups(engine_settings),
         worker_cmd,
     ):
         app.cli.add_command(command)
@@ -238,18 +243,39 @@ class Worker:
 def build_worker(app: Flask) -> Worker:
     """Check the models (a clear error naming the folder), start the transcribers, wire the sweeps."""
     cfg: Config = app.config["HOTLINE"]
-    try:
-        models = discover_models(parse_model_spec(cfg.vosk_models_spec))
-    except ModelSpecError as exc:
-        raise ConfigError(f"HOTLINE_VOSK_MODELS: {exc}") from exc
-    for info in models.values():
-        log.info("model %s: %s (%d Hz, from %s)", info.language, info.path, info.sample_rate, info.source)
+    specs = {}
+    for variable, spec in (
+        ("HOTLINE_VOSK_MODELS", cfg.vosk_models_spec),
+        ("HOTLINE_WHISPER_MODELS", cfg.whisper_models_spec),
+    ):
+        try:
+            specs[variable] = parse_model_spec(spec)
+        except ModelSpecError as exc:
+            raise ConfigError(f"{variable}: {exc}") from exc
+    catalogue = discover_engines(
+        specs["HOTLINE_VOSK_MODELS"],
+        specs["HOTLINE_WHISPER_MODELS"],
+        data_dir=cfg.data_dir,
+        choices=cfg.engine_choices,
+    )
+    for info in catalogue.models.values():
+        log.info(
+            "model %s: %s %s (%d Hz, from %s)",
+            info.language,
+            info.engine,
+            info.path,
+            info.sample_rate,
+            info.source,
+        )
+    for language, why in catalogue.refused.items():
+        log.error("no model for %s, its messages end no_model: %s", language, why)
     pool = TranscriberPool(
-        models,
+        catalogue.models,
         size=cfg.transcriber_processes,
         job_timeout_s=cfg.transcribe_timeout_s,
         max_audio_s=cfg.max_audio_s,
         max_jobs_per_process=cfg.transcriber_max_jobs,
+        cpu_threads=cfg.whisper_threads,
     )
     media = MediaClient(twilio_rest(cfg))  # telephony's client behind transcription's RecordingMedia
     settings = JobSettings(

@@ -27,6 +27,7 @@ HOTLINE_NUMBER = "+6621266565"  # 02 126 6565
 # A syntactically valid SID for a machine with no Twilio account; the simulator uses the same one.
 DEV_ACCOUNT_SID = "AC" + "0" * 32
 LOCAL_SECRETS_FILE = "local-secrets.json"
+ENGINE_PREFIX = "HOTLINE_ENGINE_"
 
 
 class ConfigError(ValueError):
@@ -55,6 +56,12 @@ class Config:
     # LANG=/model/folder,… as written; transcription.registry.parse_model_spec reads it (one parser
     # for the worker and the `transcribe` command).
     vosk_models_spec: str = ""
+    # The same for Whisper (CTranslate2) model folders: HOTLINE_WHISPER_MODELS=th=/srv/models/whisper-large.
+    whisper_models_spec: str = ""
+    # HOTLINE_ENGINE_<LANG>=whisper|vosk for a language with both (engine_choices below reads them).
+    engine_choices: Mapping[str, str] = field(default_factory=dict)
+    # Threads each transcriber's Whisper engine may use (HOTLINE_WHISPER_THREADS).
+    whisper_threads: int = 1
     transcriber_processes: int = 2
     transcribe_timeout_s: float = 300.0
     max_audio_s: float = 900.0
@@ -119,7 +126,7 @@ class Config:
         production = _flag(env, "HOTLINE_ENV_PRODUCTION", env.get("HOTLINE_ENV", "") == "production")
 
         instance_dir = Path(env.get("HOTLINE_INSTANCE_DIR", "instance")).resolve()
-        data_dir = Path(env.get("HOTLINE_DATA_DIR") or instance_dir / "data").resolve()
+        data_dir = data_dir_from_env(env)
         local = _secrets_source(env, production, instance_dir)
         config = cls(
             instance_dir=instance_dir,
@@ -197,10 +204,40 @@ def _telephony_settings(env: Mapping[str, str], local: Mapping[str, str], produc
     }
 
 
+def data_dir_from_env(env: Mapping[str, str]) -> Path:
+    """HOTLINE_DATA_DIR, else the instance dir's data/ (also read by the transcription commands)."""
+    instance_dir = Path(env.get("HOTLINE_INSTANCE_DIR", "instance")).resolve()
+    return Path(env.get("HOTLINE_DATA_DIR") or instance_dir / "data").resolve()
+
+
+def engine_choices(env: Mapping[str, str]) -> dict[str, str]:
+    """HOTLINE_ENGINE_TH=whisper, HOTLINE_ENGINE_EN_US=vosk … as {"th": "whisper", "en-us": "vosk"}."""
+    choices: dict[str, str] = {}
+    for name, value in env.items():
+        if name.upper().startswith(ENGINE_PREFIX) and value.strip():
+            language = name[len(ENGINE_PREFIX) :].lower().replace("_", "-")
+            engine = value.strip().lower()
+            if engine not in ("whisper", "vosk"):
+                raise ConfigError(f"{name}={value!r}: the engine is whisper or vosk")
+            choices[language] = engine
+    return choices
+
+
+def whisper_threads(env: Mapping[str, str]) -> int:
+    """HOTLINE_WHISPER_THREADS, else the cores shared out among the transcribers (at least one each)."""
+    processes = _number(env, "HOTLINE_TRANSCRIBERS", os.cpu_count() or 1, 1, 64, int)
+    default = max(1, (os.cpu_count() or 1) // processes)
+    threads: int = _number(env, "HOTLINE_WHISPER_THREADS", default, 1, 64, int)
+    return threads
+
+
 def _worker_settings(env: Mapping[str, str]) -> dict[str, Any]:
     """Transcription, downloads, reconciliation and the sweeps' pace."""
     return {
         "vosk_models_spec": env.get("HOTLINE_VOSK_MODELS", ""),
+        "whisper_models_spec": env.get("HOTLINE_WHISPER_MODELS", ""),
+        "engine_choices": engine_choices(env),
+        "whisper_threads": whisper_threads(env),
         "transcriber_processes": _number(env, "HOTLINE_TRANSCRIBERS", os.cpu_count() or 1, 1, 64, int),
         "transcribe_timeout_s": _number(env, "HOTLINE_TRANSCRIBE_TIMEOUT_SECONDS", 300.0, 1.0, 7200.0, float),
         "max_audio_s": _number(env, "HOTLINE_MAX_AUDIO_SECONDS", 900.0, 10.0, 7200.0, float),

@@ -202,3 +202,13 @@ def new_caller(client: FlaskClient) -> Callable[..., TwilioCaller]:
         return TwilioCaller(client, "CA" + uuid.uuid4().hex, from_number)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def whisper_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data dir holding the shipped Whisper base model, joined once for the run and shared by the xdist
+    workers (the join writes under a temporary name and renames, so workers joining at once are safe).
+    Tests that change the model work on their own copy."""
+    folder = tmp_path_factory.getbasetemp().parent / "whisper-data"
+    folder.mkdir(exist_ok=True)
+    return folder

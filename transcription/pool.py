@@ -22,8 +22,9 @@ from types import TracebackType
 from typing import Any, Final, Literal
 
 from transcription.audio import AudioUnreadable, decode
-from transcription.recognizer import DitherState, Recognizer, VoskModel, Word, engine_name
-from transcription.registry import ModelInfo
+from transcription.engine import Engine, EngineSpec, Word, engine_label, load_engine
+from transcription.recognizer import DitherState
+from transcription.registry import ModelError, ModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +61,8 @@ class TranscriptOutcome:
 class _ChildSettings:
     """What a child needs to start: plain data, since models themselves cannot be pickled."""
 
-    specs: list[tuple[str, str, int]]  # (language, model folder, sample rate)
+    specs: list[EngineSpec]
     max_audio_s: float
-    reuse_recognizers: bool
 
 
 @dataclass(frozen=True)
@@ -102,16 +102,16 @@ class PoolClosed(RuntimeError):
 class TranscriberPool:
     """Child processes that transcribe recordings; transcribe() is blocking and safe to call from threads.
 
-    Each child loads every model once at start (Vosk models cannot be pickled or shared between processes)
-    and runs one job at a time. A job that outlives `job_timeout_s`, or whose child dies, is retried once on
-    a fresh child and then reported as "timeout" or "failed". Children are replaced after
-    `max_jobs_per_process` jobs because Vosk's memory grows with use.
+    Each child loads every language's engine once at start (models cannot be pickled or shared between
+    processes) and runs one job at a time. A job that outlives `job_timeout_s`, or whose child dies, is
+    retried once on a fresh child and then reported as "timeout" or "failed". Children are replaced after
+    `max_jobs_per_process` jobs because Vosk's memory grows with use (Whisper's too, more slowly).
 
     `reuse_recognizers` keeps one Vosk recognizer per language in each child (see recognizer.Recognizer):
     about 1.6 times less CPU per recording with a lookahead-graph model. The words are a new recognizer's
     except, rarely, a low-confidence word where the search breaks a near-tie differently (1 word in 20
     files of the benchmark). False gives every job a new recognizer: slower, and the same recording then
-    always gives exactly the same transcript.
+    always gives exactly the same transcript. `cpu_threads` is what each child's Whisper engine may use.
     """
 
     def __init__(
@@ -124,6 +124,7 @@ class TranscriberPool:
         max_jobs_per_process: int,
         start_timeout_s: float = 180.0,
         reuse_recognizers: bool = True,
+        cpu_threads: int = 1,
     ) -> None:
         if job_timeout_s <= 0 or max_audio_s <= 0 or max_jobs_per_process < 1 or start_timeout_s <= 0:
             raise ValueError("timeouts and max_audio_s must be positive and max_jobs_per_process at least 1")
@@ -131,12 +132,23 @@ class TranscriberPool:
         self._job_timeout_s = job_timeout_s
         self._max_jobs = max_jobs_per_process
         self._start_timeout_s = start_timeout_s
-        self._engine = engine_name()
+        self._engines = {language: engine_label(info.engine) for language, info in self._models.items()}
         self._context: SpawnContext = multiprocessing.get_context("spawn")
         self._settings = _ChildSettings(
-            specs=[(info.language, str(info.path), info.sample_rate) for info in self._models.values()],
+            specs=[
+                EngineSpec(
+                    language=info.language,
+                    engine=info.engine,
+                    path=str(info.path),
+                    sample_rate=info.sample_rate,
+                    sha256=info.sha256,
+                    size_bytes=info.size_bytes if info.sha256 else None,
+                    cpu_threads=cpu_threads,
+                    reuse_recognizers=reuse_recognizers,
+                )
+                for info in self._models.values()
+            ],
             max_audio_s=max_audio_s,
-            reuse_recognizers=reuse_recognizers,
         )
         self._changed = threading.Condition()
         self._idle: list[_Child] = []
@@ -324,7 +336,7 @@ class TranscriberPool:
             text=result.text,
             words=list(result.words),
             mean_confidence=result.mean_confidence,
-            engine=self._engine,
+            engine=self._engines.get(language, engine_label("vosk")),
             model_id=model_id,
             language=language,
             upsampled_from=result.upsampled_from,
@@ -463,41 +475,47 @@ def _child_main(conn: Connection, settings: _ChildSettings, parent: int) -> None
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True, name="parent-watch").start()
     # EOF or a broken pipe means the pool retired or abandoned this child: leave quietly.
     with contextlib.suppress(EOFError, OSError):
+        engines: dict[str, Engine] = {}
+        refused: dict[str, str] = {}  # a model whose bytes are not the pinned ones: its jobs end no_model
         try:
-            models = {language: (VoskModel(Path(path)), rate) for language, path, rate in settings.specs}
+            for spec in settings.specs:
+                try:
+                    engines[spec.language] = load_engine(spec)
+                except ModelError as exc:
+                    refused[spec.language] = str(exc)
         except Exception as exc:
             conn.send(("load_failed", f"{type(exc).__name__}: {exc}"))
             return
         dither = DitherState()  # right after loading: nothing else may draw from rand() before it
-        recognizers: dict[str, Recognizer] = {}  # one warm recognizer per language (see Recognizer)
         conn.send(("ready", os.getpid()))
         while (message := conn.recv()) is not None:
             job_id, language, path = message
             source: Path | bytes = Path(path) if path is not None else conn.recv_bytes()
-            recognizer = recognizers.get(language) or Recognizer(*models[language])
-            if settings.reuse_recognizers:
-                recognizers[language] = recognizer
-            conn.send(("result", job_id, _run_job(recognizer, dither, source, settings.max_audio_s)))
+            engine = engines.get(language)
+            if engine is None:
+                result = _JobResult("no_model", reason="no_model", detail=refused.get(language))
+            else:
+                result = _run_job(engine, dither, source, settings.max_audio_s)
+            conn.send(("result", job_id, result))
 
 
-def _run_job(
-    recognizer: Recognizer, dither: DitherState, source: Path | bytes, max_audio_s: float
-) -> _JobResult:
+def _run_job(engine: Engine, dither: DitherState, source: Path | bytes, max_audio_s: float) -> _JobResult:
     try:
-        audio = decode(source, target_rate=recognizer.sample_rate, max_seconds=max_audio_s)
+        audio = decode(source, target_rate=engine.sample_rate, max_seconds=max_audio_s)
     except AudioUnreadable as exc:
         return _JobResult("audio_unreadable", reason=exc.reason, detail=exc.message)
     except OSError as exc:
         return _JobResult("failed", reason="unreadable_file", detail=f"{type(exc).__name__}: {exc}")
     try:
-        dither.restore()
-        recognition = recognizer.recognize(audio.pcm)
+        dither.restore()  # for Vosk's dither noise; Whisper draws none from rand()
+        recognition = engine.transcribe(audio.pcm)
     except Exception as exc:
         return _JobResult("failed", reason="recognizer_error", detail=f"{type(exc).__name__}: {exc}")
     # An empty string is never a transcript.
     return _JobResult(
         "done" if recognition.text else "no_speech",
         reason=None if recognition.text else "no_speech",
+        detail=recognition.rejected,
         text=recognition.text,
         words=recognition.words,
         mean_confidence=recognition.mean_confidence,

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import ctypes
 import json
-from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Final
 
 import vosk
+
+from transcription.engine import Recognition, Segment, Word, engine_label
 
 # Bytes handed to AcceptWaveform at a time: 4000 (125 ms at 16 kHz) is what vosk-transcriber feeds. Vosk
 # checks for an utterance end after every chunk, so the chunk size can move segment boundaries and with them
@@ -25,22 +25,7 @@ _MAX_REPLAY: Final = 10_000_000
 
 def engine_name() -> str:
     """The engine and version recorded with every transcript, e.g. "vosk 0.3.45"."""
-    return f"vosk {metadata.version('vosk')}"
-
-
-@dataclass(frozen=True)
-class Word:
-    word: str
-    start: float
-    end: float
-    conf: float
-
-
-@dataclass(frozen=True)
-class Recognition:
-    text: str
-    words: list[Word] = field(default_factory=list)
-    mean_confidence: float | None = None
+    return engine_label("vosk")
 
 
 class VoskModel:
@@ -136,6 +121,31 @@ class Recognizer:
         return _combine(results, duration_s=len(pcm) / 2 / self.sample_rate, offset_s=offset_s)
 
 
+class VoskEngine:
+    """The Engine of transcription.engine for a Vosk model: one model, and a recognizer kept if asked.
+
+    `reuse_recognizers` keeps one Recognizer between recordings (see Recognizer); otherwise each recording
+    gets a new one. The dither state (DitherState) is the transcriber process's business, not the engine's:
+    it must be captured after every model of the process has loaded.
+    """
+
+    def __init__(self, path: Path, sample_rate: int, *, reuse_recognizers: bool = True) -> None:
+        self.model = VoskModel(path)
+        self._sample_rate = sample_rate
+        self._reuse = reuse_recognizers
+        self._kept: Recognizer | None = None
+
+    @property
+    def sample_rate(self) -> int:
+        return self._sample_rate
+
+    def transcribe(self, pcm: bytes) -> Recognition:
+        recognizer = self._kept or Recognizer(self.model, self._sample_rate)
+        if self._reuse:
+            self._kept = recognizer
+        return recognizer.recognize(pcm)
+
+
 def _combine(results: list[dict[str, Any]], *, duration_s: float, offset_s: float = 0.0) -> Recognition:
     texts = [str(result.get("text", "")).strip() for result in results]
     words: list[Word] = []
@@ -146,4 +156,22 @@ def _combine(results: list[dict[str, Any]], *, duration_s: float, offset_s: floa
             end = min(max(float(item["end"]) - offset_s, start), duration_s)
             words.append(Word(str(item["word"]), start, end, min(max(float(item["conf"]), 0.0), 1.0)))
     mean = sum(word.conf for word in words) / len(words) if words else None
-    return Recognition(text=" ".join(text for text in texts if text), words=words, mean_confidence=mean)
+    return Recognition(
+        text=" ".join(text for text in texts if text),
+        words=words,
+        mean_confidence=mean,
+        segments=_segments(results, texts, words),
+    )
+
+
+def _segments(results: list[dict[str, Any]], texts: list[str], words: list[Word]) -> list[Segment]:
+    """One segment per Vosk utterance that has text, spanning its (clamped) words."""
+    segments: list[Segment] = []
+    index = 0
+    for result, text in zip(results, texts, strict=True):
+        count = len(result.get("result", []))
+        spoken = words[index : index + count]
+        index += count
+        if text and spoken:
+            segments.append(Segment(text, spoken[0].start, spoken[-1].end))
+    return segments

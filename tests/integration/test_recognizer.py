@@ -224,20 +224,26 @@ def test_parse_model_spec_errors(spec: str, complaint: str) -> None:
         parse_model_spec(spec)
 
 
-def test_models_list_command(ko_model: ModelInfo, tmp_path: Path) -> None:
-    result = CliRunner().invoke(models_list_command, [], env={MODELS_ENVVAR: ""})
+def test_models_list_command(ko_model: ModelInfo, tmp_path: Path, whisper_data_dir: Path) -> None:
+    env = {MODELS_ENVVAR: "", "HOTLINE_DATA_DIR": str(whisper_data_dir)}
+    result = CliRunner().invoke(models_list_command, [], env=env)
     assert result.exit_code == 0, result.output
-    header, row = result.output.splitlines()
-    assert header.split()[:4] == ["LANGUAGE", "RATE", "SIZE", "FOUND"]
-    assert row.split()[:3] == ["ko", "16000", "Hz"]
-    assert "package" in row and str(ko_model.path) in row
+    header, ko, th = result.output.splitlines()
+    assert header.split()[:5] == ["LANGUAGE", "ENGINE", "RATE", "SIZE", "FOUND"]
+    assert ko.split()[:4] == ["ko", "vosk", "16000", "Hz"]
+    assert "package" in ko and str(ko_model.path) in ko
+    # Thai: the shipped Whisper base, joined into the data dir.
+    assert th.split()[:6] == ["th", "whisper", "16000", "Hz", "145", "MB"]
+    assert "package" in th and str(whisper_data_dir / "models" / "whisper-base") in th
 
-    configured = CliRunner().invoke(
-        models_list_command, ["--models", f"th={fake_model(tmp_path / 'vosk-th')}"]
-    )
-    assert [line.split()[0] for line in configured.output.splitlines()[1:]] == ["ko", "th"]
-    assert "config" in configured.output.splitlines()[2]
+    # A Vosk folder for Thai: Whisper stays Thai's engine unless HOTLINE_ENGINE_TH chooses Vosk.
+    spec = ["--models", f"th={fake_model(tmp_path / 'vosk-th')}"]
+    configured = CliRunner().invoke(models_list_command, spec, env=env)
+    assert configured.output.splitlines()[2].split()[:2] == ["th", "whisper"]
+    chosen = CliRunner().invoke(models_list_command, spec, env={**env, "HOTLINE_ENGINE_TH": "vosk"})
+    assert [line.split()[:2] for line in chosen.output.splitlines()[1:]] == [["ko", "vosk"], ["th", "vosk"]]
+    assert "config" in chosen.output.splitlines()[2]
 
-    broken = CliRunner().invoke(models_list_command, ["--models", f"th={tmp_path / 'missing'}"])
+    broken = CliRunner().invoke(models_list_command, ["--models", f"th={tmp_path / 'missing'}"], env=env)
     assert broken.exit_code == 2
     assert str(tmp_path / "missing") in broken.output
