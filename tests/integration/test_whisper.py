@@ -95,6 +95,25 @@ def test_thai_speech_becomes_thai_text_at_16_and_8_khz(
         assert result.mean_confidence is not None and 0.3 < result.mean_confidence <= 1
 
 
+def test_a_message_with_a_long_pause_keeps_both_parts_at_their_times(
+    engine: WhisperEngine, tmp_path: Path
+) -> None:
+    first, rate = sf.read(CLIPS / "common_voice_th_25686161.wav", dtype="float32")
+    second, _ = sf.read(CLIPS / "typhoon_cv_test.wav", dtype="float32")
+    pause_s = 25.0  # the caller stops to think; voice activity detection cuts it out for Whisper
+    path = tmp_path / "pause.wav"
+    sf.write(path, np.concatenate([first, np.zeros(int(pause_s * rate), "float32"), second]), rate)
+    result = transcribe_file(engine, path)
+    text = result.text.replace(" ", "")
+    assert "เวลา" in text and "อีกอัน" in text and text.index("เวลา") < text.index("อีกอัน")
+    # Times are the recording's, pause included: the second sentence starts after it.
+    later = [w for w in result.words if w.start > len(first) / rate + pause_s - 1]
+    assert later and "อีกอัน" in "".join(w.word for w in later)
+    assert all(
+        w.end <= len(first) / rate + 1 or w.start >= len(first) / rate + pause_s - 1 for w in result.words
+    )
+
+
 def _signals() -> dict[str, np.ndarray]:
     rng = np.random.default_rng(11)
     seconds = np.arange(8000 * 6) / 8000
