@@ -526,11 +526,16 @@ def test_two_worker_processes_racing_download_each_recording_once(app: Flask, co
         assert files == sorted(f"{sid}.wav" for sid in sids)
 
 
-def test_the_worker_refuses_a_broken_model_folder_by_name(config: Config, tmp_path: Path) -> None:
-    broken = tmp_path / "vosk-th"
-    (broken / "am").mkdir(parents=True)
+@pytest.mark.parametrize(
+    ("variable", "part"), [("HOTLINE_VOSK_MODELS", "am"), ("HOTLINE_WHISPER_MODELS", "model.bin")]
+)
+def test_the_worker_refuses_a_broken_model_folder_by_name(
+    config: Config, tmp_path: Path, variable: str, part: str
+) -> None:
+    broken = tmp_path / "model-th"
+    (broken / part).mkdir(parents=True)  # one part of many (a Whisper folder also needs its json files)
     with MediaServer(ACCOUNT_SID, AUTH_TOKEN) as media:
-        env = worker_env(config, media, HOTLINE_VOSK_MODELS=f"th={broken}")
+        env = worker_env(config, media, **{variable: f"th={broken}"})
         done = flask_cli(env, "worker", "--once")
     assert done.returncode != 0
     assert str(broken) in done.stderr

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from infra.config import ConfigError, engine_choices
+from infra.config import Config, ConfigError, data_dir_from_env, engine_choices
 from transcription.registry import ModelError
 from transcription.whisper_engine import foreign_script, guard, normalise, phantoms
 from transcription.whisper_models import discover_engines
@@ -91,6 +92,23 @@ def test_engine_choices_from_the_environment() -> None:
     assert engine_choices(env) == {"th": "whisper", "en-us": "vosk"}
     with pytest.raises(ConfigError, match="HOTLINE_ENGINE_TH"):
         engine_choices({"HOTLINE_ENGINE_TH": "google"})
+
+
+def test_the_configuration_reads_the_whisper_settings(tmp_path: Path) -> None:
+    env = {
+        "HOTLINE_INSTANCE_DIR": str(tmp_path / "instance"),
+        "HOTLINE_WHISPER_MODELS": "th=/srv/models/whisper-large",
+        "HOTLINE_ENGINE_TH": "vosk",
+        "HOTLINE_TRANSCRIBERS": "2",
+    }
+    config = Config.from_env(environ=env)
+    assert (config.whisper_models_spec, dict(config.engine_choices)) == (
+        "th=/srv/models/whisper-large",
+        {"th": "vosk"},
+    )
+    assert config.whisper_threads == max(1, (os.cpu_count() or 1) // 2)  # the cores shared out
+    assert Config.from_env(environ={**env, "HOTLINE_WHISPER_THREADS": "3"}).whisper_threads == 3
+    assert config.data_dir == (tmp_path / "instance" / "data").resolve() == data_dir_from_env(env)
 
 
 def whisper_folder(path: Path) -> Path:
