@@ -31,6 +31,9 @@ from telephony.simulator.script import DEFAULT_HANGUP_ORDER, CallScript, HangupO
 from transcription.models import Recording, StorageStatus, TranscriptStatus
 
 DEMO_KEYS = "1,10,1,1,record:6,1"
+# The demo caller's message: a real Thai speaker (a Common Voice clip, CC0; see data/README.md) as Twilio
+# records a phone line, so the quick start shows a Thai transcript, not a tone's `no_speech`.
+DEMO_MESSAGE = Path(__file__).resolve().parent / "data" / "demo-message-th.wav"
 
 
 @contextmanager
@@ -182,7 +185,7 @@ def run_demo(app: Flask, keys: str, *, worker_timeout_s: float = 120.0) -> int:
                 connect_base=None,
                 keys=keys,
                 from_number="+66812345678",
-                wav=None,
+                wav=DEMO_MESSAGE,
                 quiet=False,
                 media=media,
                 wait_for_transcript_s=worker_timeout_s,

@@ -157,6 +157,9 @@ def test_quick_start_demo_runs_on_embedded_defaults(tmp_path: Path) -> None:
     case = json.loads(done.stdout[done.stdout.index("{", done.stdout.index("draft case:")) :])
     assert case["category"] == "violence"
     assert case["office_code"] == "10"
+    # The caller speaks real Thai: the shipped Whisper model gives Thai text, out of the box.
+    assert case["transcript_status"] == "done", case
+    assert "เวลา" in case["transcript_text"]
     assert (tmp_path / "instance" / "hotline.db").exists()
     secrets_file = tmp_path / "instance" / "local-secrets.json"
     assert secrets_file.stat().st_mode & 0o777 == 0o600
