@@ -136,9 +136,7 @@ def remove_committee(
     session: Session, committee: Committee, *, actor: User | None, clock: Clock = utcnow
 ) -> None:
     """Remove a committee that was never proposed or assigned a case (those keep their history)."""
-    office = session.get(Office, committee.office_id)
-    assert office is not None
-    _require_admin(session, actor, office)
+    office = _committee_office(session, committee, actor)
     used = session.scalar(
         select(ForwardingProposal.id).where(ForwardingProposal.to_committee_id == committee.id).limit(1)
     )
@@ -149,19 +147,29 @@ def remove_committee(
     session.flush()
 
 
-def add_committee_member(
-    session: Session, committee: Committee, user: User, *, actor: User | None, clock: Clock = utcnow
-) -> None:
+def _committee_office(session: Session, committee: Committee, actor: User | None) -> Office:
+    """The committee's office, once the actor is shown to administer it."""
     office = session.get(Office, committee.office_id)
     assert office is not None
     _require_admin(session, actor, office)
-    if Role.ACTION not in roles_in(session, user, office.id):
-        raise InvalidInput(N_("Only SC-Action staff of the office can sit on its committees."))
-    if session.scalar(
-        select(CommitteeMember.id).where(
+    return office
+
+
+def _membership(session: Session, committee: Committee, user: User) -> CommitteeMember | None:
+    return session.scalar(
+        select(CommitteeMember).where(
             CommitteeMember.committee_id == committee.id, CommitteeMember.user_id == user.id
         )
-    ):
+    )
+
+
+def add_committee_member(
+    session: Session, committee: Committee, user: User, *, actor: User | None, clock: Clock = utcnow
+) -> None:
+    office = _committee_office(session, committee, actor)
+    if Role.ACTION not in roles_in(session, user, office.id):
+        raise InvalidInput(N_("Only SC-Action staff of the office can sit on its committees."))
+    if _membership(session, committee, user) is not None:
         raise InvalidInput(N_("That person is already on this committee."))
     session.add(CommitteeMember(committee_id=committee.id, user_id=user.id))
     detail = {"office": office.code, "committee": committee.id, "user": user.username}
@@ -172,14 +180,8 @@ def add_committee_member(
 def remove_committee_member(
     session: Session, committee: Committee, user: User, *, actor: User | None, clock: Clock = utcnow
 ) -> None:
-    office = session.get(Office, committee.office_id)
-    assert office is not None
-    _require_admin(session, actor, office)
-    member = session.scalar(
-        select(CommitteeMember).where(
-            CommitteeMember.committee_id == committee.id, CommitteeMember.user_id == user.id
-        )
-    )
+    office = _committee_office(session, committee, actor)
+    member = _membership(session, committee, user)
     if member is None:
         raise InvalidInput(N_("That person is not on this committee."))
     session.delete(member)
