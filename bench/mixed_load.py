@@ -12,10 +12,11 @@ What one run does (only 127.0.0.1 traffic; everything it starts is stopped on ex
 2. The hotline under gunicorn as the README runs it on SQLite (``--worker-class gthread --workers 2
    --threads 4``), and one real ``flask --app app worker`` beside it (sweeps every 2 s, one
    transcriber). The worker downloads every call's message from the simulator's MediaServer and runs
-   its transcription sweep as the README runs it: the installed model is the Korean one of the test
-   extra, so Thai messages end ``no_model``. ``--recognize`` configures that model as the Thai one
-   (``HOTLINE_VOSK_MODELS=th=...``): every message then goes through Vosk (a tone: ``no_speech``, about
-   0.5 s of a core each). The paced calls leave a message every ~0.13 s, 20-40 times what 50 real
+   its transcription sweep as the README runs it: Thai messages go to the shipped Whisper base model
+   (the simulator's message is a tone: voice activity detection finds no speech, ``no_speech``).
+   ``--recognize`` configures the Korean Vosk model of the test extra as the Thai one instead
+   (``HOTLINE_VOSK_MODELS=th=...``, ``HOTLINE_ENGINE_TH=vosk``): every message then goes through Vosk
+   (a tone: ``no_speech``, about 0.5 s of a core each). The paced calls leave a message every ~0.13 s, 20-40 times what 50 real
    calls do, so the transcriber then works the whole run: a worst case for the CPU the worker takes.
 3. A staff process signs every user in through the login form (the CSRF token read from the page), then
    the levels run one after another (``--staff``, default 0,4,16,64 sessions). In each level: reminders
@@ -466,7 +467,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--recognize",
         action="store_true",
-        help="configure the installed Korean model as the Thai one: every message goes through Vosk",
+        help="configure the installed Korean Vosk model as the Thai one instead of Whisper",
     )
     p.add_argument("--transcribers", type=int, default=1, help="HOTLINE_TRANSCRIBERS of the worker [1]")
     p.add_argument("--workers", type=int, default=2, help="gunicorn workers [2]")
@@ -510,6 +511,7 @@ def environment(
     korean = installed_model_packages().get("ko")
     if args.recognize and korean is not None:
         env["HOTLINE_VOSK_MODELS"] = f"th={korean}"
+        env["HOTLINE_ENGINE_TH"] = "vosk"
     return env
 
 
@@ -557,7 +559,7 @@ def run_config(
     transcription = (
         f"{env['HOTLINE_VOSK_MODELS']} ({args.transcribers} transcriber(s))"
         if "HOTLINE_VOSK_MODELS" in env
-        else "as the README runs it: no Thai model, transcripts end no_model"
+        else "as the README runs it: Thai through the shipped Whisper base model"
     )
     return {
         "database": database,

@@ -17,6 +17,9 @@ Bench-only dependencies: ffmpeg (vosk-transcriber resamples through an ffmpeg su
 `apt-get install -y ffmpeg`) and espeak-ng. Run from the repository root:
 
     python -m bench.transcription [--files 20] [--seconds 30] [--processes 2] [--workdir DIR]
+
+Thai goes through the other engine (Whisper): `python -m bench.transcription --engine whisper [...]` runs
+bench/whisper_thai.py with the arguments that follow (its own --help lists them).
 """
 
 from __future__ import annotations
@@ -411,6 +414,13 @@ def latency(models: dict[str, ModelInfo], args: argparse.Namespace, narrow: Batc
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["--engine", "whisper"]:
+        from bench import whisper_thai
+
+        return whisper_thai.main(argv[2:])
+    if argv[:2] == ["--engine", "vosk"]:
+        argv = argv[2:]
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=30.0)

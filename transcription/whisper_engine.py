@@ -14,7 +14,9 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
+import re
 import unicodedata
+import zlib
 from collections.abc import Iterable
 from functools import cache
 from importlib import resources
@@ -30,16 +32,32 @@ RATE: Final = 16000
 BEAM_SIZE: Final = 5
 # Whisper's own thresholds (openai/whisper transcribe.py): a segment the model itself thinks is silence
 # (high no-speech probability) and decoded with little confidence is not speech; text that compresses
-# better than 2.4 is a loop ("ครับ ครับ ครับ …").
+# better than 2.4 is a loop ("ครับ ครับ ครับ …"), measured as compression_ratio() below does.
 NO_SPEECH_PROB: Final = 0.6
 LOW_AVG_LOGPROB: Final = -1.0
 MAX_COMPRESSION_RATIO: Final = 2.4
+# Silero VAD (faster-whisper's) at its default threshold of 0.5 misses much of a phone line's speech: on a
+# 120 s message of real Thai clips at 8 kHz μ-law (300-3400 Hz) it kept 36 s of ~90 s spoken, the quieter
+# speaker almost entirely, and the transcript lost 63% of its characters; at 0.25 it kept 82 s (CER 23%,
+# as good as no VAD at all), and still nothing of white noise, a hum or a tone (bench/whisper_thai.py).
+# A child who whispers must not be cut out before Whisper even hears them.
+VAD_THRESHOLD: Final = 0.25
 # Less speech than this kept by voice activity detection is a cough, a click or a breath, not a report.
 MIN_SPEECH_S: Final = 0.3
 # The script each language is written in. On speech it cannot follow (another language, a garbled line)
 # Whisper forced to Thai emits a mix of scripts ("門อาวาเปาім… отп…"): a segment with letters of any script
 # but the language's own and Latin (names, English words) is dropped.
 SCRIPTS: Final = {"th": "THAI", "lo": "LAO", "km": "KHMER", "my": "MYANMAR"}
+# Whisper's loop check is zlib's ratio over UTF-8 bytes, tuned on English (one byte a letter). A Thai letter
+# is three UTF-8 bytes whose first two repeat (E0 B8, E0 B9), so ordinary Thai compresses like a loop: 30 s
+# of a child talking, no word said twice, passes 2.4. faster-whisper then decodes it again at rising
+# temperatures (several times slower, and freer to invent), and a guard on that figure would drop a real
+# report as "repetition". Thai's own one-byte code page (TIS-620, cp874) puts it on English's footing:
+# natural Thai ~1.2-1.8, a loop 2.5 and up. For these languages faster-whisper's check is off and ours,
+# on the right bytes, decides.
+CODECS: Final = {"th": "cp874"}
+# A unit of 2-80 characters said three or more times in a row: Whisper's loop, or a caller repeating a plea.
+_REPEATED = re.compile(r"(\S.{1,79}?)(?:\s*\1){2,}", re.DOTALL)
 
 
 class WhisperEngine:
@@ -65,8 +83,10 @@ class WhisperEngine:
             task="transcribe",
             beam_size=BEAM_SIZE,
             vad_filter=True,
+            vad_parameters={"threshold": VAD_THRESHOLD},
             condition_on_previous_text=False,
             word_timestamps=True,
+            compression_ratio_threshold=None if self.language in CODECS else MAX_COMPRESSION_RATIO,
         )
         decoded = list(segments)  # the generator does the work
         speech_s = float(info.duration_after_vad or 0.0)
@@ -76,32 +96,59 @@ class WhisperEngine:
 
 
 def guard(decoded: Iterable[Any], phantom_phrases: frozenset[str], language: str) -> Recognition:
-    """Drop invented segments; a message left with nothing, or only with phantom phrases, has no text."""
-    kept = []
+    """Drop invented segments; a message left with nothing, or only with phantom phrases, has no text.
+
+    A segment that loops keeps one turn of the loop when the rest of it reads as speech: a child saying
+    "ช่วยด้วย" five times is heard once, never dropped; a segment that is still a loop after that goes.
+    """
+    kept: list[Segment] = []
+    words: list[Word] = []
     dropped: list[str] = []
     for segment in decoded:
+        said = text = str(segment.text).strip()
         if segment.no_speech_prob > NO_SPEECH_PROB and segment.avg_logprob < LOW_AVG_LOGPROB:
             dropped.append("no-speech probability")
-        elif segment.compression_ratio > MAX_COMPRESSION_RATIO:
+            continue
+        if compression_ratio(text, language) > MAX_COMPRESSION_RATIO:
+            text = collapse_repeats(text)
+        if compression_ratio(text, language) > MAX_COMPRESSION_RATIO:
             dropped.append("repetition")
-        elif foreign_script(segment.text, language):
+        elif foreign_script(text, language):
             dropped.append("foreign script")
-        elif segment.text.strip():
-            kept.append(segment)
+        elif text:
+            kept.append(Segment(text, float(segment.start), float(segment.end)))
+            pieces = _words(segment.words or ())
+            words.extend(pieces if text == said else aligned(pieces, text))
     if kept and all(normalise(segment.text) in phantom_phrases for segment in kept):
         return Recognition("", rejected="only phrases Whisper is known to invent on silence")
     if not kept:
         return Recognition("", rejected="segments dropped: " + (", ".join(dropped) or "none decoded"))
-    words = [word for segment in kept for word in _words(segment.words or ())]
     mean = sum(word.conf for word in words) / len(words) if words else None
     return Recognition(
-        text=" ".join(segment.text.strip() for segment in kept),
-        words=words,
-        mean_confidence=mean,
-        segments=[
-            Segment(segment.text.strip(), float(segment.start), float(segment.end)) for segment in kept
-        ],
+        text=" ".join(segment.text for segment in kept), words=words, mean_confidence=mean, segments=kept
     )
+
+
+def compression_ratio(text: str, language: str) -> float:
+    """zlib's ratio of `text`, over one byte a letter where the language has such a code page."""
+    data = text.encode(CODECS.get(language, "utf-8"), errors="replace")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+def collapse_repeats(text: str) -> str:
+    """Every unit said three or more times in a row, said once."""
+    return _REPEATED.sub(r"\1", text)
+
+
+def aligned(words: list[Word], text: str) -> list[Word]:
+    """The words that spell `text` (a segment's text with repeats collapsed), in order; the rest go."""
+    target, at, kept = normalise(text), 0, []
+    for word in words:
+        piece = normalise(word.word)
+        if piece and target.startswith(piece, at):
+            kept.append(word)
+            at += len(piece)
+    return kept
 
 
 def _words(pieces: Iterable[Any]) -> list[Word]:

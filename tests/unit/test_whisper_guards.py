@@ -11,7 +11,14 @@ import pytest
 
 from infra.config import Config, ConfigError, data_dir_from_env, engine_choices
 from transcription.registry import ModelError
-from transcription.whisper_engine import foreign_script, guard, normalise, phantoms
+from transcription.whisper_engine import (
+    collapse_repeats,
+    compression_ratio,
+    foreign_script,
+    guard,
+    normalise,
+    phantoms,
+)
 from transcription.whisper_models import discover_engines
 
 
@@ -51,6 +58,46 @@ def test_invented_text_leaves_no_text(decoded: list[Any]) -> None:
     result = guard(decoded, phantoms(), "th")
     assert (result.text, result.words, result.segments) == ("", [], [])
     assert result.rejected
+
+
+# 217 characters a caller might say, no word twice: 2.35 by Whisper's UTF-8 measure, 1.2 on Thai's own bytes.
+REPORT = (
+    "สวัสดีค่ะ หนูเรียนอยู่ชั้นมัธยมศึกษาปีที่สอง โรงเรียนอยู่ที่อำเภอเมือง จังหวัดเชียงใหม่"
+    " เมื่อวานตอนพักกลางวันมีรุ่นพี่สามคนมาล้อมหนูที่หลังอาคาร แล้วก็ตีหนูและเอาเงินไปค่ะ"
+    " หนูไม่กล้าบอกครู เพราะเขาขู่ว่าถ้าบอกจะโดนอีก"
+)
+
+
+def test_long_thai_speech_is_not_taken_for_a_loop() -> None:
+    # Whisper's own measure over UTF-8 bytes would call a little more of this a loop.
+    longer = REPORT + " " + REPORT[:100]
+    utf8 = len(longer.encode()) / len(__import__("zlib").compress(longer.encode()))
+    assert utf8 > 2.4
+    assert compression_ratio(longer, "th") < 2.0
+    result = guard([segment(longer, ratio=utf8)], phantoms(), "th")
+    assert result.text == longer and result.rejected is None
+
+
+def test_a_plea_said_again_and_again_is_kept() -> None:
+    plea = "ช่วยด้วย ช่วยด้วย ช่วยด้วย ช่วยด้วย ช่วยด้วย มีคนตีหนู"
+    assert guard([segment(plea, ratio=4.4)], phantoms(), "th").text == plea
+
+
+def test_a_loop_is_heard_once_with_its_words() -> None:
+    plea = " ".join(["ช่วยด้วย"] * 16 + ["มีคนตีหนู"])
+    pieces = [SimpleNamespace(word=f" {w}", start=float(i), end=i + 0.5, probability=0.9)
+              for i, w in enumerate(plea.split())]  # fmt: skip
+    decoded = segment(plea)
+    decoded.words = pieces
+    result = guard([decoded], phantoms(), "th")
+    assert result.text == "ช่วยด้วย มีคนตีหนู"
+    assert [(w.word, w.start) for w in result.words] == [("ช่วยด้วย", 0.0), ("มีคนตีหนู", 16.0)]
+
+
+def test_collapse_keeps_what_is_said_once_or_twice() -> None:
+    assert collapse_repeats("ไม่ ไม่ อยากไปโรงเรียน") == "ไม่ ไม่ อยากไปโรงเรียน"
+    assert collapse_repeats("เขาตีหนู เขาตีหนู เขาตีหนู แล้วหนีไป") == "เขาตีหนู แล้วหนีไป"
+    assert collapse_repeats(REPORT) == REPORT
 
 
 def test_one_phrase_of_the_list_beside_real_speech_is_kept() -> None:
