@@ -16,8 +16,9 @@ What one run does (only 127.0.0.1 traffic; everything it starts is stopped on ex
    (the simulator's message is a tone: voice activity detection finds no speech, ``no_speech``).
    ``--recognize`` configures the Korean Vosk model of the test extra as the Thai one instead
    (``HOTLINE_VOSK_MODELS=th=...``, ``HOTLINE_ENGINE_TH=vosk``): every message then goes through Vosk
-   (a tone: ``no_speech``, about 0.5 s of a core each). The paced calls leave a message every ~0.13 s, 20-40 times what 50 real
-   calls do, so the transcriber then works the whole run: a worst case for the CPU the worker takes.
+   (a tone: ``no_speech``, about 0.5 s of a core each). The paced calls leave a message every ~0.13 s,
+   20-40 times what 50 real calls do, so the transcriber then works the whole run: a worst case for the
+   CPU the worker takes.
 3. A staff process signs every user in through the login form (the CSRF token read from the page), then
    the levels run one after another (``--staff``, default 0,4,16,64 sessions). In each level: reminders
    of freshly seeded open callbacks fall due over the level (``--reminders`` each, as in
