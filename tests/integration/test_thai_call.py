@@ -54,7 +54,14 @@ def _shipped_model_in(data_dir: Path, joined: Path) -> None:
     the worker still finds it in its own data dir and verifies its checksum before loading it."""
     info = shipped_whisper_base(joined, "th")
     assert info is not None, "the Whisper base wheels are a default dependency"
-    shutil.copytree(info.path, data_dir / WHISPER_BASE_DIR, copy_function=os.link)
+    shutil.copytree(info.path, data_dir / WHISPER_BASE_DIR, copy_function=_link_or_copy)
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # another file system
+        shutil.copy2(src, dst)
 
 
 def _agent(app: Flask) -> None:
