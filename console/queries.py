@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, or_, select, true
 from sqlalchemy.orm import Session, joinedload
 
-from cases import access, callbacks, workflow
+from cases import access, callbacks, transcript_words, workflow
 from cases.access import WhoAmI
 from cases.models import (
     CENTRAL_OFFICE_CODE,
@@ -42,7 +42,6 @@ from infra.clock import utcnow
 from transcription.models import Recording, StorageStatus, Transcript
 
 PER_PAGE = 50
-LOW_CONFIDENCE = 0.6
 OPEN_STATES = tuple(s for s in CaseStatus if s != CaseStatus.RESOLVED)
 STATE_FILTERS = ("open", "all", *(str(s) for s in CaseStatus))
 CALLBACK_FILTERS = ("all", "with", "anonymous", "overdue")
@@ -230,38 +229,35 @@ def visible_case(session: Session, user: User, case_id: int) -> Case | None:
 
 
 @dataclass
-class Word:
-    text: str
-    low: bool
-    conf: float | None
-
-
-@dataclass
 class RecordingView:
     recording: Recording
     transcript: Transcript | None
-    words: list[Word]
+    words: list[transcript_words.ShownWord]
     correction: TranscriptCorrection | None
     corrections: int
     playable: bool
+    # The corrected transcript against the machine one, word by word (empty without a correction).
+    changes: list[transcript_words.Change] = field(default_factory=list)
 
     @property
     def machine_text(self) -> str:
         return (self.transcript.text or "") if self.transcript else ""
 
+    @property
+    def draft(self) -> bool:
+        """A Whisper transcript: the page says it is a rough machine draft."""
+        return self.transcript is not None and transcript_words.is_machine_draft(self.transcript.engine)
 
-def transcript_words(transcript: Transcript | None) -> list[Word]:
-    """The machine transcript's words, low-confidence ones marked (conf below 0.6)."""
-    if transcript is None:
+    @property
+    def changed(self) -> bool:
+        return any(change.kind != "same" for change in self.changes)
+
+
+def machine_words(transcript: Transcript | None) -> list[transcript_words.ShownWord]:
+    """The machine transcript's words as people read them (Thai segmented), low-confidence ones marked."""
+    if transcript is None or not transcript.text:
         return []
-    if not transcript.words:
-        return [Word(w, False, None) for w in (transcript.text or "").split()]
-    out = []
-    for w in transcript.words:
-        conf = w.get("conf")
-        conf_f = float(conf) if isinstance(conf, int | float) else None
-        out.append(Word(str(w.get("word", "")), conf_f is not None and conf_f < LOW_CONFIDENCE, conf_f))
-    return out
+    return transcript_words.marked_words(transcript.text, transcript.language, transcript.words)
 
 
 @dataclass
@@ -380,14 +376,20 @@ def _recording_views(session: Session, case: Case) -> list[RecordingView]:
         n = session.scalar(
             select(func.count(TranscriptCorrection.id)).where(TranscriptCorrection.recording_id == rec.id)
         )
+        changes = []
+        if correction is not None:
+            language = transcript.language if transcript else case.language
+            machine = (transcript.text or "") if transcript else ""
+            changes = transcript_words.compare(machine, correction.text, language)
         views.append(
             RecordingView(
                 recording=rec,
                 transcript=transcript,
-                words=transcript_words(transcript),
+                words=machine_words(transcript),
                 correction=correction,
                 corrections=n or 0,
                 playable=rec.storage_status == StorageStatus.STORED and bool(rec.stored_path),
+                changes=changes,
             )
         )
     return views

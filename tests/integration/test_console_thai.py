@@ -31,6 +31,7 @@ from cases.models import (
     Notification,
     NotificationAttempt,
     NotificationStatus,
+    TranscriptCorrection,
 )
 from cases.notifications import KINDS, notify
 from cases.staff import User
@@ -156,6 +157,20 @@ def _more_to_show(session: Session, app: Flask, s: Seeded) -> None:
     ).one()
     failed_transcript.status, failed_transcript.reason = TranscriptStatus.FAILED, "recognizer_error"
     failed_transcript.words = None
+    # A Whisper transcript (labelled a machine draft) with a correction (compared word by word).
+    whisper = session.scalars(
+        select(Transcript).where(Transcript.recording_id == s.recordings["draft_central"].id)
+    ).one()
+    whisper.engine, whisper.model_id = "faster-whisper 1.2.1", "whisper-base-1.0.0"
+    session.add(
+        TranscriptCorrection(
+            case_id=s.cases["draft_central"].id,
+            recording_id=s.recordings["draft_central"].id,
+            user_id=s.users["agent"].id,
+            text="มีนักเรียนถูกรังแกที่โรงเรียนเกือบทุกวัน",
+            at=now,
+        )
+    )
     session.flush()
 
 
@@ -239,6 +254,12 @@ def test_the_sign_in_page_and_the_reveal_read_in_thai(app: Flask, world: World) 
     assert shown.status_code == 200 and 'class="number"' in shown.get_data(as_text=True)
     found += _findings("reveal", shown.get_data(as_text=True))
     assert found == [], "untranslated text on Thai pages:\n" + "\n".join(found)
+
+
+def test_the_machine_draft_label_and_the_word_comparison_read_in_thai(app: Flask, world: World) -> None:
+    html = signed_in(app, world, "agent").get(f"/console/cases/{world.cases['draft_central']}").get_data(True)
+    assert 'class="draft-note"' in html and 'class="words diff"' in html and "<ins>" in html
+    assert _findings("draft_central", html) == []
 
 
 def test_the_english_check_itself_finds_english() -> None:
