@@ -1,5 +1,8 @@
 """Separated duties over HTTP: administration gives no case work, and reporters' numbers need two admins."""
 
+# The console tests' `world` fixture is imported and used as the test arguments of the same name.
+# ruff: noqa: F811
+
 from __future__ import annotations
 
 from flask import Flask
