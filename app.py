@@ -24,6 +24,7 @@ from cases import callbacks, notifications
 from cases import cli as cases_cli
 from cases.callbacks.settings import CallbackSettings, load_callback_settings
 from console import wiring as console
+from console.proxies import trust_proxies
 from infra.config import Config, ConfigError
 from infra.crypto import FieldCipher
 from infra.db import Database, database
@@ -132,6 +133,8 @@ def _wire_console(app: Flask, cfg: Config, call_bridge: bridge.Bridge) -> None:
     csrf.exempt(bridge_webhooks.bp)
     dialer = bridge.TwilioDialer(twilio_rest(cfg), call_bridge.url, cfg.hotline_number)
     console.init_app(app, FieldCipher(cfg.data_key), dialer)
+    # Behind the README's TLS proxy every peer is the proxy: the sign-in throttle needs the real client.
+    trust_proxies(app, cfg.trusted_proxies)
 
 
 def twilio_rest(cfg: Config) -> TwilioRest:

@@ -14,12 +14,14 @@ import re
 import secrets
 import string
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime
 from functools import cache
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cases import sign_in_limits as limits
+from cases.sign_in_limits import LOCK_AFTER_FAILURES, LOCK_FOR
 from cases.staff import AuditEvent, User
 from cases.texts import N_, Refusal
 from infra.clock import Clock, utcnow
@@ -28,8 +30,7 @@ from infra.config import e164
 log = logging.getLogger(__name__)
 
 LOCALES = ("th", "en")
-LOCK_AFTER_FAILURES = 5
-LOCK_FOR = timedelta(minutes=15)
+__all__ = ["LOCK_AFTER_FAILURES", "LOCK_FOR"]  # the sign-in page's message names them
 MIN_PASSWORD_LENGTH = 10
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{2,79}$")
 # werkzeug's defaults: scrypt n=2**15, r=8, p=1, a 16-character salt of letters and digits.
@@ -153,6 +154,7 @@ def set_password(session: Session, user: User, password: str) -> None:
     _check_new_password(password)
     user.password_hash = hash_password(password)
     user.failed_logins, user.locked_until = 0, None
+    limits.forget_account(session, user.id)
     end_all_sessions(session, user)
 
 
@@ -189,28 +191,65 @@ def check_password(session: Session, username: str, password: str) -> PasswordCh
     return PasswordCheck(user.id, user.password_hash, password_matches(user.password_hash, password))
 
 
-def record_sign_in(session: Session, check: PasswordCheck, *, clock: Clock = utcnow) -> User | None:
-    """The user if the password was right and the account is open now; counts failures and locks after five.
+def record_sign_in(
+    session: Session, check: PasswordCheck, *, address: str = "unknown", clock: Clock = utcnow
+) -> User | None:
+    """The user if the password was right and the account is open to `address` now; counts failures.
 
     The account is read again in `session` (the write transaction), so a lock or a new password set since
-    the check wins. The caller commits either way (the failure count is the point) and says the same
-    thing to the person whatever the reason, so that nobody learns whether a username exists or is locked.
+    the check wins. A wrong password counts against the account from this client address and against the
+    address (cases.sign_in_limits); five from one address close the account to that address only. The
+    caller commits either way (the failure count is the point) and says the same thing to the person
+    whatever the reason, so that nobody learns whether a username exists or is locked.
     """
-    user = session.get(User, check.user_id) if check.user_id is not None else None
-    if user is None or user.password_hash != check.password_hash:
-        return None
     now = clock()
-    locked = user.locked_until is not None and user.locked_until > now
-    if locked or not user.active:
+    user = session.get(User, check.user_id) if check.user_id is not None else None
+    if user is None:
+        if check.user_id is None:  # no such name: it still counts against the address
+            limits.record_failure(session, None, address, now)
         return None
+    if user.password_hash != check.password_hash:
+        return None  # a new password since the check: the old one neither signs in nor counts
+    locked = (user.locked_until is not None and user.locked_until > now) or limits.pair_blocked(
+        session, user.id, address, now
+    )
     if check.good:
+        if locked or not user.active:
+            return None
         user.failed_logins, user.locked_until = 0, None
         session.flush()
         return user
-    user.failed_logins += 1
-    if user.failed_logins >= LOCK_AFTER_FAILURES:
-        user.failed_logins, user.locked_until = 0, now + LOCK_FOR
-        session.add(AuditEvent(at=now, user_id=user.id, action="login_locked", detail={"minutes": 15}))
-        log.warning("sign-in locked for user id %d after %d failures", user.id, LOCK_AFTER_FAILURES)
-    session.flush()
+    _count_failure(session, user, address, now, locked)
     return None
+
+
+def _count_failure(session: Session, user: User, address: str, now: datetime, locked: bool) -> None:
+    """A wrong password: counted; audited when it closes the pair, or (from many addresses) the account."""
+    limits.record_failure(session, user.id, address, now)
+    user.failed_logins += 1
+    minutes = int(LOCK_FOR.total_seconds() // 60)
+    if not locked and limits.pair_blocked(session, user.id, address, now):
+        session.add(
+            AuditEvent(
+                at=now,
+                user_id=user.id,
+                action="login_locked",
+                detail={"minutes": minutes, "scope": "address"},
+            )
+        )
+        log.warning(
+            "sign-in closed for user id %d from one address after %d failures", user.id, LOCK_AFTER_FAILURES
+        )
+    account_open = user.locked_until is None or user.locked_until <= now
+    if account_open and limits.account_under_attack(session, user.id, now):
+        user.locked_until = now + LOCK_FOR
+        session.add(
+            AuditEvent(
+                at=now,
+                user_id=user.id,
+                action="login_locked",
+                detail={"minutes": minutes, "scope": "account"},
+            )
+        )
+        log.warning("sign-in locked for user id %d: failures from several addresses", user.id)
+    session.flush()

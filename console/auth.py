@@ -1,6 +1,9 @@
-"""Staff sign-in on the web: Flask-Login, the per-address throttle, session lifetimes, the login pages.
+"""Staff sign-in on the web: Flask-Login, session lifetimes, the login pages.
 
-Passwords, the lockout count and session tokens are cases.accounts' (the shell uses them too).
+Passwords, the lockout count and session tokens are cases.accounts' (the shell uses them too); the
+throttle by client address and account is cases.sign_in_limits', in the database, so every server
+process counts the same failures. The client address is the real one behind a trusted proxy
+(console.proxies).
 """
 
 from __future__ import annotations
@@ -8,8 +11,6 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
-import threading
-from collections import deque
 from datetime import timedelta
 from typing import Any
 
@@ -36,48 +37,18 @@ from cases.accounts import (
     record_sign_in,
     set_locale,
 )
+from cases.sign_in_limits import address_blocked
 from cases.staff import User
 from console.base import CONSOLE_BLUEPRINTS, clock, db, me, reader, safe_next
 from console.i18n import _
 from infra.config import Config
-from infra.extensions import Shared
 
 log = logging.getLogger(__name__)
 
-# Per client address, across usernames: slows a spray over many accounts that stays under 5 each.
-IP_MAX_FAILURES = 20
-IP_WINDOW_S = 15 * 60
-login_throttle: Shared[IpThrottle] = Shared("hotline.login_throttle")
 # Refreshing the idle clock on every request would rewrite the cookie on every response.
 SEEN_RESOLUTION_S = 15
 
 bp = Blueprint("auth", __name__, url_prefix="/console")
-
-
-class IpThrottle:
-    """Failed sign-ins per client address in a sliding window (per process; the account lock is global)."""
-
-    def __init__(self, max_failures: int = IP_MAX_FAILURES, window_s: float = IP_WINDOW_S) -> None:
-        self.max_failures, self.window_s = max_failures, window_s
-        self._failures: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def _recent(self, ip: str, now: float) -> deque[float]:
-        times = self._failures.setdefault(ip, deque())
-        while times and times[0] <= now - self.window_s:
-            times.popleft()
-        return times
-
-    def blocked(self, ip: str, now: float) -> bool:
-        with self._lock:
-            return len(self._recent(ip, now)) >= self.max_failures
-
-    def failed(self, ip: str, now: float) -> None:
-        with self._lock:
-            self._recent(ip, now).append(now)
-            if len(self._failures) > 10_000:  # forget quiet addresses rather than grow without end
-                for key in [k for k, v in self._failures.items() if not v]:
-                    del self._failures[key]
 
 
 # ---- Flask-Login ------------------------------------------------------------------------------------
@@ -145,7 +116,6 @@ def init_app(app: Flask) -> None:
     manager.user_loader(_load_user)
     manager.session_protection = "basic"
     manager.init_app(app)
-    login_throttle.install(app, IpThrottle())
     app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=cfg.session_max_hours)
     app.before_request(_enforce_lifetimes)
     app.register_blueprint(bp)
@@ -171,20 +141,18 @@ def login() -> Any:
             return redirect(nxt or url_for("console.queue"))
         return render_template("console/login.html", next=nxt, error=None)
 
-    throttle = login_throttle(current_app)
-    ip = request.remote_addr or "unknown"
+    address = request.remote_addr or "unknown"
     now = clock()
-    if throttle.blocked(ip, now.timestamp()):
+    if address_blocked(reader(), address, now):
         log.warning("sign-in throttled for a client address")
         return render_template("console/login.html", next=nxt, error=_failure_message()), 429
     username = request.form.get("username", "")[:80]
     password = request.form.get("password", "")[:1024]
     # scrypt runs on the read-only session; only the count waits for the write lock. An unknown name
     # waits its turn at the lock too, so that the time taken tells nobody whether a name exists.
-    user = record_sign_in(db(), check_password(reader(), username, password), clock=clock)
+    user = record_sign_in(db(), check_password(reader(), username, password), address=address, clock=clock)
     db().commit()
     if user is None:
-        throttle.failed(ip, now.timestamp())
         return render_template("console/login.html", next=nxt, error=_failure_message(), username=username)
 
     # A new session: nothing from before the sign-in (a planted cookie, an old CSRF token) survives.

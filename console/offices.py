@@ -1,20 +1,26 @@
 """The staff console's office pages: who works where, in which role, and the SC-Action committees.
 
 Anyone with a role at an office (or above it) sees its staff; its admins (or those above) change them
-through cases.office_staff, which check and audit every change.
+through cases.office_staff, which check and audit every change. A head, SC-Operator or agent role an
+admin asks for waits on the page until a second admin approves it; refusals of separated duties are
+audited after the rollback.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from cases import access, office_staff
 from cases.models import Office
-from cases.staff import Committee, Role, User
+from cases.office_staff import DutyRefused
+from cases.staff import Committee, Role, RoleRequest, User
+from cases.texts import Refusal
 from console import queries
-from console.base import apply, db, me, require_login
-from console.i18n import _
+from console.base import clock, db, me, require_login, safe_next
+from console.i18n import _, error_text
 
 bp = Blueprint("offices", __name__, url_prefix="/console")
 bp.before_request(require_login)
@@ -38,6 +44,27 @@ def _committee_or_403(committee_id: int) -> tuple[Committee, Office]:
 
 def _office_page(office: Office) -> str:
     return url_for("offices.office", office_id=office.id)
+
+
+def _apply(back: str, work: Callable[[], object], done: str | Callable[[object], str]) -> Response:
+    """console.base.apply, and a refusal of separated duties written to the audit trail after the rollback.
+
+    `done` is the message, or makes it from what the work returned (a role given, or only asked for).
+    """
+    try:
+        given = work()
+        db().commit()
+    except DutyRefused as exc:
+        db().rollback()
+        office_staff.audit_refusal(db(), me(), exc, clock)
+        db().commit()
+        flash(error_text(exc), "error")
+    except Refusal as exc:
+        db().rollback()
+        flash(error_text(exc), "error")
+    else:
+        flash(done(given) if callable(done) else done, "ok")
+    return redirect(safe_next(request.form.get("next")) or back)
 
 
 def _role() -> Role | None:
@@ -73,6 +100,7 @@ def office(office_id: int) -> str:
         can_admin=access.administers(db(), me(), found),
         roles=[r for r in Role if r != Role.AGENT or found.parent_id is None],
         me_id=me().id,
+        requests=office_staff.pending_role_requests(db(), found),
     )
 
 
@@ -83,10 +111,41 @@ def grant(office_id: int) -> Response:
     if person is None or role is None:
         flash(_("No such user name, or no role chosen."), "error")
         return redirect(url_for("offices.office", office_id=office_id))
-    return apply(
-        _office_page(found),
-        lambda: office_staff.grant_role(db(), found, person, role, actor=me()),
-        _("%(name)s now has that role here.", name=person.display_name),
+
+    def done(given: object) -> str:
+        if isinstance(given, RoleRequest):
+            return _("The role for %(name)s waits for a second admin's approval.", name=person.display_name)
+        return _("%(name)s now has that role here.", name=person.display_name)
+
+    return _apply(
+        _office_page(found), lambda: office_staff.grant_role(db(), found, person, role, actor=me()), done
+    )
+
+
+def _role_request_or_403(request_id: int) -> tuple[RoleRequest, Office]:
+    found = db().get(RoleRequest, request_id)
+    if found is None:
+        abort(404)
+    return found, _office_or_403(found.office_id)
+
+
+@bp.post("/role-requests/<int:request_id>/approve")
+def approve_request(request_id: int) -> Response:
+    found, office = _role_request_or_403(request_id)
+    return _apply(
+        _office_page(office),
+        lambda: office_staff.approve_role_request(db(), found, actor=me(), clock=clock),
+        _("The role was given."),
+    )
+
+
+@bp.post("/role-requests/<int:request_id>/decline")
+def decline_request(request_id: int) -> Response:
+    found, office = _role_request_or_403(request_id)
+    return _apply(
+        _office_page(office),
+        lambda: office_staff.decline_role_request(db(), found, actor=me(), clock=clock),
+        _("The request was declined."),
     )
 
 
@@ -96,7 +155,7 @@ def revoke(office_id: int) -> Response:
     person, role = _person("user_id"), _role()
     if person is None or role is None:
         abort(400)
-    return apply(
+    return _apply(
         _office_page(found),
         lambda: office_staff.revoke_role(db(), found, person, role, actor=me()),
         _("The role was removed from %(name)s.", name=person.display_name),
@@ -107,7 +166,7 @@ def revoke(office_id: int) -> Response:
 def add_committee(office_id: int) -> Response:
     found = _office_or_403(office_id)
     name = request.form.get("name", "")[:200]
-    return apply(
+    return _apply(
         _office_page(found),
         lambda: office_staff.create_committee(db(), found, name, actor=me()),
         _("The committee was created."),
@@ -117,7 +176,7 @@ def add_committee(office_id: int) -> Response:
 @bp.post("/committees/<int:committee_id>/remove")
 def remove_committee(committee_id: int) -> Response:
     committee, found = _committee_or_403(committee_id)
-    return apply(
+    return _apply(
         _office_page(found),
         lambda: office_staff.remove_committee(db(), committee, actor=me()),
         _("The committee was removed."),
@@ -131,7 +190,7 @@ def add_member(committee_id: int) -> Response:
     if person is None:
         flash(_("No such user name."), "error")
         return redirect(url_for("offices.office", office_id=found.id))
-    return apply(
+    return _apply(
         _office_page(found),
         lambda: office_staff.add_committee_member(db(), committee, person, actor=me()),
         _("%(name)s joined the committee.", name=person.display_name),
@@ -144,7 +203,7 @@ def remove_member(committee_id: int) -> Response:
     person = _person("user_id")
     if person is None:
         abort(400)
-    return apply(
+    return _apply(
         _office_page(found),
         lambda: office_staff.remove_committee_member(db(), committee, person, actor=me()),
         _("%(name)s left the committee.", name=person.display_name),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import secrets
@@ -28,6 +29,9 @@ HOTLINE_NUMBER = "+6621266565"  # 02 126 6565
 DEV_ACCOUNT_SID = "AC" + "0" * 32
 LOCAL_SECRETS_FILE = "local-secrets.json"
 ENGINE_PREFIX = "HOTLINE_ENGINE_"
+
+
+ProxyNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class ConfigError(ValueError):
@@ -77,6 +81,9 @@ class Config:
     # Staff console sessions: ended after this long without a request, and this long after sign-in.
     session_idle_minutes: int = 30
     session_max_hours: int = 12
+    # HOTLINE_TRUSTED_PROXIES: how many proxies stand in front of the app, or their addresses/networks;
+    # 0 trusts no X-Forwarded-* header (console.proxies wires it).
+    trusted_proxies: int | tuple[ProxyNetwork, ...] = 0
     callbacks_file: Path = DEFAULT_CALLBACKS_FILE
     holidays_file: Path = DEFAULT_HOLIDAYS_FILE
     # The hotline's own number: the caller ID reporters see when staff call them back.
@@ -254,6 +261,7 @@ def _staff_settings(env: Mapping[str, str]) -> dict[str, Any]:
     return {
         "session_idle_minutes": _number(env, "HOTLINE_SESSION_IDLE_MINUTES", 30, 1, 24 * 60, int),
         "session_max_hours": _number(env, "HOTLINE_SESSION_MAX_HOURS", 12, 1, 7 * 24, int),
+        "trusted_proxies": _trusted_proxies(env),
         "callbacks_file": Path(env.get("HOTLINE_CALLBACKS_FILE") or DEFAULT_CALLBACKS_FILE),
         "holidays_file": Path(env.get("HOTLINE_HOLIDAYS_FILE") or DEFAULT_HOLIDAYS_FILE),
         "smtp_host": env.get("HOTLINE_SMTP_HOST") or None,
@@ -266,6 +274,24 @@ def _staff_settings(env: Mapping[str, str]) -> dict[str, Any]:
         "notify_attempts": _number(env, "HOTLINE_NOTIFY_ATTEMPTS", 5, 1, 50, int),
         "notify_backoff_s": _number(env, "HOTLINE_NOTIFY_BACKOFF_SECONDS", 30.0, 0.0, 86400.0, float),
     }
+
+
+def _trusted_proxies(env: Mapping[str, str]) -> int | tuple[ProxyNetwork, ...]:
+    """HOTLINE_TRUSTED_PROXIES: a count of proxies (0-5), or their addresses/networks, comma-separated."""
+    name, raw = "HOTLINE_TRUSTED_PROXIES", (env.get("HOTLINE_TRUSTED_PROXIES") or "").strip()
+    if not raw:
+        return 0
+    if raw.isdigit():
+        return int(_number(env, name, 0, 0, 5, int))
+    networks: list[ProxyNetwork] = []
+    for part in (p.strip() for p in raw.split(",")):
+        try:
+            networks.append(ipaddress.ip_network(part))
+        except ValueError:
+            raise ConfigError(
+                f"{name}={raw!r}: {part!r} is not a count of proxies, an IP address or a network"
+            ) from None
+    return tuple(networks)
 
 
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
