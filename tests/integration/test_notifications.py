@@ -95,6 +95,7 @@ def world(app: Flask, config: Config) -> World:
         # Staff addresses: op50 reads Thai, op50b English; head50 has an e-mail address only.
         u = s.users
         u["op50"].email, u["op50"].phone = "somchai@school.example", "+66891234567"
+        u["op50"].phone_verified_at = datetime.now(UTC)  # SMS goes only to a verified phone
         u["op50b"].email, u["op50b"].locale = "wipa@school.example", "en"
         u["head50"].email = "prasert@school.example"
         return World(
