@@ -13,8 +13,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from alembic import command
 from flask import Flask
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from app import get_database
 from cases import phones
@@ -23,9 +24,10 @@ from cases.staff import AuditEvent, PhoneVerification, User
 from console.base import console_clock
 from infra.config import Config, ConfigError
 from infra.crypto import FieldCipher
+from infra.db import make_engine
 from telephony.simulator.media_server import MediaServer
 from telephony.simulator.outbound import OutboundPlan
-from tests.conftest import make_config
+from tests.conftest import database_url, make_config
 from tests.integration import test_callback_bridge as bridge
 from tests.integration.test_callback_bridge import (
     OPERATOR_PHONE,
@@ -36,6 +38,7 @@ from tests.integration.test_callback_bridge import (
     post,
     signed_in,
 )
+from tests.integration.test_migrations import _alembic
 
 # The bridge tests' fixtures: the Twilio stand-in, the app served to it, the seeded case and staff.
 twilio, live, world = bridge.twilio, bridge.live, bridge.world
@@ -403,3 +406,28 @@ def test_the_shell_sets_a_phone_without_a_code_only_with_the_same_checks_and_aud
     )
     assert made.exit_code == 0, made.output
     assert user(app, "newop").phone == "+66819998888"
+
+
+# ---- phones set before verification existed ------------------------------------------------------------
+
+
+def test_the_migration_keeps_existing_phones_but_unverified(tmp_path: Path) -> None:
+    url = database_url(tmp_path)
+    cfg = _alembic(url)
+    command.upgrade(cfg, "0007")
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO users (username, display_name, phone, password_hash, active, locale,"
+                    " failed_logins, session_token, created_at) VALUES ('old', 'Old', '+66891112222', 'x',"
+                    " true, 'th', 0, 't', CURRENT_TIMESTAMP)"
+                )
+            )
+        command.upgrade(cfg, "0008_verified_phones")
+        with engine.connect() as conn:
+            row = conn.execute(text("SELECT phone, phone_verified_at FROM users")).one()
+    finally:
+        engine.dispose()
+    assert tuple(row) == ("+66891112222", None)
