@@ -53,9 +53,9 @@ PENDING, VERIFIED, FAILED, EXPIRED, REPLACED, CANCELLED, NOT_SENT = (
 )
 # The SMS, in the user's language; it names the service so that a stranger who gets it knows what it is.
 CODE_SMS = {
-    "th": "รหัสยืนยันหมายเลขโทรศัพท์สำหรับระบบสายด่วนศูนย์ความปลอดภัย (สพฐ./กศน.): {code} ใช้ได้ {minutes} นาที "
+    "th": "รหัสยืนยันหมายเลขโทรศัพท์เจ้าหน้าที่ ศูนย์ความปลอดภัย กระทรวงศึกษาธิการ: {code} ใช้ได้ {minutes} นาที "
     "ห้ามบอกรหัสนี้กับผู้อื่น",
-    "en": "Safety Center hotline phone check code: {code}. Valid {minutes} minutes. Do not share it.",
+    "en": "MOE Safety Center staff phone check code: {code}. Valid {minutes} minutes. Do not share it.",
 }
 
 NOT_A_NUMBER = N_("That is not a phone number. Write it like 081 234 5678 or +66812345678.")
