@@ -20,8 +20,9 @@ from flask.cli import with_appcontext
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import text
 
-from cases import callbacks, notifications
+from cases import callbacks, notifications, phones
 from cases import cli as cases_cli
+from cases.callbacks.dialing import BridgeLimits
 from cases.callbacks.settings import CallbackSettings, load_callback_settings
 from console import wiring as console
 from console.proxies import trust_proxies
@@ -132,9 +133,20 @@ def _wire_console(app: Flask, cfg: Config, call_bridge: bridge.Bridge) -> None:
     csrf.exempt(webhooks.bp)
     csrf.exempt(bridge_webhooks.bp)
     dialer = bridge.TwilioDialer(twilio_rest(cfg), call_bridge.url, cfg.hotline_number)
-    console.init_app(app, FieldCipher(cfg.data_key), dialer)
+    cipher = FieldCipher(cfg.data_key)
+    # Codes that verify staff phones go by SMS from HOTLINE_SMS_FROM, else from the hotline's number.
+    staff_phones = phones.PhoneSetup(
+        phone_policy(cfg), cipher, twilio_rest(cfg), cfg.sms_from or cfg.hotline_number
+    )
+    limits = BridgeLimits(cfg.bridge_calls_per_user_hour, cfg.bridge_calls_per_case_hour)
+    console.init_app(app, cipher, dialer, staff_phones, limits)
     # Behind the README's TLS proxy every peer is the proxy: the sign-in throttle needs the real client.
     trust_proxies(app, cfg.trusted_proxies)
+
+
+def phone_policy(cfg: Config) -> phones.PhonePolicy:
+    """The rules for staff phones: the allowed countries (HOTLINE_STAFF_PHONE_COUNTRIES)."""
+    return phones.PhonePolicy(countries=cfg.staff_phone_countries)
 
 
 def twilio_rest(cfg: Config) -> TwilioRest:
@@ -163,7 +175,7 @@ def _register_commands(app: Flask) -> None:
 
     for command in (
         db_group(database_url),
-        *cases_cli.command_groups(database),
+        *cases_cli.command_groups(database, lambda: phone_policy(app.config["HOTLINE"])),
         *telephony_cli.command_groups(database),
         *transcription_cli.command_groups(engine_settings),
         worker_cmd,

@@ -1,6 +1,7 @@
-"""Staff accounts: creation, passwords (scrypt, in werkzeug's format), phones, sessions, the sign-in count.
+"""Staff accounts: creation, passwords (scrypt, in werkzeug's format), sessions, the sign-in count.
 
 The shell commands, the seed data and the console's sign-in page use these; nothing here knows the web.
+A staff member's own phone is cases.phones' (verified by a code).
 A hash is `scrypt:32768:8:1$<salt>$<hex>` exactly as werkzeug.security writes it, so that hashes made
 before (and by werkzeug) still verify.
 """
@@ -25,7 +26,6 @@ from cases.sign_in_limits import LOCK_AFTER_FAILURES, LOCK_FOR
 from cases.staff import AuditEvent, User
 from cases.texts import N_, Refusal
 from infra.clock import Clock, utcnow
-from infra.config import e164
 
 log = logging.getLogger(__name__)
 
@@ -103,10 +103,9 @@ def create_user(
     *,
     locale: str = "th",
     email: str | None = None,
-    phone: str | None = None,
     clock: Clock = utcnow,
 ) -> User:
-    """Create a staff account (no roles yet). Flushes, never commits."""
+    """Create a staff account (no roles yet, no phone: cases.phones). Flushes, never commits."""
     username = username.strip().lower()
     if not USERNAME.match(username):
         raise AccountError(N_("a username is 3-80 characters: a-z, 0-9, '.', '_' or '-'"))
@@ -115,14 +114,12 @@ def create_user(
     if locale not in LOCALES:
         raise AccountError(N_("the locale is one of %(locales)s"), locales=", ".join(LOCALES))
     _check_new_password(password)
-    phone = normalise_phone(phone) if phone else None
     if session.scalar(select(User.id).where(User.username == username)) is not None:
         raise AccountError(N_("the username '%(username)s' is taken"), username=username)
     user = User(
         username=username,
         display_name=display_name.strip()[:200],
         email=email,
-        phone=phone,
         password_hash=hash_password(password),
         active=True,
         locale=locale,
@@ -133,20 +130,6 @@ def create_user(
     session.add(user)
     session.flush()
     return user
-
-
-def normalise_phone(raw: str) -> str:
-    """A staff member's own phone in E.164 ('081 234 5678' is read as Thai); AccountError if not a number."""
-    number = e164(raw)
-    if number is None:
-        raise AccountError(N_("give a phone number, e.g. +66812345678 or 081 234 5678"))
-    return number
-
-
-def set_phone(session: Session, user: User, raw: str | None) -> None:
-    """Set (or with an empty value, remove) the user's own phone: SMS reminders and the call-back bridge."""
-    user.phone = normalise_phone(raw) if raw and raw.strip() else None
-    session.flush()
 
 
 def set_password(session: Session, user: User, password: str) -> None:

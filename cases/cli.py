@@ -14,15 +14,20 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cases.models import Office
+from cases.phones import PhonePolicy
 from cases.staff import User
+from infra.clock import utcnow
 from infra.db import Database
 
 ROLE_CHOICE = click.Choice(["agent", "operator", "head", "action", "admin"])
 
 
-def command_groups(database: Callable[[], Database]) -> list[click.Command]:
-    """The `offices`, `cases` and `users` groups, each reaching the database through `database()`."""
-    return [_offices_group(database), _cases_group(database), _users_group(database)]
+def command_groups(
+    database: Callable[[], Database], phone_policy: Callable[[], PhonePolicy] = PhonePolicy
+) -> list[click.Command]:
+    """The `offices`, `cases` and `users` groups, each reaching the database through `database()`;
+    `phone_policy()` is the service's rules for staff phones (HOTLINE_STAFF_PHONE_COUNTRIES)."""
+    return [_offices_group(database), _cases_group(database), _users_group(database, phone_policy)]
 
 
 def _offices_group(database: Callable[[], Database]) -> click.Group:
@@ -64,15 +69,15 @@ def _cases_group(database: Callable[[], Database]) -> click.Group:
     return cases_group
 
 
-def _users_group(database: Callable[[], Database]) -> click.Group:
+def _users_group(database: Callable[[], Database], phone_policy: Callable[[], PhonePolicy]) -> click.Group:
     @click.group("users")
     def users_group() -> None:
         """Staff accounts and their roles (the first admin is made here)."""
 
     for command in (
-        _users_create(database),
+        _users_create(database, phone_policy),
         _users_password(database),
-        _users_phone(database),
+        _users_phone(database, phone_policy),
         *_users_roles(database),
         _users_list(database),
     ):
@@ -80,13 +85,17 @@ def _users_group(database: Callable[[], Database]) -> click.Group:
     return users_group
 
 
-def _users_create(database: Callable[[], Database]) -> click.Command:
+def _users_create(database: Callable[[], Database], phone_policy: Callable[[], PhonePolicy]) -> click.Command:
     @click.command("create")
     @click.argument("username")
     @click.option("--name", "display_name", required=True, help="The person's name as staff see it.")
     @click.option("--email", default=None)
     @click.option("--locale", type=click.Choice(["th", "en"]), default="th", show_default=True)
-    @click.option("--phone", default=None, help="The person's own phone (E.164, or Thai national).")
+    @click.option(
+        "--phone",
+        default=None,
+        help="The person's own phone (E.164, or Thai national), set without a code as `users phone` does.",
+    )
     @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
     def users_create(
         username: str,
@@ -98,13 +107,16 @@ def _users_create(database: Callable[[], Database]) -> click.Command:
     ) -> None:
         """Create a staff account; give it roles with `users grant`."""
         from cases.accounts import AccountError, create_user
+        from cases.phones import check_number, set_by_admin
 
         password = _read_password(password_stdin)
         with database().session() as session:
             try:
-                user = create_user(
-                    session, username, display_name, password, locale=locale, email=email, phone=phone
-                )
+                if phone:
+                    check_number(phone, phone_policy())  # refused before the account is made
+                user = create_user(session, username, display_name, password, locale=locale, email=email)
+                if phone:
+                    set_by_admin(session, phone_policy(), user, phone, utcnow())
             except AccountError as exc:
                 raise click.ClickException(str(exc)) from exc
             click.echo(f"created user {user.username} (id {user.id})")
@@ -131,20 +143,31 @@ def _users_password(database: Callable[[], Database]) -> click.Command:
     return users_password
 
 
-def _users_phone(database: Callable[[], Database]) -> click.Command:
+def _users_phone(database: Callable[[], Database], phone_policy: Callable[[], PhonePolicy]) -> click.Command:
     @click.command("phone")
     @click.argument("username")
     @click.argument("number")
     def users_phone(username: str, number: str) -> None:
-        """Set the person's own phone (the call-back bridge rings it, SMS goes to it); "" removes it."""
-        from cases.accounts import set_phone
+        """Set the person's own phone without a code (setting up: an audited override); "" removes it.
 
-        _change_account(
-            database(),
-            username,
-            lambda session, user: set_phone(session, user, number),
-            lambda user: f"phone of {user.username} {'set' if user.phone else 'removed'}",
-        )
+        The same checks as the console (allowed countries, mobile or fixed lines only); the console's
+        "Your phone" page is the normal way, with a code sent to the phone. The bridge rings it, SMS goes
+        to it.
+        """
+        from cases.phones import PhoneError, remove_phone, set_by_admin
+
+        with database().session() as session:
+            user = _user(session, username)
+            if not number.strip():
+                remove_phone(session, user, utcnow(), actor_id=None)
+                click.echo(f"phone of {user.username} removed")
+                return
+            try:
+                set_by_admin(session, phone_policy(), user, number, utcnow())
+            except PhoneError as exc:
+                session.commit()  # the refusal's audit row stays
+                raise click.ClickException(str(exc)) from exc
+            click.echo(f"phone of {user.username} set without a code (an audited override)")
 
     return users_phone
 
@@ -206,7 +229,6 @@ def _users_list(database: Callable[[], Database]) -> click.Command:
     def users_list() -> None:
         """Every account with its roles (role@office) and whether it is locked."""
         from cases.staff import RoleAssignment
-        from infra.clock import utcnow
 
         with database().read_session() as session:
             roles: dict[int, list[str]] = {}

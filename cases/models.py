@@ -319,6 +319,8 @@ class CallbackAttempt(Base):
     """One try to call the reporter back through the bridge (or logged by hand)."""
 
     __tablename__ = "callback_attempts"
+    # The bridge's rate limits count a user's attempts of the last hour (cases.callbacks.dialing).
+    __table_args__ = (Index("ix_callback_attempts_operator_started", "operator_id", "started_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     callback_id: Mapped[int] = mapped_column(ForeignKey("callbacks.id"), index=True)
@@ -332,6 +334,8 @@ class CallbackAttempt(Base):
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     duration_s: Mapped[int | None] = mapped_column(Integer)
     note: Mapped[str | None] = mapped_column(Text)
+    # The staff phone the bridge rang (encrypted; None for a call logged by hand). operator_id is who asked.
+    operator_number_enc: Mapped[str | None] = mapped_column(Text)
 
 
 class Reminder(Base):

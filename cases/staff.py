@@ -38,8 +38,10 @@ class User(Base):
     username: Mapped[str] = mapped_column(String(80), unique=True)
     display_name: Mapped[str] = mapped_column(String(200))
     email: Mapped[str | None] = mapped_column(String(200))
-    # The person's own phone (E.164): SMS reminders, and the phone the call-back bridge rings.
+    # The person's own phone (E.164): SMS reminders, and the phone the call-back bridge rings. Used only
+    # once verified (cases.phones): a number set before verification existed has phone_verified_at NULL.
     phone: Mapped[str | None] = mapped_column(String(32))
+    phone_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     password_hash: Mapped[str] = mapped_column(String(300))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     locale: Mapped[str] = mapped_column(String(8), default="th")
@@ -83,6 +85,27 @@ class CommitteeMember(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
 
     user: Mapped[User] = relationship()
+
+
+class PhoneVerification(Base):
+    """A code sent to a number a user asked to make their own (cases.phones): pending until keyed back."""
+
+    __tablename__ = "phone_verifications"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    # The number asked for, encrypted with HOTLINE_DATA_KEY like reporters' numbers; masked for pages.
+    number_enc: Mapped[str] = mapped_column(Text)
+    number_masked: Mapped[str] = mapped_column(String(32))
+    # The code, keyed-hashed with a salt of its own (cases.phones.code_hash); never stored in the clear.
+    code_salt: Mapped[str] = mapped_column(String(32))
+    code_hash: Mapped[str] = mapped_column(String(64))
+    tries: Mapped[int] = mapped_column(Integer, default=0)
+    # pending, verified, failed (tries used up), expired, replaced (a newer code), cancelled, not_sent
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class AuditEvent(Base):

@@ -13,20 +13,22 @@ from flask import Blueprint, Flask, current_app, flash, redirect, request, url_f
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from cases import callbacks
+from cases import callbacks, phones
 from cases.callbacks import dialing
 from cases.callbacks.settings import CallbackSettings
 from cases.models import AttemptOutcome, CallbackAttempt, Case
 from cases.staff import User
 from cases.workflow import WorkflowError
-from console.base import case_or_404, clock, db, end_writes, me, require_login
+from console.base import case_or_404, cipher, clock, db, end_writes, me, require_login
 from console.i18n import N_, _, error_text, words
+from console.profile import phone_setup
 from infra.extensions import Shared
 
 log = logging.getLogger(__name__)
 bp = Blueprint("calls", __name__, url_prefix="/console")
 bp.before_request(require_login)
 call_back_dialer: Shared[dialing.Dialer] = Shared("hotline.dialer")
+bridge_limits: Shared[dialing.BridgeLimits] = Shared("hotline.bridge_limits")
 NOTE_LIMIT = 2000
 
 OUTCOME_WORDS: dict[str, str] = {
@@ -57,6 +59,7 @@ class CallPanel:
 
     can_call: bool = False
     phone_on_file: bool = False
+    phone_verified: bool = False  # verified and still allowed: the only phone the bridge rings
     under_way: CallbackAttempt | None = None
     can_log: bool = False
     attempts: list[CallbackAttempt] = field(default_factory=list)
@@ -66,7 +69,8 @@ class CallPanel:
 
 def call_panel(case: Case) -> CallPanel:
     """The template global the call-back partial starts from (one small query set per case page)."""
-    panel = CallPanel(phone_on_file=bool(me().phone))
+    verified = phones.verified_phone(me(), phone_setup().policy) is not None
+    panel = CallPanel(phone_on_file=bool(me().phone), phone_verified=verified)
     if case.anonymous:
         return panel
     session = db()
@@ -99,8 +103,16 @@ def call_back(case_id: int) -> Response:
     """Ring the signed-in user's phone; when they answer, the bridge dials the reporter."""
     found = case_or_404(case_id)
     try:
-        attempt = dialing.begin_call(db(), found, me(), clock())
-        attempt_id, phone = attempt.id, me().phone
+        attempt, phone = dialing.begin_call(
+            db(),
+            found,
+            me(),
+            clock(),
+            cipher=cipher(),
+            policy=phone_setup().policy,
+            limits=bridge_limits(current_app),
+        )
+        attempt_id = attempt.id
         # Committed before Twilio is asked: its webhooks for this attempt may come before it answers.
         db().commit()
     except WorkflowError as exc:
@@ -109,7 +121,6 @@ def call_back(case_id: int) -> Response:
         return _back(case_id)
     # Twilio is asked with the write lock free: its webhooks (and callers) must not wait on it.
     end_writes()
-    assert phone is not None
     try:
         sid = _dialer().call_operator(attempt_id, phone)
     except dialing.DialError as exc:
@@ -162,9 +173,11 @@ def log_by_hand(case_id: int) -> Response:
     return _back(case_id)
 
 
-def init_app(app: Flask, dialer: dialing.Dialer) -> None:
-    """Register the pages and the panel the case page's call-back partial reads; `dialer` rings phones."""
+def init_app(app: Flask, dialer: dialing.Dialer, limits: dialing.BridgeLimits) -> None:
+    """Register the pages and the panel the case page's call-back partial reads; `dialer` rings phones,
+    at most `limits` an hour."""
     call_back_dialer.install(app, dialer)
+    bridge_limits.install(app, limits)
     app.register_blueprint(bp)
     app.jinja_env.globals["call_panel"] = call_panel
     app.jinja_env.filters["attempt_words"] = lambda o: words(OUTCOME_WORDS, o)

@@ -8,7 +8,7 @@ from flask import Flask, render_template, request
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 
-from cases import workflow
+from cases import phones, workflow
 from cases.callbacks import dialing
 from cases.staff import Role
 from console import auth, base, calls, cases, i18n, notifications, offices, profile, worker
@@ -52,17 +52,24 @@ def _forbidden(exc: Exception) -> Any:
     return exc
 
 
-def init_app(app: Flask, field_cipher: FieldCipher, dialer: dialing.Dialer) -> None:
-    """The console on `app`; `dialer` rings staff phones for the call-back bridge (telephony's adapter)."""
+def init_app(
+    app: Flask,
+    field_cipher: FieldCipher,
+    dialer: dialing.Dialer,
+    staff_phones: phones.PhoneSetup,
+    limits: dialing.BridgeLimits,
+) -> None:
+    """The console on `app`; `dialer` rings staff phones for the call-back bridge (telephony's adapter),
+    at most `limits` an hour, and only phones verified through `staff_phones` (codes sent by SMS)."""
     base.init_app(app, field_cipher)
     i18n.init_app(app)
     auth.init_app(app)
     app.register_blueprint(cases.bp)
     app.register_blueprint(offices.bp)
-    app.register_blueprint(profile.bp)
+    profile.init_app(app, staff_phones)
     notifications.init_app(app)
     worker.init_app(app)
-    calls.init_app(app, dialer)
+    calls.init_app(app, dialer, limits)
     app.context_processor(_nav_counts)
     app.register_error_handler(CSRFError, _on_csrf_error)
     app.register_error_handler(404, _not_found)

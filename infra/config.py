@@ -91,6 +91,11 @@ class Config:
     # SMS through Twilio's Messages API: an SMS-capable number or a Messaging Service SID (MG…);
     # SMS reminders are off while it is unset.
     sms_from: str | None = None
+    # Staff phones: the country calling codes allowed (HOTLINE_STAFF_PHONE_COUNTRIES, Thailand only by
+    # default), and the call-back bridge's limits per user and per case in an hour.
+    staff_phone_countries: frozenset[int] = frozenset({66})
+    bridge_calls_per_user_hour: int = 5
+    bridge_calls_per_case_hour: int = 3
     # E-mail: an SMTP relay; e-mail reminders are off while smtp_host is unset.
     smtp_host: str | None = None
     smtp_port: int = 25
@@ -272,6 +277,9 @@ def _staff_settings(env: Mapping[str, str]) -> dict[str, Any]:
         "mail_from": env.get("HOTLINE_MAIL_FROM") or Config.mail_from,
         "line_api_base": _url(env, "LINE_API_BASE", "https://api.line.me").rstrip("/"),
         "notify_attempts": _number(env, "HOTLINE_NOTIFY_ATTEMPTS", 5, 1, 50, int),
+        "staff_phone_countries": _countries(env.get("HOTLINE_STAFF_PHONE_COUNTRIES") or "66"),
+        "bridge_calls_per_user_hour": _number(env, "HOTLINE_BRIDGE_CALLS_PER_USER_HOUR", 5, 1, 100, int),
+        "bridge_calls_per_case_hour": _number(env, "HOTLINE_BRIDGE_CALLS_PER_CASE_HOUR", 3, 1, 100, int),
         "notify_backoff_s": _number(env, "HOTLINE_NOTIFY_BACKOFF_SECONDS", 30.0, 0.0, 86400.0, float),
     }
 
@@ -344,6 +352,18 @@ def _e164(value: str, name: str) -> str:
     if number is None:
         raise ConfigError(f"{name} is not a valid phone number")
     return number
+
+
+def _countries(value: str) -> frozenset[int]:
+    """HOTLINE_STAFF_PHONE_COUNTRIES: country calling codes, '66' or '66,95' (a leading + allowed)."""
+    codes = set()
+    for item in (part.strip().lstrip("+") for part in value.split(",")):
+        if not item.isdigit() or not 1 <= int(item) <= 999:
+            raise ConfigError(
+                f"HOTLINE_STAFF_PHONE_COUNTRIES={value!r}: {item!r} is not a country calling code"
+            )
+        codes.add(int(item))
+    return frozenset(codes)
 
 
 def _sms_from(value: str | None) -> str | None:

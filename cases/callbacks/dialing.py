@@ -9,18 +9,20 @@ connects them, decrypting the number on the server.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from cases import access, callbacks
+from cases import access, callbacks, phones
 from cases.callbacks.settings import CallbackSettings
 from cases.models import OPEN_CALLBACK_STATES, AttemptOutcome, Callback, CallbackAttempt, Case
 from cases.staff import User
 from cases.texts import N_
 from cases.workflow import InvalidInput, NotPermitted
+from infra.crypto import FieldCipher
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,24 @@ log = logging.getLogger(__name__)
 NOT_YOURS = N_("Only the case's SC-Operators and the staff it is assigned to may call this reporter back.")
 NO_CALLBACK = N_("This case has no open call-back.")
 NO_PHONE = N_("Add your own phone number first: the call-back rings your phone, then connects the reporter.")
+UNVERIFIED = N_(
+    "Your phone number is not verified. Verify it on your phone page (a code is sent to it), then call back."
+)
+USER_LIMIT = N_("You have started %(count)d call-backs in the last hour, the most allowed. Try again later.")
+CASE_LIMIT = N_("This case has had %(count)d call-backs in the last hour, the most allowed. Try again later.")
+HOUR = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class BridgeLimits:
+    """Call-backs through the bridge per hour (HOTLINE_BRIDGE_CALLS_PER_USER_HOUR, …_PER_CASE_HOUR).
+
+    Every attempt counts, those that never reached the operator ("operator unreachable") among them: a
+    number that never answers must not be rung again and again.
+    """
+
+    per_user_hour: int = 5
+    per_case_hour: int = 3
 
 
 class DialError(RuntimeError):
@@ -70,25 +90,70 @@ def attempt_under_way(session: Session, callback: Callback, now: datetime) -> Ca
     )
 
 
-def begin_call(session: Session, case: Case, operator: User, now: datetime) -> CallbackAttempt:
-    """Check that `operator` may call the reporter back now and start an attempt (flushes, no commit).
+def bridge_attempts_since(
+    session: Session, since: datetime, *, operator: User | None = None, case: Case | None = None
+) -> int:
+    """Attempts through the bridge (those that rang a number) since `since`, of a user or of a case."""
+    query = select(func.count(CallbackAttempt.id)).where(
+        CallbackAttempt.operator_number_enc.is_not(None), CallbackAttempt.started_at > since
+    )
+    if operator is not None:
+        query = query.where(CallbackAttempt.operator_id == operator.id)
+    if case is not None:
+        query = query.where(CallbackAttempt.case_id == case.id)
+    return session.scalar(query) or 0
 
-    The caller commits before it asks the dialer to ring: Twilio's webhooks for the attempt may arrive
-    before the dialer returns, and must find it.
+
+def phone_to_ring(operator: User, policy: phones.PhonePolicy) -> str:
+    """The operator's verified phone, still allowed by the rules; InvalidInput otherwise."""
+    if not operator.phone:
+        raise InvalidInput(NO_PHONE)
+    number = phones.verified_phone(operator, policy)
+    if number is None:
+        raise InvalidInput(UNVERIFIED)
+    return number
+
+
+def _check_limits(session: Session, case: Case, operator: User, limits: BridgeLimits, now: datetime) -> None:
+    if bridge_attempts_since(session, now - HOUR, operator=operator) >= limits.per_user_hour:
+        log.warning("call-back refused: user id %d reached %d an hour", operator.id, limits.per_user_hour)
+        raise InvalidInput(USER_LIMIT, count=limits.per_user_hour)
+    if bridge_attempts_since(session, now - HOUR, case=case) >= limits.per_case_hour:
+        log.warning("call-back refused: case %d reached %d an hour", case.id, limits.per_case_hour)
+        raise InvalidInput(CASE_LIMIT, count=limits.per_case_hour)
+
+
+def begin_call(
+    session: Session,
+    case: Case,
+    operator: User,
+    now: datetime,
+    *,
+    cipher: FieldCipher,
+    policy: phones.PhonePolicy,
+    limits: BridgeLimits,
+) -> tuple[CallbackAttempt, str]:
+    """Check that `operator` may call the reporter back now and start an attempt (flushes, no commit):
+    the attempt (keeping the number it will ring, encrypted) and that number, the only one to ring.
+
+    The operator's phone must be verified (cases.phones) and allowed; the per-user and per-case limits of
+    the last hour must not be reached. The caller commits before it asks the dialer to ring: Twilio's
+    webhooks for the attempt may arrive before the dialer returns, and must find it.
     """
     callback = callback_of(session, case)
     if callback is None or callback.state not in OPEN_CALLBACK_STATES:
         raise InvalidInput(NO_CALLBACK)
     if not may_call_back(session, operator, case, callback):
         raise NotPermitted(NOT_YOURS)
-    if not operator.phone:
-        raise InvalidInput(NO_PHONE)
+    number = phone_to_ring(operator, policy)
     if attempt_under_way(session, callback, now) is not None:
         raise InvalidInput(callbacks.UNDER_WAY)
+    _check_limits(session, case, operator, limits, now)
     attempt = callbacks.start_attempt(session, callback, operator, now)
+    attempt.operator_number_enc = cipher.encrypt(number)
     session.flush()
     log.info("call-back attempt %d of case %d started by user id %d", attempt.id, case.id, operator.id)
-    return attempt
+    return attempt, number
 
 
 def dial_started(session: Session, attempt_id: int, call_sid: str) -> None:

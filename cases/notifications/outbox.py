@@ -175,7 +175,10 @@ def notify(
                 add(channel, f"line:o{office.id}", "th", office_id=office.id)
             continue
         for user in people:
-            if (channel == Channel.EMAIL and not user.email) or (channel == Channel.SMS and not user.phone):
+            # SMS only to a verified phone (cases.phones): never to a number nobody proved is theirs.
+            if (channel == Channel.EMAIL and not user.email) or (
+                channel == Channel.SMS and not _sms_to(user)
+            ):
                 continue
             add(channel, f"{channel}:u{user.id}", user.locale, user_id=user.id)
     if not rows:
@@ -357,7 +360,12 @@ def _recipient(session: Session, n: Notification) -> str | None:
     user = session.get(User, n.user_id) if n.user_id is not None else None
     if user is None or not user.active:
         return None
-    return user.email if n.channel == Channel.EMAIL else user.phone if n.channel == Channel.SMS else None
+    return user.email if n.channel == Channel.EMAIL else _sms_to(user) if n.channel == Channel.SMS else None
+
+
+def _sms_to(user: User) -> str | None:
+    """The user's phone once verified (the same rule as cases.phones.verified_phone, without its import)."""
+    return user.phone if user.phone and user.phone_verified_at is not None else None
 
 
 def _missing_recipient(channel: Channel) -> str:

@@ -116,7 +116,7 @@ def world(app: Flask, config: Config) -> World:
         case.callback_number_enc = cipher.encrypt(REPORTER)
         case.callback_number_masked = mask_phone(REPORTER)
         callbacks.open_callback(session, case, settings(app), datetime.now(UTC))
-        s.users["op50"].phone = OPERATOR_PHONE
+        verify(s.users["op50"], OPERATOR_PHONE)
         session.flush()
         return World(
             password=s.password,
@@ -125,6 +125,11 @@ def world(app: Flask, config: Config) -> World:
             op50=s.users["op50"].id,
             action50=s.users["action50"].id,
         )
+
+
+def verify(user: User, phone: str) -> None:
+    """A phone verified by its code (tests/integration/test_staff_phones.py tries the code itself)."""
+    user.phone, user.phone_verified_at = phone, datetime.now(UTC)
 
 
 def token(client: FlaskClient) -> str:
@@ -466,9 +471,9 @@ def test_an_anonymous_case_has_no_button_and_its_post_is_refused(
     page = agent.get(f"/console/cases/{world.anonymous_id}")
     assert page.status_code == 200 and "call-back-button" not in page.get_data(as_text=True)
     with get_database(app).session() as session:
-        session.get(
-            User, session.scalar(select(User.id).where(User.username == "agent"))
-        ).phone = OPERATOR_PHONE  # type: ignore[union-attr]
+        agent_user = session.scalar(select(User).where(User.username == "agent"))
+        assert agent_user is not None
+        verify(agent_user, OPERATOR_PHONE)
     r = post(agent, f"/console/cases/{world.anonymous_id}/callback/call")
     assert r.status_code == 302
     assert [c for c, _m in flashes(agent)] == ["error"]
@@ -484,7 +489,7 @@ def test_who_may_call_back(app: Flask, world: World, twilio: MediaServer, live: 
     # SC-Action staff not assigned to the case: no button, and the POST is refused.
     action = signed_in(app, world, "action50")
     with get_database(app).session() as session:
-        session.get(User, world.action50).phone = "+66899998888"  # type: ignore[union-attr]
+        verify(session.get(User, world.action50), "+66899998888")  # type: ignore[arg-type]
     page = action.get(f"/console/cases/{world.case_id}")
     assert page.status_code == 200 and "call-back-button" not in page.get_data(as_text=True)
     post(action, f"/console/cases/{world.case_id}/callback/call")
@@ -521,45 +526,6 @@ def test_attempts_show_in_bangkok_time_with_the_buddhist_year_and_can_be_logged_
     logged = attempts(app, world)[-1]
     assert logged.outcome == AttemptOutcome.LOGGED and logged.note == "ผู้แจ้งโทรเข้ามาเอง"
     assert "ผู้แจ้งโทรเข้ามาเอง" in op.get(f"/console/cases/{world.case_id}").get_data(as_text=True)
-
-
-def test_staff_set_their_own_phone(app: Flask, world: World) -> None:
-    op = signed_in(app, world, "op50b")
-    assert op.get("/console/me").status_code == 200
-    post(op, "/console/me", phone="081 234 5678")
-    assert [c for c, _m in flashes(op)] == ["ok"]
-    with get_database(app).session() as session:
-        assert session.scalar(select(User.phone).where(User.username == "op50b")) == "+66812345678"
-    post(op, "/console/me", phone="12")
-    assert [c for c, _m in flashes(op)] == ["error"]
-    with get_database(app).session() as session:
-        assert session.scalar(select(User.phone).where(User.username == "op50b")) == "+66812345678"
-
-
-def test_users_phone_command_validates_e164(app: Flask, world: World) -> None:
-    runner = app.test_cli_runner()
-    result = runner.invoke(args=["users", "phone", "op50b", "0812345678"])
-    assert result.exit_code == 0, result.output
-    with get_database(app).session() as session:
-        assert session.scalar(select(User.phone).where(User.username == "op50b")) == "+66812345678"
-    bad = runner.invoke(args=["users", "phone", "op50b", "not-a-number"])
-    assert bad.exit_code != 0 and "phone number" in bad.output
-    made = runner.invoke(
-        args=[
-            "users",
-            "create",
-            "newop",
-            "--name",
-            "คนใหม่",
-            "--phone",
-            "+66 81 999 8888",
-            "--password-stdin",
-        ],
-        input="a-long-password-1\n",
-    )
-    assert made.exit_code == 0, made.output
-    with get_database(app).session() as session:
-        assert session.scalar(select(User.phone).where(User.username == "newop")) == "+66819998888"
 
 
 # ---- the number stays secret ------------------------------------------------------------------------------

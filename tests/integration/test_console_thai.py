@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import get_database
-from cases import accounts, callbacks, workflow
+from cases import accounts, callbacks, phones, workflow
 from cases.models import (
     CaseStatus,
     Channel,
@@ -275,7 +275,7 @@ def test_the_english_check_itself_finds_english() -> None:
 # ---- refusals ---------------------------------------------------------------------------------------------
 
 
-REFUSALS = {"WorkflowError", "NotPermitted", "InvalidInput", "AccountError"}
+REFUSALS = {"WorkflowError", "NotPermitted", "InvalidInput", "AccountError", "PhoneError"}
 
 
 def _named(module: object, node: ast.expr) -> object:
@@ -344,7 +344,9 @@ def test_refusals_as_raised_and_the_words_that_fill_them_read_in_thai(app: Flask
             lambda: accounts.create_user(session, "someone", "ชื่อ", "long enough password", locale="xx"),
             lambda: accounts.create_user(session, "someone", "ชื่อ", "short"),
             lambda: accounts.create_user(session, "op50", "ชื่อ", "long enough password"),
-            lambda: accounts.normalise_phone("not a number"),
+            lambda: phones.check_number("not a number", phones.PhonePolicy()),
+            lambda: phones.check_number("+8613912345678", phones.PhonePolicy()),
+            lambda: phones.check_number("+661900123456", phones.PhonePolicy()),
         ):
             with pytest.raises(accounts.AccountError) as account_refusal:
                 attempt()

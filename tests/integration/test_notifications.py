@@ -95,6 +95,7 @@ def world(app: Flask, config: Config) -> World:
         # Staff addresses: op50 reads Thai, op50b English; head50 has an e-mail address only.
         u = s.users
         u["op50"].email, u["op50"].phone = "somchai@school.example", "+66891234567"
+        u["op50"].phone_verified_at = datetime.now(UTC)  # SMS goes only to a verified phone
         u["op50b"].email, u["op50b"].locale = "wipa@school.example", "en"
         u["head50"].email = "prasert@school.example"
         return World(
@@ -493,6 +494,19 @@ def test_sms_goes_through_twilio_messages_with_basic_auth(
     assert sms.body == f"{n.subject}\n{PUBLIC_BASE}/console/cases/{world.case_id}"
     assert sms.sid.startswith("SM") and attempts(world, n.id)[0].provider_ref == sms.sid
     assert twilio.requests("POST") == [("POST", f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json")]
+
+
+def test_sms_goes_only_to_a_verified_phone(world: World, clock: Clock, twilio: MediaServer) -> None:
+    queue(world, clock, channels=[Channel.SMS])  # queued while op50's phone is verified
+    with world.db.session() as session:
+        user = session.get(User, world.users["op50"])
+        assert user is not None
+        user.phone_verified_at = None  # as the migration leaves every phone set before verification
+    queue(world, clock, dedupe="reminder:2", channels=[Channel.SMS])
+    assert len(rows(world, Channel.SMS)) == 1  # nothing new for an unverified phone
+    outbox(world, clock, {Channel.SMS: sms_sender(twilio)}).sweep()
+    assert twilio.messages() == []
+    assert rows(world, Channel.SMS)[0].status == NotificationStatus.FAILED
 
 
 def test_sms_from_a_messaging_service_and_5xx_retried(

@@ -3,7 +3,7 @@
 role_requests: a head, operator or agent role an admin asked for, until a second admin decides.
 sign_in_failures: failed sign-ins by client address and account, read by every server process.
 
-Revision ID: 0008_duties
+Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-03 15:40:00
 """
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0008_duties"
+revision: str = "0008"
 down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
