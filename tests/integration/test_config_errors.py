@@ -193,3 +193,90 @@ def test_the_defaults_pass_the_check(tmp_path: Path) -> None:
     done = flask(clean_env(tmp_path), "config", "check")
     assert done.returncode == 0, done.stderr
     assert done.stdout == "configuration ok\n"
+
+
+def secrets_file(tmp_path: Path, content: bytes) -> Path:
+    path = tmp_path / "instance" / "local-secrets.json"
+    path.parent.mkdir(mode=0o700)
+    path.write_bytes(content)
+    return path
+
+
+def test_a_broken_secrets_file_settings_file_or_folder_is_one_line(tmp_path: Path) -> None:
+    """The cases of issue 12 beyond the table, through several commands, each its own process."""
+    cases: list[tuple[str, dict[str, str], list[str], tuple[str, ...]]] = []
+
+    def case(name: str, settings: dict[str, str], args: list[str], *named: str) -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        cases.append((name, {**clean_env(folder), **settings}, args, named))
+        return folder
+
+    for name, content, named in (
+        ("list", b'["twilio_auth_token", "secret_key", "data_key"]', ("must hold a JSON object", "list")),
+        ("latin1", '{"secret_key": "caf\xe9"}'.encode("latin-1"), ("is not readable JSON",)),
+        ("number", b'{"twilio_auth_token": 5, "secret_key": "k", "data_key": "d"}', ("twilio_auth_token",)),
+        ("data-key", b'{"twilio_auth_token": "t", "secret_key": "s", "data_key": "d"}', ("data_key",)),
+    ):
+        folder = case(f"secrets-{name}", {}, ["offices", "list"], "local-secrets.json", *named)
+        secrets_file(folder, content)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    # A data dir inside a file; a YAML error, whose parser's message spans lines; a LINE token unset.
+    case(
+        "data-dir", {"HOTLINE_DATA_DIR": f"{a_file}/data"}, ["db", "upgrade"], "HOTLINE_DATA_DIR", "is a file"
+    )
+    bad_yaml = tmp_path / "broken.yaml"
+    bad_yaml.write_text("sla:\n  violence: [60\nhours: {}\n", encoding="utf-8")
+    case(
+        "yaml", {"HOTLINE_CALLBACKS_FILE": str(bad_yaml)}, ["users", "list"], "HOTLINE_CALLBACKS_FILE", "YAML"
+    )
+    line_office = tmp_path / "line.yaml"
+    shipped = (ROOT / "cases" / "data" / "callbacks.yaml").read_text(encoding="utf-8")
+    line_office.write_text(
+        shipped + "offices:\n  '10':\n    line: {group_id: C" + "0" * 32 + ", token_env: LINE_TOKEN_BKK}\n",
+        encoding="utf-8",
+    )
+    case("line", {"HOTLINE_CALLBACKS_FILE": str(line_office)}, ["worker", "--once"], "LINE_TOKEN_BKK")
+    # The worker's own settings, read after the app started; and flask's help, which loads the app too.
+    case(
+        "worker", {"HOTLINE_WHISPER_MODELS": "whisper-large"}, ["worker", "--once"], "HOTLINE_WHISPER_MODELS"
+    )
+    case("help", {"HOTLINE_TIMEZONE": "GMT+7"}, ["--help"], "HOTLINE_TIMEZONE")
+
+    runs = forked_flask([(env, args) for _name, env, args, _named in cases])
+    for (name, _env, _args, named), done in zip(cases, runs, strict=True):
+        assert done.returncode == 2, (name, done.stderr)
+        assert_one_line(done, *named)
+
+
+def test_a_real_flask_process_prints_no_traceback(tmp_path: Path) -> None:
+    """Not forked: the whole `flask` start, imports included, under the wrong value."""
+    done = flask(clean_env(tmp_path, HOTLINE_SESSION_IDLE_MINUTES="thirty"), "offices", "list")
+    line = assert_one_line(done, "HOTLINE_SESSION_IDLE_MINUTES")
+    assert line == "hotline: HOTLINE_SESSION_IDLE_MINUTES='thirty' is not a whole number"
+    assert done.stdout == ""
+
+
+@pytest.mark.parametrize("preload", [False, True], ids=["workers-load", "preload"])
+def test_gunicorn_stops_with_one_line_instead_of_respawning_workers(tmp_path: Path, preload: bool) -> None:
+    """A worker that fails to load exits 4 (APP_LOAD_ERROR): the arbiter stops instead of respawning it."""
+    from tests.support.ports import free_port
+
+    flags = ["--preload"] if preload else []
+    cmd = [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{free_port()}", "--workers", "2", *flags]
+    done = run([*cmd, "app:create_app()"], clean_env(tmp_path, HOTLINE_ENV="staging"), timeout=60)
+    assert done.returncode == 4, done.stderr
+    ours = [line for line in done.stderr.splitlines() if line.startswith("hotline: ")]
+    # Each worker that started says it once (two workers, or none when the arbiter loads the app).
+    assert ours and set(ours) == {"hotline: HOTLINE_ENV='staging' is not one of development, production"}
+    assert len(ours) <= (1 if preload else 2)
+    assert "Traceback" not in done.stderr
+
+
+def test_gunicorn_app_load_error_is_the_one_we_exit_with() -> None:
+    from gunicorn.arbiter import Arbiter
+
+    from app import GUNICORN_APP_LOAD_ERROR
+
+    assert Arbiter.APP_LOAD_ERROR == GUNICORN_APP_LOAD_ERROR
