@@ -18,7 +18,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-pytestmark = pytest.mark.slow
+# No test database is used (the default SQLite of a fresh instance): one run, not again on PostgreSQL.
+pytestmark = [pytest.mark.slow, pytest.mark.sqlite_only]
 
 
 def readme_variables() -> list[str]:
@@ -218,7 +219,9 @@ def test_a_broken_secrets_file_settings_file_or_folder_is_one_line(tmp_path: Pat
         ("number", b'{"twilio_auth_token": 5, "secret_key": "k", "data_key": "d"}', ("twilio_auth_token",)),
         ("data-key", b'{"twilio_auth_token": "t", "secret_key": "s", "data_key": "d"}', ("data_key",)),
     ):
-        folder = case(f"secrets-{name}", {}, ["offices", "list"], "local-secrets.json", *named)
+        folder = case(
+            f"secrets-{name}", {}, ["cases", "export", "--format", "json"], "local-secrets.json", *named
+        )
         secrets_file(folder, content)
     a_file = tmp_path / "a-file"
     a_file.write_text("")
@@ -252,7 +255,7 @@ def test_a_broken_secrets_file_settings_file_or_folder_is_one_line(tmp_path: Pat
 
 def test_a_real_flask_process_prints_no_traceback(tmp_path: Path) -> None:
     """Not forked: the whole `flask` start, imports included, under the wrong value."""
-    done = flask(clean_env(tmp_path, HOTLINE_SESSION_IDLE_MINUTES="thirty"), "offices", "list")
+    done = flask(clean_env(tmp_path, HOTLINE_SESSION_IDLE_MINUTES="thirty"), "users", "list")
     line = assert_one_line(done, "HOTLINE_SESSION_IDLE_MINUTES")
     assert line == "hotline: HOTLINE_SESSION_IDLE_MINUTES='thirty' is not a whole number"
     assert done.stdout == ""
