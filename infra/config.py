@@ -151,8 +151,8 @@ class Config:
         env.update({k: str(v) for k, v in overrides.pop("env", {}).items()})
         production = _flag(env, "HOTLINE_ENV_PRODUCTION", _environment(env) == "production")
 
-        instance_dir = _folder(env, "HOTLINE_INSTANCE_DIR", Path(env.get("HOTLINE_INSTANCE_DIR", "instance")))
-        data_dir = _folder(env, "HOTLINE_DATA_DIR", data_dir_from_env(env))
+        instance_dir = _folder("HOTLINE_INSTANCE_DIR", Path(env.get("HOTLINE_INSTANCE_DIR", "instance")))
+        data_dir = _folder("HOTLINE_DATA_DIR", data_dir_from_env(env))
         local = _secrets_source(env, production, instance_dir)
         config = cls(
             instance_dir=instance_dir,
@@ -194,7 +194,7 @@ def _environment(env: Mapping[str, str]) -> str:
     return name
 
 
-def _folder(env: Mapping[str, str], name: str, path: Path) -> Path:
+def _folder(name: str, path: Path) -> Path:
     """The folder a variable names (made later, 0700); a file in its place stops the start here."""
     path = path.resolve()
     for level in (path, *path.parents):
