@@ -145,6 +145,8 @@ def forked_flask(runs: list[tuple[dict[str, str], list[str]]]) -> list[subproces
     done = subprocess.run(
         [sys.executable, "-m", "tests.support.flask_forks"],
         cwd=ROOT,
+        # No BLAS thread pool in the parent (numpy is imported): a fork copies only the forking thread.
+        env={**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"},
         input=payload,
         capture_output=True,
         text=True,
