@@ -10,9 +10,10 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from flask import Flask, Response, current_app
@@ -23,13 +24,12 @@ from sqlalchemy import text
 from cases import callbacks, notifications, phones
 from cases import cli as cases_cli
 from cases.callbacks.dialing import BridgeLimits
-from cases.callbacks.settings import CallbackSettings, load_callback_settings
+from cases.callbacks.settings import CallbackSettings, CallbackSettingsError, load_callback_settings
 from console import wiring as console
 from console.proxies import trust_proxies
-from infra.config import Config, ConfigError
+from infra.config import Config, ConfigError, private_folder
 from infra.crypto import FieldCipher
 from infra.db import Database, database
-from infra.files import make_private_dirs, tighten
 from infra.logs import configure_logging
 from infra.scheduler import Sweep, build_scheduler, run_once
 from migrations import MIGRATIONS_DIR, upgrade_database
@@ -54,15 +54,59 @@ log = logging.getLogger("hotline")
 
 __all__ = ["MIGRATIONS_DIR", "Worker", "build_worker", "create_app", "get_database", "upgrade_database"]
 
+# The exit status of a start refused for a wrong setting (as click's for a wrong option).
+EXIT_CONFIG = 2
+GUNICORN_APP_LOAD_ERROR = 4  # gunicorn.arbiter.Arbiter.APP_LOAD_ERROR
+
 
 def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
-    """Build the web app: configuration, database, flow, webhooks and commands. Nothing at import time."""
-    cfg = config if isinstance(config, Config) else Config.from_env(env=dict(config or {}))
-    flow = load_flow(cfg.flow_file)  # a broken flow stops the start, naming file, node and field
+    """Build the web app: configuration, database, flow, webhooks and commands. Nothing at import time.
+
+    Without `config` this is an entry point (`flask --app app …`, `gunicorn 'app:create_app()'`): files
+    are made private (umask 077), and a wrong setting ends the process with one line naming it.
+    """
+    if config is None:
+        os.umask(0o077)  # the database, its WAL and SHM, secrets, recordings: the owner's alone
+        with refusing_bad_settings():
+            return _create_app(Config.from_env())
+    return _create_app(config if isinstance(config, Config) else Config.from_env(env=dict(config)))
+
+
+@contextmanager
+def refusing_bad_settings() -> Iterator[None]:
+    """At an entry point: a ConfigError ends the process with `hotline: <message>` on stderr, exit 2."""
+    try:
+        yield
+    except ConfigError as exc:
+        refuse_start(exc)
+
+
+def refuse_start(exc: ConfigError) -> NoReturn:
+    """One line on stderr, no traceback. A YAML parser's message spans lines; it is joined into one."""
+    print("hotline: " + " ".join(str(exc).split()), file=sys.stderr, flush=True)
+    if os.environ.get("SERVER_SOFTWARE", "").startswith("gunicorn/"):
+        # A gunicorn worker that exits 2 is replaced by one that fails the same way, forever; on
+        # APP_LOAD_ERROR the arbiter stops the whole server ("App failed to load").
+        raise SystemExit(GUNICORN_APP_LOAD_ERROR)
+    raise SystemExit(EXIT_CONFIG)
+
+
+@contextmanager
+def _naming(variable: str) -> Iterator[None]:
+    """A file's error also names the variable that points at it (the file may be the default)."""
+    try:
+        yield
+    except (ConfigError, FlowError) as exc:
+        raise ConfigError(f"{variable}: {exc}") from exc
+
+
+def _create_app(cfg: Config) -> Flask:
+    with _naming("HOTLINE_FLOW_FILE"):
+        flow = load_flow(cfg.flow_file)  # a broken flow stops the start, naming file, node and field
 
     app = _flask_app(cfg)
     # A broken callbacks or holidays file stops the start too (a ConfigError naming file and field).
-    callback_settings = load_callback_settings(cfg.callbacks_file, cfg.holidays_file, cfg.timezone_name)
+    callback_settings = _callback_settings(cfg)
 
     db = Database(cfg.database_url)
     database.install(app, db)
@@ -84,6 +128,16 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     return app
 
 
+def _callback_settings(cfg: Config) -> CallbackSettings:
+    try:
+        return load_callback_settings(cfg.callbacks_file, cfg.holidays_file, cfg.timezone_name)
+    except CallbackSettingsError as exc:
+        holidays = Path(exc.path) == Path(cfg.holidays_file)
+        raise ConfigError(
+            f"{'HOTLINE_HOLIDAYS_FILE' if holidays else 'HOTLINE_CALLBACKS_FILE'}: {exc}"
+        ) from exc
+
+
 def _flask_app(cfg: Config) -> Flask:
     """The Flask object with its session cookie and CSRF settings, and our private folders made."""
     app = Flask(__name__, instance_path=str(cfg.instance_dir))
@@ -98,9 +152,8 @@ def _flask_app(cfg: Config) -> Flask:
         # The session's own lifetimes bound the token; an hour-long summary must not lose its form.
         WTF_CSRF_TIME_LIMIT=None,
     )
-    for folder in (cfg.instance_dir, cfg.data_dir):
-        make_private_dirs(folder)
-        tighten(folder)
+    private_folder("HOTLINE_INSTANCE_DIR", cfg.instance_dir)
+    private_folder("HOTLINE_DATA_DIR", cfg.data_dir)
     return app
 
 
@@ -178,9 +231,25 @@ def _register_commands(app: Flask) -> None:
         *cases_cli.command_groups(database, lambda: phone_policy(app.config["HOTLINE"])),
         *telephony_cli.command_groups(database),
         *transcription_cli.command_groups(engine_settings),
+        config_group,
         worker_cmd,
     ):
         app.cli.add_command(command)
+
+
+@click.group("config")
+def config_group() -> None:
+    """The service's settings (README "Configuration")."""
+
+
+@config_group.command("check")
+@with_appcontext
+def config_check_cmd() -> None:
+    """Check every setting without touching the database: what the app's start reads, and the worker's
+    model lists. A wrong one is one line naming it, exit 2 (a deploy script can run this first)."""
+    with refusing_bad_settings():
+        _model_specs(current_app.config["HOTLINE"])
+    click.echo("configuration ok")
 
 
 @click.command("worker")
@@ -192,8 +261,10 @@ def worker_cmd(once: bool) -> None:
     cfg: Config = current_app.config["HOTLINE"]
     try:
         worker = build_worker(current_app._get_current_object())  # type: ignore[attr-defined]
-    except (ModelError, ConfigError) as exc:
+    except ModelError as exc:
         raise click.ClickException(str(exc)) from exc
+    except ConfigError as exc:
+        refuse_start(exc)
     with worker:
         if once:
             # What each sweep did and every fault it met; non-zero when one met a fault (for cron).
@@ -255,9 +326,8 @@ class Worker:
         self.pool.close()
 
 
-def build_worker(app: Flask) -> Worker:
-    """Check the models (a clear error naming the folder), start the transcribers, wire the sweeps."""
-    cfg: Config = app.config["HOTLINE"]
+def _model_specs(cfg: Config) -> dict[str, dict[str, Path]]:
+    """The worker's model lists by variable; a wrong one is a ConfigError naming it."""
     specs = {}
     for variable, spec in (
         ("HOTLINE_VOSK_MODELS", cfg.vosk_models_spec),
@@ -267,6 +337,13 @@ def build_worker(app: Flask) -> Worker:
             specs[variable] = parse_model_spec(spec)
         except ModelSpecError as exc:
             raise ConfigError(f"{variable}: {exc}") from exc
+    return specs
+
+
+def build_worker(app: Flask) -> Worker:
+    """Check the models (a clear error naming the folder), start the transcribers, wire the sweeps."""
+    cfg: Config = app.config["HOTLINE"]
+    specs = _model_specs(cfg)
     catalogue = discover_engines(
         specs["HOTLINE_VOSK_MODELS"],
         specs["HOTLINE_WHISPER_MODELS"],
@@ -333,10 +410,7 @@ def build_worker(app: Flask) -> Worker:
 
 def main() -> None:  # pragma: no cover - for `python app.py`
     configure_logging()
-    try:
-        create_app().run()
-    except (ConfigError, FlowError) as exc:
-        sys.exit(f"error: {exc}")
+    create_app().run()  # a wrong setting ends it with one line (create_app is the entry point)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -5,10 +5,12 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import secrets
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,7 +18,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 
-from infra.files import make_private_dirs
+from infra.crypto import DataKeyError, FieldCipher
+from infra.files import make_private_dirs, tighten
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_FLOW_FILE = ROOT / "ivr_flows" / "hotline.yaml"
@@ -35,7 +38,30 @@ ProxyNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class ConfigError(ValueError):
-    """A configuration value is missing or wrong; the message names the variable."""
+    """A configuration value is missing or wrong; the message names the variable (and file and field).
+
+    Entry points (the app factory under `flask` and gunicorn, the worker) print it as one line and exit 2.
+    """
+
+
+# A value that holds one came from a file with CRLF line ends or a pasted line break: never meant.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_ENVIRONMENTS = ("development", "production")
+# Twilio's <Say> voices: Amazon Polly and Google voices by name, or the classic ones (English only).
+_VOICE = re.compile(r"(Polly|Google)\.[A-Za-z0-9_-]+")
+_CLASSIC_VOICES = ("man", "woman", "alice")
+_HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]")
+
+
+class _Environment(dict[str, str]):
+    """The environment as read: a value holding a control character is refused when it is read."""
+
+    def get(self, name: str, default: Any = None) -> Any:
+        value = super().get(name, default)
+        if isinstance(value, str) and _CONTROL.search(value):
+            # Never the value itself: it may be a secret.
+            raise ConfigError(f"{name} holds a control character (a line break or a CRLF file's \\r?)")
+        return value
 
 
 @dataclass(frozen=True)
@@ -133,12 +159,12 @@ class Config:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
         """Build the configuration from environment variables (see README), then apply overrides."""
-        env = dict(os.environ if environ is None else environ)
+        env = _Environment(os.environ if environ is None else environ)
         env.update({k: str(v) for k, v in overrides.pop("env", {}).items()})
-        production = _flag(env, "HOTLINE_ENV_PRODUCTION", env.get("HOTLINE_ENV", "") == "production")
+        production = _flag(env, "HOTLINE_ENV_PRODUCTION", _environment(env) == "production")
 
-        instance_dir = Path(env.get("HOTLINE_INSTANCE_DIR", "instance")).resolve()
-        data_dir = data_dir_from_env(env)
+        instance_dir = _folder("HOTLINE_INSTANCE_DIR", Path(env.get("HOTLINE_INSTANCE_DIR", "instance")))
+        data_dir = _folder("HOTLINE_DATA_DIR", data_dir_from_env(env))
         local = _secrets_source(env, production, instance_dir)
         config = cls(
             instance_dir=instance_dir,
@@ -146,7 +172,7 @@ class Config:
             database_url=_database_url(env, instance_dir),
             timezone_name=_timezone(env),
             secret_key=env.get("HOTLINE_SECRET_KEY") or local.get("secret_key", ""),
-            data_key=env.get("HOTLINE_DATA_KEY") or local.get("data_key", ""),
+            data_key=_data_key(env.get("HOTLINE_DATA_KEY"), local, instance_dir),
             production=production,
             **_telephony_settings(env, local, production),
             **_worker_settings(env),
@@ -173,6 +199,48 @@ def _secrets_source(env: Mapping[str, str], production: bool, instance_dir: Path
     return {} if production else _local_secrets(instance_dir)
 
 
+def _environment(env: Mapping[str, str]) -> str:
+    name = env.get("HOTLINE_ENV") or "development"
+    if name not in _ENVIRONMENTS:
+        raise ConfigError(f"HOTLINE_ENV={name!r} is not one of {', '.join(_ENVIRONMENTS)}")
+    return name
+
+
+def _folder(name: str, path: Path) -> Path:
+    """The folder a variable names (made later, 0700); a file in its place stops the start here."""
+    path = path.resolve()
+    for level in (path, *path.parents):
+        if level.exists():
+            if not level.is_dir():
+                raise ConfigError(f"{name}={str(path)!r}: {level} is a file, not a folder")
+            break
+    return path
+
+
+def private_folder(name: str, path: Path) -> None:
+    """Make the folder `name` points at, and its missing parents, 0700; refuse the start if we cannot."""
+    try:
+        make_private_dirs(path)
+        tighten(path)  # an older run may have made it 0755
+    except OSError as exc:
+        raise ConfigError(
+            f"{name}={str(path)!r} cannot be made a private folder: {exc.strerror or exc}"
+        ) from exc
+
+
+def _data_key(value: str | None, local: Mapping[str, str], instance_dir: Path) -> str:
+    """HOTLINE_DATA_KEY, else the generated one; either must be a Fernet key."""
+    key = value or local.get("data_key", "")
+    if not key:
+        return key  # only production has no local key, and it refuses the start before this
+    try:
+        FieldCipher(key)
+    except DataKeyError as exc:
+        where = "HOTLINE_DATA_KEY" if value else f"{instance_dir / LOCAL_SECRETS_FILE}: data_key"
+        raise ConfigError(f"{where} is not a Fernet key (32 url-safe base64 bytes)") from exc
+    return key
+
+
 def _timezone(env: Mapping[str, str]) -> str:
     tz_name = env.get("HOTLINE_TIMEZONE", "Asia/Bangkok")
     try:
@@ -193,7 +261,7 @@ def _database_url(env: Mapping[str, str], instance_dir: Path) -> str:
 def _telephony_settings(env: Mapping[str, str], local: Mapping[str, str], production: bool) -> dict[str, Any]:
     """Twilio, the public URL Twilio calls, the voices and the hotline's own numbers."""
     account_sid = env.get("TWILIO_ACCOUNT_SID") or DEV_ACCOUNT_SID
-    if not (account_sid.startswith("AC") and len(account_sid) == 34):
+    if not re.fullmatch(r"AC[0-9a-fA-F]{32}", account_sid):
         raise ConfigError(f"TWILIO_ACCOUNT_SID={account_sid!r} is not an account SID (AC + 32 hex)")
     public_base_url = _url(env, "PUBLIC_BASE_URL", "http://127.0.0.1:5000").rstrip("/")
     if production and not public_base_url.startswith("https://"):
@@ -207,8 +275,8 @@ def _telephony_settings(env: Mapping[str, str], local: Mapping[str, str], produc
         "dev_credentials": not env.get("TWILIO_AUTH_TOKEN"),
         "flow_file": Path(env.get("HOTLINE_FLOW_FILE") or DEFAULT_FLOW_FILE),
         "transfer_number": None if transfer is None else _e164(transfer, "HOTLINE_TRANSFER_NUMBER"),
-        "voice_th": env.get("HOTLINE_VOICE_TH", Config.voice_th),
-        "voice_en": env.get("HOTLINE_VOICE_EN", Config.voice_en),
+        "voice_th": _voice(env, "HOTLINE_VOICE_TH", Config.voice_th, ()),
+        "voice_en": _voice(env, "HOTLINE_VOICE_EN", Config.voice_en, _CLASSIC_VOICES),
         "delete_after_download": _flag(env, "TWILIO_DELETE_AFTER_DOWNLOAD", False),
         "hotline_number": _e164(env.get("HOTLINE_NUMBER") or HOTLINE_NUMBER, "HOTLINE_NUMBER"),
         "sms_from": _sms_from(env.get("HOTLINE_SMS_FROM") or None),
@@ -269,12 +337,12 @@ def _staff_settings(env: Mapping[str, str]) -> dict[str, Any]:
         "trusted_proxies": _trusted_proxies(env),
         "callbacks_file": Path(env.get("HOTLINE_CALLBACKS_FILE") or DEFAULT_CALLBACKS_FILE),
         "holidays_file": Path(env.get("HOTLINE_HOLIDAYS_FILE") or DEFAULT_HOLIDAYS_FILE),
-        "smtp_host": env.get("HOTLINE_SMTP_HOST") or None,
+        "smtp_host": _smtp_host(env),
         "smtp_port": _number(env, "HOTLINE_SMTP_PORT", 25, 1, 65535, int),
         "smtp_user": env.get("HOTLINE_SMTP_USER") or None,
         "smtp_password": env.get("HOTLINE_SMTP_PASSWORD") or None,
         "smtp_starttls": _flag(env, "HOTLINE_SMTP_STARTTLS", False),
-        "mail_from": env.get("HOTLINE_MAIL_FROM") or Config.mail_from,
+        "mail_from": _mail_from(env),
         "line_api_base": _url(env, "LINE_API_BASE", "https://api.line.me").rstrip("/"),
         "notify_attempts": _number(env, "HOTLINE_NOTIFY_ATTEMPTS", 5, 1, 50, int),
         "staff_phone_countries": _countries(env.get("HOTLINE_STAFF_PHONE_COUNTRIES") or "66"),
@@ -302,6 +370,36 @@ def _trusted_proxies(env: Mapping[str, str]) -> int | tuple[ProxyNetwork, ...]:
     return tuple(networks)
 
 
+def _voice(env: Mapping[str, str], name: str, default: str, classic: tuple[str, ...]) -> str:
+    voice = env.get(name) or default
+    if not (_VOICE.fullmatch(voice) or voice in classic):
+        kinds = "Polly.<name> or Google.<name>" + (" or " + "/".join(classic) if classic else "")
+        raise ConfigError(f"{name}={voice!r} is not a Twilio <Say> voice ({kinds})")
+    return voice
+
+
+def _smtp_host(env: Mapping[str, str]) -> str | None:
+    host = env.get("HOTLINE_SMTP_HOST") or None
+    if host is not None and not _HOST.fullmatch(host):
+        raise ConfigError(f"HOTLINE_SMTP_HOST={host!r} is not a host name or address (no scheme, no port)")
+    for name, needs in (
+        ("HOTLINE_SMTP_USER", "HOTLINE_SMTP_HOST"),
+        ("HOTLINE_SMTP_PASSWORD", "HOTLINE_SMTP_USER"),
+    ):
+        if env.get(name) and not env.get(needs):
+            raise ConfigError(f"{name} is set but {needs} is not")
+    return host
+
+
+def _mail_from(env: Mapping[str, str]) -> str:
+    value = env.get("HOTLINE_MAIL_FROM") or Config.mail_from
+    _name, address = parseaddr(value)
+    local, _, domain = address.rpartition("@")
+    if not (local and domain) or " " in address:
+        raise ConfigError(f"HOTLINE_MAIL_FROM={value!r} is not an e-mail address")
+    return value
+
+
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -320,7 +418,7 @@ def _number(env: Mapping[str, str], name: str, default: Any, low: Any, high: Any
     try:
         value = kind(raw)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a {kind.__name__}") from None
+        raise ConfigError(f"{name}={raw!r} is not a {'whole ' if kind is int else ''}number") from None
     if not low <= value <= high:
         raise ConfigError(f"{name}={raw!r} must be between {low} and {high}")
     return value
@@ -382,22 +480,40 @@ def _local_secrets(instance_dir: Path) -> dict[str, str]:
         "secret_key": lambda: secrets.token_urlsafe(32),
         "data_key": _new_data_key,
     }
-    data: dict[str, str] = {}
-    if path.exists():
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"{path} is not readable JSON: {exc}") from exc
+    data = _read_local_secrets(path) if path.exists() else {}
     if all(k in data for k in wanted):
         return data
     for key, make in wanted.items():
         data.setdefault(key, make())
-    make_private_dirs(instance_dir)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, stat.S_IRUSR | stat.S_IWUSR)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(data, fh)
-    os.replace(tmp, path)
+    try:
+        private_folder("HOTLINE_INSTANCE_DIR", instance_dir)
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, stat.S_IRUSR | stat.S_IWUSR)
+        os.fchmod(fd, 0o600)  # a .tmp left by an older run keeps its mode through O_CREAT
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise ConfigError(f"{path} cannot be written: {exc.strerror or exc}") from exc
+    return data
+
+
+def _read_local_secrets(path: Path) -> dict[str, str]:
+    """The generated secrets as stored: an object of strings, else a ConfigError naming file and field."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path} is not readable JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a JSON object of secrets, not a {type(data).__name__}")
+    for key, value in data.items():
+        if not isinstance(value, str) or not value or _CONTROL.search(value):
+            raise ConfigError(f"{path}: {key} must be a non-empty line of text")
+    try:
+        if path.stat().st_mode & 0o077:
+            os.chmod(path, 0o600)  # secrets of an older run that were left readable by others
+    except OSError as exc:
+        raise ConfigError(f"{path} cannot be made private: {exc.strerror or exc}") from exc
     return data
 
 

@@ -22,6 +22,7 @@ from sqlalchemy.types import TypeDecorator
 from infra import deadline
 from infra.clock import as_utc
 from infra.extensions import Shared
+from infra.files import private_sqlite_file
 
 log = logging.getLogger(__name__)
 SQLITE_BUSY_TIMEOUT = 30.0  # seconds a writer waits for its turn before giving up
@@ -75,6 +76,8 @@ def make_engine(
         path = make_url(url).database
         on_disk = bool(path) and path != ":memory:"
         kwargs: dict[str, Any] = {}
+        if on_disk:
+            private_sqlite_file(os.path.abspath(str(path)), create=not must_exist)
         if must_exist and on_disk:
             # mode=rw: opening fails when the file is missing instead of creating an empty database.
             target = f"file:{quote(os.path.abspath(str(path)))}?mode=rw"

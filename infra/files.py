@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -22,6 +23,29 @@ def tighten(folder: Path) -> None:
     """Make an existing folder of ours private (an older run may have created it 0755)."""
     if folder.is_dir() and folder.stat().st_mode & 0o077:
         os.chmod(folder, 0o700)
+
+
+# SQLite's companions of a database file, and our writers' lock file beside it (infra.db).
+SQLITE_COMPANIONS = ("-wal", "-shm", "-journal", "-write.lock")
+
+
+def private_sqlite_file(path: str, *, create: bool) -> None:
+    """Make a SQLite file 0600 before SQLite opens it, and its companions of an older run private.
+
+    SQLite creates a new database 0644 (less the umask), but gives its -wal, -shm and -journal files the
+    database file's own mode (even past the umask): a database made 0600 here keeps them 0600 too. Faults
+    are left for SQLite to report when it opens the file.
+    """
+    if create:
+        # It may exist (another process made it first), or SQLite will say why it cannot be opened.
+        with contextlib.suppress(OSError):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    for name in (path, *(path + suffix for suffix in SQLITE_COMPANIONS)):
+        try:
+            if os.stat(name).st_mode & 0o077:
+                os.chmod(name, 0o600)
+        except OSError:
+            pass  # missing (the usual case for the companions), or not ours to change
 
 
 def disk_fault(verb: str, folder: Path, exc: OSError | str, *, limit: int = 200) -> str:

@@ -20,6 +20,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Final
 
+from infra.files import make_private_dirs
 from transcription.engine import ENGINES, EngineKind
 from transcription.registry import ModelError, ModelInfo, discover_models, verify_pinned
 
@@ -163,7 +164,7 @@ def _wheel_files() -> dict[str, Path] | None:
 def _write_atomic(sources: list[Path], target: Path) -> None:
     """Write `target` as the concatenation of `sources` under a temporary name, fsync, then rename it, so
     that no reader (another worker starting at the same time) ever sees half a file."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(target.parent)  # under the data dir: the owner's alone, as all of it
     handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
     try:
         with os.fdopen(handle, "wb") as out:
