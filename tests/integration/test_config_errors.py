@@ -98,8 +98,10 @@ BAD: dict[str, str | Callable[[Path], str]] = {
     "HOTLINE_NOTIFY_ATTEMPTS": "100",
     "HOTLINE_NOTIFY_BACKOFF_SECONDS": "soon",
     "HOTLINE_ENV": "prod",
-    # Rows another branch adds to the table (issue 12): here already, so the merged table is covered.
     "HOTLINE_TRUSTED_PROXIES": "many",
+    "HOTLINE_STAFF_PHONE_COUNTRIES": "thailand",
+    "HOTLINE_BRIDGE_CALLS_PER_USER_HOUR": "0",
+    "HOTLINE_BRIDGE_CALLS_PER_CASE_HOUR": "lots",
 }
 # Never printed, even when wrong.
 SECRETS = {"TWILIO_AUTH_TOKEN", "HOTLINE_SECRET_KEY", "HOTLINE_DATA_KEY", "HOTLINE_SMTP_PASSWORD"}
