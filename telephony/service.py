@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from cases import follow_up
 from cases.models import Call, CallbackChoice
 from infra.crypto import mask_phone
-from telephony import endings, engine, params, twiml
+from telephony import endings, engine, params, replay, twiml
 from telephony.callstate import (
     CALLS,
     ENCRYPTED,
@@ -116,7 +116,7 @@ def incoming_call(session: Session, tel: Telephony, form: Mapping[str, str]) -> 
     p = params.call_params(form)
     call = _find_call(session, p.call_sid)
     if call is not None:
-        return _last_response(tel, call) or _replay(session, tel, call)
+        return _incoming_again(session, tel, call)
     call = Call(call_sid=p.call_sid, status=p.status or "in-progress", language=tel.flow.default_language)
     if p.caller:
         call.caller_number_enc = tel.cipher.encrypt(p.caller)
@@ -129,7 +129,7 @@ def incoming_call(session: Session, tel: Telephony, form: Mapping[str, str]) -> 
         # The same webhook, concurrently, created the call first: answer what it answered.
         existing = _find_call(session, p.call_sid)
         assert existing is not None
-        return _last_response(tel, existing) or _replay(session, tel, existing)
+        return _incoming_again(session, tel, existing)
     outcome = engine.start(tel.flow, context(tel, call))
     return _commit_outcome(session, tel, call, outcome)
 
@@ -143,7 +143,12 @@ def prepare_incoming_call(conn: Connection, tel: Telephony, form: Mapping[str, s
     p = params.call_params(form)
     row = _read_call(conn, p.call_sid)
     if row is not None:
-        return decrypt_response(tel, row.last_response)
+        _id, current, _lang, _state, stored_response, _cid, updated_at, ended = row
+        if current == 0 or replay.is_live_retry(0, current, updated_at, ended, tel.retry_window_s):
+            # Twilio asking again about the first step (None: the locked path starts a rescue-made call).
+            return decrypt_response(tel, stored_response) if current else None
+        log.info("replayed incoming call %s (now at seq %d): neutral answer", p.call_sid, current)
+        return replay.neutral()
     ctx = engine.Context(
         now=tel.clock(), caller_id_present=p.caller is not None, transfer_number=tel.transfer_number
     )
@@ -183,12 +188,18 @@ def caller_action(session: Session, tel: Telephony, form: Mapping[str, str], seq
     if inp.recording is not None:
         # Whatever the step, a message Twilio holds is the caller's: noted before anything else.
         note_recording(session, call.call_sid, call.language, inp.recording)
-    if params.step_number(seq) != call.seq:
-        # A retried or stale request: it was applied already, so answer the same again.
+    step, ended = params.step_number(seq), call.ended_at is not None
+    if step != call.seq or (ended and replay.is_expired(call.updated_at, tel.retry_window_s)):
+        # A retried, stale or replayed request: it was applied already (or its call is long over), so it
+        # changes nothing; only Twilio's retry of the latest step hears that step's answer again.
         log.info("repeated ivr request for call %s (seq %r, current %d)", call.call_sid, seq[:8], call.seq)
+        live = step != call.seq and replay.is_live_retry(
+            step, call.seq, call.updated_at, ended, tel.retry_window_s
+        )
+        answer = (_last_response(tel, call) if live else None) or replay.neutral()
         if inp.recording is not None:
             endings.settle(session, tel, call, caller_gone=inp.caller_hung_up)
-        return _last_response(tel, call) or _replay(session, tel, call)
+        return answer
     state = load_state(tel, call)
     outcome = engine.advance(tel.flow, state, inp, context(tel, call))
     # A caller who hung up while recording has sent the message, the same as one whose call ends later.
@@ -214,14 +225,16 @@ def prepare_caller_action(
         return None
     call_id, current, language, stored, stored_response, caller_id_present, updated_at, ended = row
     inp = params.caller_input(kind, form)
-    if inp.recording is not None and (ended or inp.caller_hung_up or params.step_number(seq) != current):
+    step = params.step_number(seq)
+    if inp.recording is not None and (ended or inp.caller_hung_up or step != current):
         # The end of a call: its message is settled into a case under the call's lock (endings.settle).
         return None
-    if params.step_number(seq) != current:
-        answer = decrypt_response(tel, stored_response)
-        if answer is not None:
-            log.info("repeated ivr request for call %s (seq %r, current %d)", call_sid, seq[:8], current)
-        return answer
+    if step != current or (ended and replay.is_expired(updated_at, tel.retry_window_s)):
+        log.info("repeated ivr request for call %s (seq %r, current %d)", call_sid, seq[:8], current)
+        if step != current and replay.is_live_retry(step, current, updated_at, ended, tel.retry_window_s):
+            # Twilio retrying the latest step: its answer again (None: the locked path answers).
+            return decrypt_response(tel, stored_response)
+        return replay.neutral()
     state = state_from(tel, stored, language, call_sid)
     ctx = engine.Context(
         now=tel.clock(), caller_id_present=bool(caller_id_present), transfer_number=tel.transfer_number
@@ -392,6 +405,20 @@ def _read_call(
 ) -> Row[int, int, str, Any, str | None, bool, datetime, bool] | None:
     """What prepare_caller_action needs of a call, as plain values: no ORM object to load or track."""
     return conn.execute(_READ_CALL, {"call_sid": call_sid}).one_or_none()
+
+
+def _incoming_again(session: Session, tel: Telephony, call: Call) -> str:
+    """POST /twilio/voice for a call we have: Twilio retrying the first step, or a replay of it.
+
+    Only the first step's own answer is repeated, and only while Twilio may still be retrying it; a call
+    known only from a rescue message (no step yet) is started now.
+    """
+    if call.seq == 0 and call.ended_at is None:
+        return _last_response(tel, call) or _replay(session, tel, call)
+    if replay.is_live_retry(0, call.seq, call.updated_at, call.ended_at is not None, tel.retry_window_s):
+        return _last_response(tel, call) or replay.neutral()
+    log.info("replayed incoming call %s (now at seq %d): neutral answer", call.call_sid, call.seq)
+    return replay.neutral()
 
 
 def _replay(session: Session, tel: Telephony, call: Call) -> str:
