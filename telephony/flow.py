@@ -268,7 +268,9 @@ class LookupNode(Node):
     """Ask for a case reference, have the service look it up, and say the case's standing in plain words.
 
     A reference that fails its check digit, one that names no case, and silence all count as one wrong
-    try; after `tries` of them the call takes `on_fail` (which should offer a new report).
+    try; after `tries` of them the call takes `on_fail` (which should offer a new report). References
+    that name no case also count against the calling number, across calls: after `tries_per_hour` of
+    them in an hour its calls get no further look-ups, only `too_many` and then `on_fail`.
     """
 
     type: ClassVar[str] = "lookup"
@@ -281,6 +283,8 @@ class LookupNode(Node):
     no_input: Prompt | None = None
     invalid: Prompt | None = None
     not_found: Prompt | None = None
+    too_many: Prompt | None = None
+    tries_per_hour: int = 5
 
     def targets(self) -> list[tuple[str, str]]:
         return _branch_targets("found.next", self.found) + _branch_targets("on_fail.next", self.on_fail)
@@ -293,6 +297,7 @@ class LookupNode(Node):
                 ("no_input", self.no_input),
                 ("invalid", self.invalid),
                 ("not_found", self.not_found),
+                ("too_many", self.too_many),
             )
             if p
         ]
@@ -708,6 +713,8 @@ def _build_lookup(r: _Reader) -> Node:
         no_input=r.prompt("no_input", None),
         invalid=r.prompt("invalid", None),
         not_found=r.prompt("not_found", None),
+        too_many=r.prompt("too_many", None),
+        tries_per_hour=r.int_("tries_per_hour", 5, 1, 100),
     )
 
 

@@ -16,9 +16,7 @@ from infra.clock import as_utc, utcnow
 from telephony import twiml
 
 
-def is_live_retry(
-    step: int | None, current: int, updated_at: datetime, ended: bool, window_s: float
-) -> bool:
+def is_live_retry(step: int | None, current: int, updated_at: datetime, ended: bool, window_s: float) -> bool:
     """True if the request for `step` may be Twilio retrying the step whose answer the call holds now.
 
     `step` None is a request without a step number, which our own URLs never send: it is taken for the

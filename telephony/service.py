@@ -36,6 +36,7 @@ from telephony.callstate import (
 from telephony.callstate import (
     find_call as _find_call,
 )
+from telephony.flow import LookupNode
 from transcription import ingest
 
 log = logging.getLogger(__name__)
@@ -203,7 +204,8 @@ def caller_action(session: Session, tel: Telephony, form: Mapping[str, str], seq
     state = load_state(tel, call)
     outcome = engine.advance(tel.flow, state, inp, context(tel, call))
     # A caller who hung up while recording has sent the message, the same as one whose call ends later.
-    body = _commit_outcome(session, tel, call, outcome, how="hangup" if inp.caller_hung_up else "caller")
+    how = "hangup" if inp.caller_hung_up else "caller"
+    body = _commit_outcome(session, tel, call, outcome, how=how, caller=p.caller)
     if inp.recording is not None:
         # The end of the call may have come first (Twilio promises no order): settle what it left.
         endings.settle(session, tel, call, caller_gone=inp.caller_hung_up)
@@ -427,17 +429,24 @@ def _replay(session: Session, tel: Telephony, call: Call) -> str:
 
 
 def _commit_outcome(
-    session: Session, tel: Telephony, call: Call, outcome: engine.Outcome, *, how: str = "caller"
+    session: Session,
+    tel: Telephony,
+    call: Call,
+    outcome: engine.Outcome,
+    *,
+    how: str = "caller",
+    caller: str | None = None,
 ) -> str:
     """Carry out the outcome's effect, store state and events, render TwiML with the next seq.
 
-    `how` says how a case or message this step opens came: "caller" (sent), "hangup" (hung up first).
+    `how` says how a case or message this step opens came: "caller" (sent), "hangup" (hung up first);
+    `caller` is the calling number of this request, if it had one.
     """
     events = list(outcome.events)
     for _ in range(MAX_EFFECTS):
         if outcome.effect is None:
             break
-        resumed, done = _carry_out(session, tel, call, outcome, how)
+        resumed, done = _carry_out(session, tel, call, outcome, how, caller)
         events += [*done, *resumed.events]
         outcome = engine.Outcome(
             resumed.state, outcome.instructions + resumed.instructions, (), resumed.effect, resumed.ended
@@ -461,7 +470,7 @@ def _commit_outcome(
 
 
 def _carry_out(
-    session: Session, tel: Telephony, call: Call, outcome: engine.Outcome, how: str
+    session: Session, tel: Telephony, call: Call, outcome: engine.Outcome, how: str, caller: str | None
 ) -> tuple[engine.Outcome, list[engine.FlowEvent]]:
     """Do what the engine asked for (under the call's lock), then let it go on; returns the events too."""
     state, ctx = outcome.state, context(tel, call)
@@ -472,15 +481,39 @@ def _carry_out(
         opened = engine.FlowEvent(state.node, "case_opened", {"reference": case.reference})
         return engine.resume(tel.flow, state, ctx), [opened]
     if outcome.effect == "lookup_case":
-        # Only the standing goes back to the engine: the caller hears nothing else about the case.
-        found = follow_up.find_case(session, state.pending.get("value", ""))
-        standing = follow_up.standing_of(found) if found is not None else None
-        return engine.resume(tel.flow, state, ctx, standing=standing), []
+        return _look_up(session, tel, call, state, ctx, caller), []
     if outcome.effect == "attach_message":
         return engine.resume(tel.flow, state, ctx), endings.attach_follow_up(
             session, tel, call, state, via=how
         )
     raise engine.EngineError(f"unknown effect {outcome.effect!r}")
+
+
+def _look_up(
+    session: Session, tel: Telephony, call: Call, state: engine.State, ctx: engine.Context, caller: str | None
+) -> engine.Outcome:
+    """Key 5: the keyed reference's standing, unless the calling number has used up its wrong tries.
+
+    Only the standing goes back to the engine: the caller hears nothing else about the case. The calling
+    number is counted by a keyed hash (withheld numbers share one count), across its calls.
+    """
+    node = tel.flow.nodes[state.node]
+    assert isinstance(node, LookupNode)
+    number = caller or decrypt_number(tel, call) or "withheld"
+    who, now = tel.cipher.lookup_hash("follow-up-tries:" + number), tel.clock()
+    if follow_up.tries_used_up(session, who, node.tries_per_hour, now):
+        return engine.resume(tel.flow, state, ctx, locked=True)
+    found = follow_up.find_case(session, state.pending.get("value", ""))
+    if found is not None:
+        return engine.resume(tel.flow, state, ctx, standing=follow_up.standing_of(found))
+    follow_up.note_wrong_try(session, who, now)
+    # The try that uses the number's last one up hears so now, not after keying yet another reference.
+    locked = follow_up.tries_used_up(session, who, node.tries_per_hour, now)
+    return engine.resume(tel.flow, state, ctx, standing=None, locked=locked)
+
+
+def decrypt_number(tel: Telephony, call: Call) -> str | None:
+    return tel.cipher.decrypt(call.caller_number_enc) if call.caller_number_enc else None
 
 
 def _last_response(tel: Telephony, call: Call) -> str | None:
