@@ -29,6 +29,14 @@ SUBMIT_EFFECTS: Mapping[str, SubmitEffect] = {"open_case": "open_case", "attach_
 SETTABLE_VARS = frozenset({"category", "callback"})
 
 
+# What each placeholder stands for when a prompt is checked: text, as the engine speaks it (digits one by
+# one, the province's name). A prompt that cannot be spoken with these cannot be spoken on a call either.
+_SAMPLE_VALUES = {
+    "th": {"value": "ศูนย์ แปด หนึ่ง", "reference": "หนึ่ง สอง สาม", "province": "เชียงใหม่"},
+    "en": {"value": "zero eight one", "reference": "one two three", "province": "Chiang Mai"},
+}
+
+
 class FlowError(ValueError):
     """A flow file is wrong; the message names the file, node and field."""
 
@@ -508,6 +516,7 @@ def _parse_prompt(value: Any, reader: _Reader, key: str) -> Prompt:
         for _, name, _, _ in parts:
             if name is not None and name not in PLACEHOLDERS:
                 raise reader.fail(f"{key}.{lang}", f"uses unknown placeholder {{{name}}}")
+        _try_speaking(t, lang, reader, key)
     audio = value.get("audio", {}) or {}
     if not isinstance(audio, Mapping):
         raise reader.fail(f"{key}.audio", "must map language to an audio file name")
@@ -515,6 +524,27 @@ def _parse_prompt(value: Any, reader: _Reader, key: str) -> Prompt:
         if lang not in LANGUAGES or not isinstance(name, str) or "/" in name or name.startswith("."):
             raise reader.fail(f"{key}.audio.{lang}", "must be a file name under ivr_flows/audio")
     return Prompt(text=text, audio=dict(audio))
+
+
+def _try_speaking(text: str, lang: str, reader: _Reader, key: str) -> None:
+    """Fill the placeholders with sample values as the engine would, or fail naming the prompt.
+
+    A format spec or conversion that text cannot take ({reference:d}, {value!z}) passes the parse above
+    and would raise on every call that reaches the prompt.
+    """
+    sample = _SAMPLE_VALUES.get(lang, _SAMPLE_VALUES["th"])
+    values = {
+        **{name: sample.get(name, "") for name in PLACEHOLDERS},
+        "followup_reference": sample["reference"],
+    }
+    try:
+        text.format_map(values)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        raise reader.fail(f"{key}.{lang}", f"cannot be spoken: {exc}") from exc
+
+
+class FlowUnreadable(FlowError):
+    """The flow file cannot be read as text at all (missing, unreadable, not UTF-8)."""
 
 
 def _parse_hours(r: _Reader) -> OfficeHours:
@@ -835,7 +865,11 @@ def load_flow(path: Path | str) -> Flow:
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
-        raise FlowError(p, None, None, f"cannot be read: {exc.strerror or exc}") from exc
+        raise FlowUnreadable(p, None, None, f"cannot be read: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise FlowUnreadable(
+            p, None, None, f"is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
+        ) from exc
     try:
         # libyaml's parser where installed: a flow loads 10x faster, which every app start and test pays.
         data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 - a safe loader
