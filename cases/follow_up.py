@@ -66,7 +66,15 @@ def tries_used_up(session: Session, caller_hash: str, limit: int, now: datetime)
 def note_wrong_try(session: Session, caller_hash: str, now: datetime) -> None:
     """Count a reference that named no case; tries older than the window are of no use, so they go."""
     conn = session.connection()
-    conn.execute(delete(FollowUpTry).where(FollowUpTry.at <= now - TRIES_WINDOW))
+    # Rows another call is deleting are skipped (PostgreSQL): two calls never wait on, or deadlock over,
+    # the clean-up; what one leaves, a later try takes.
+    expired = (
+        select(FollowUpTry.id)
+        .where(FollowUpTry.at <= now - TRIES_WINDOW)
+        .limit(500)
+        .with_for_update(skip_locked=True)
+    )
+    conn.execute(delete(FollowUpTry).where(FollowUpTry.id.in_(expired)))
     conn.execute(insert(FollowUpTry).values(caller_hash=caller_hash, at=now))
 
 

@@ -99,6 +99,8 @@ def test_another_number_and_the_next_hour_are_not_locked_out(
     step = walk(again, "5", reference)
     assert words(app, "received", "th", reference) in step.says()
     assert "tries_locked" not in lookup_kinds(app, again)
+    walk(ring(OTHER), "5", wrong(9))
+    assert len(tries_of(app)) == 1  # the tries of the hour before went as this one came
 
 
 def test_the_count_keeps_no_phone_number(app: Flask, ring: Callable[[str], TwilioCaller]) -> None:
