@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from cases import notifications
 from cases.callbacks import case_link, holding_office, responsible_users
-from cases.models import Case, CaseEvent, CaseStatus, Channel
+from cases.models import Case, CaseEvent, CaseStatus, Channel, FollowUpTry
 from cases.reference import is_valid_reference
 from transcription.models import Recording
 
 FOLLOW_UP_EVENT = "follow_up_message"
+# Wrong references count toward a number's limit for this long (key 5 must not be a reference oracle).
+TRIES_WINDOW = timedelta(hours=1)
 
 
 class Standing(enum.StrEnum):
@@ -44,6 +46,36 @@ def find_case(session: Session, reference: str) -> Case | None:
     if not is_valid_reference(reference):
         return None
     return session.scalar(select(Case).where(Case.reference == reference))
+
+
+def tries_used_up(session: Session, caller_hash: str, limit: int, now: datetime) -> bool:
+    """True once the calls of this number (its keyed hash) have keyed `limit` wrong references this hour.
+
+    Counted across calls, so hanging up and calling again buys no more guesses. Two calls from one
+    number at the same moment on PostgreSQL may each get one guess past the limit; no more.
+    """
+    since = now - TRIES_WINDOW
+    used = session.scalar(
+        select(func.count())
+        .select_from(FollowUpTry)
+        .where(FollowUpTry.caller_hash == caller_hash, FollowUpTry.at > since)
+    )
+    return int(used or 0) >= limit
+
+
+def note_wrong_try(session: Session, caller_hash: str, now: datetime) -> None:
+    """Count a reference that named no case; tries older than the window are of no use, so they go."""
+    conn = session.connection()
+    # Rows another call is deleting are skipped (PostgreSQL): two calls never wait on, or deadlock over,
+    # the clean-up; what one leaves, a later try takes.
+    expired = (
+        select(FollowUpTry.id)
+        .where(FollowUpTry.at <= now - TRIES_WINDOW)
+        .limit(500)
+        .with_for_update(skip_locked=True)
+    )
+    conn.execute(delete(FollowUpTry).where(FollowUpTry.id.in_(expired)))
+    conn.execute(insert(FollowUpTry).values(caller_hash=caller_hash, at=now))
 
 
 def attach_follow_up_message(

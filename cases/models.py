@@ -410,3 +410,21 @@ class NotificationAttempt(Base):
     error: Mapped[str | None] = mapped_column(String(300))
     duration_ms: Mapped[int | None] = mapped_column(Integer)
     provider_ref: Mapped[str | None] = mapped_column(String(120))  # Twilio's message SID, LINE's request id
+
+
+class FollowUpTry(Base):
+    """A case reference keyed at the follow-up menu that named no case: the calls of one number get few.
+
+    `caller_hash` is a keyed hash of the calling number (never the number); rows older than the counting
+    window are deleted as new ones come (cases.follow_up).
+    """
+
+    __tablename__ = "follow_up_tries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    caller_hash: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    __table_args__ = (
+        Index("ix_follow_up_tries_caller_at", "caller_hash", "at"),
+        Index("ix_follow_up_tries_at", "at"),
+    )

@@ -44,6 +44,10 @@ class Telephony:
     callbacks: CallbackSettings | None = None
     # Seconds a webhook may spend on the database in all before it answers the caller another way.
     db_budget_s: float = 4.0
+    # Seconds after a call's latest step during which a request for it may be Twilio's retry: its
+    # connection overrides cap all retries of one request at 15 s (`tt`, default and maximum; `rc` 1
+    # retry by default). The step's answer is repeated within it, and never later (telephony.replay).
+    retry_window_s: float = 60.0
 
 
 def find_call(session: Session, call_sid: str) -> Call | None:

@@ -13,7 +13,7 @@ from flask.cli import AppGroup, with_appcontext
 from infra.config import Config
 from infra.db import Database
 from telephony import jobs as telephony_jobs
-from telephony.flow import FlowError, load_flow
+from telephony.flow import FlowError, FlowUnreadable, load_flow
 from telephony.webhooks import telephony
 
 
@@ -35,18 +35,22 @@ def _flows_group() -> click.Group:
     @flows_group.command("check")
     @click.argument("paths", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
     def flows_check(paths: tuple[Path, ...]) -> None:
-        """Check flow files (default: the configured one); exit 1 naming file, node and field."""
-        failed = False
+        """Check flow files (default: the configured one), every prompt spoken with sample values.
+
+        Each error is one line naming the file, node and field. Exit 1 if a flow is wrong, 2 if a file
+        cannot be read as text at all (missing, unreadable, not UTF-8).
+        """
+        code = 0
         for path in paths or (_config().flow_file,):
             try:
                 flow = load_flow(path)
             except FlowError as exc:
                 click.echo(f"error: {exc}", err=True)
-                failed = True
+                code = max(code, 2 if isinstance(exc, FlowUnreadable) else 1)
             else:
                 click.echo(f"ok: {path} (flow {flow.name!r}, {len(flow.nodes)} nodes)")
-        if failed:
-            sys.exit(1)
+        if code:
+            sys.exit(code)
 
     return flows_group
 

@@ -203,14 +203,19 @@ def advance(flow: Flow, state: State, inp: CallerInput, ctx: Context) -> Outcome
     return handler(flow, node, state, inp, ctx)
 
 
-def resume(flow: Flow, state: State, ctx: Context, *, standing: str | None = None) -> Outcome:
+def resume(
+    flow: Flow, state: State, ctx: Context, *, standing: str | None = None, locked: bool = False
+) -> Outcome:
     """Continue after the effect of a submit or lookup node was carried out.
 
     After lookup_case, `standing` is the found case's standing (one of flow.STANDINGS), or None when
-    no case has the reference: that counts as a wrong try.
+    no case has the reference: that counts as a wrong try. `locked`: the calling number has used up its
+    wrong references for the hour; the caller hears so (too_many) and the call takes on_fail.
     """
     node = _node(flow, state.node)
     if isinstance(node, LookupNode) and state.phase == "lookup":
+        if locked:
+            return _on_lookup_locked(flow, node, state, ctx)
         return _on_lookup_result(flow, node, state, ctx, standing)
     if not isinstance(node, SubmitNode):
         raise EngineError(f"resume() at node {node.id!r}, which is not a submit node or a pending lookup")
@@ -565,6 +570,14 @@ def _on_lookup_result(
     events.append(FlowEvent(node.id, "found", {"reference": reference, "standing": standing}))
     said: list[Instruction] = [say_prompt(words, found)]
     return _run(flow, _take(found, node.found, events, said, node), ctx, said, events)
+
+
+def _on_lookup_locked(flow: Flow, node: LookupNode, state: State, ctx: Context) -> Outcome:
+    """No more look-ups from this number for now: a polite word, then on as after the last wrong try."""
+    asking = replace(state, phase="ask", pending={})
+    events = [FlowEvent(node.id, "tries_locked")]
+    said: list[Instruction] = [say_prompt(node.too_many, asking)] if node.too_many else []
+    return _run(flow, _take(asking, node.on_fail, events, said, node), ctx, said, events)
 
 
 _INPUT_HANDLERS = {

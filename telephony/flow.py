@@ -29,6 +29,14 @@ SUBMIT_EFFECTS: Mapping[str, SubmitEffect] = {"open_case": "open_case", "attach_
 SETTABLE_VARS = frozenset({"category", "callback"})
 
 
+# What each placeholder stands for when a prompt is checked: text, as the engine speaks it (digits one by
+# one, the province's name). A prompt that cannot be spoken with these cannot be spoken on a call either.
+_SAMPLE_VALUES = {
+    "th": {"value": "ศูนย์ แปด หนึ่ง", "reference": "หนึ่ง สอง สาม", "province": "เชียงใหม่"},
+    "en": {"value": "zero eight one", "reference": "one two three", "province": "Chiang Mai"},
+}
+
+
 class FlowError(ValueError):
     """A flow file is wrong; the message names the file, node and field."""
 
@@ -268,7 +276,9 @@ class LookupNode(Node):
     """Ask for a case reference, have the service look it up, and say the case's standing in plain words.
 
     A reference that fails its check digit, one that names no case, and silence all count as one wrong
-    try; after `tries` of them the call takes `on_fail` (which should offer a new report).
+    try; after `tries` of them the call takes `on_fail` (which should offer a new report). References
+    that name no case also count against the calling number, across calls: after `tries_per_hour` of
+    them in an hour its calls get no further look-ups, only `too_many` and then `on_fail`.
     """
 
     type: ClassVar[str] = "lookup"
@@ -281,6 +291,8 @@ class LookupNode(Node):
     no_input: Prompt | None = None
     invalid: Prompt | None = None
     not_found: Prompt | None = None
+    too_many: Prompt | None = None
+    tries_per_hour: int = 5
 
     def targets(self) -> list[tuple[str, str]]:
         return _branch_targets("found.next", self.found) + _branch_targets("on_fail.next", self.on_fail)
@@ -293,6 +305,7 @@ class LookupNode(Node):
                 ("no_input", self.no_input),
                 ("invalid", self.invalid),
                 ("not_found", self.not_found),
+                ("too_many", self.too_many),
             )
             if p
         ]
@@ -503,6 +516,7 @@ def _parse_prompt(value: Any, reader: _Reader, key: str) -> Prompt:
         for _, name, _, _ in parts:
             if name is not None and name not in PLACEHOLDERS:
                 raise reader.fail(f"{key}.{lang}", f"uses unknown placeholder {{{name}}}")
+        _try_speaking(t, lang, reader, key)
     audio = value.get("audio", {}) or {}
     if not isinstance(audio, Mapping):
         raise reader.fail(f"{key}.audio", "must map language to an audio file name")
@@ -510,6 +524,27 @@ def _parse_prompt(value: Any, reader: _Reader, key: str) -> Prompt:
         if lang not in LANGUAGES or not isinstance(name, str) or "/" in name or name.startswith("."):
             raise reader.fail(f"{key}.audio.{lang}", "must be a file name under ivr_flows/audio")
     return Prompt(text=text, audio=dict(audio))
+
+
+def _try_speaking(text: str, lang: str, reader: _Reader, key: str) -> None:
+    """Fill the placeholders with sample values as the engine would, or fail naming the prompt.
+
+    A format spec or conversion that text cannot take ({reference:d}, {value!z}) passes the parse above
+    and would raise on every call that reaches the prompt.
+    """
+    sample = _SAMPLE_VALUES.get(lang, _SAMPLE_VALUES["th"])
+    values = {
+        **{name: sample.get(name, "") for name in PLACEHOLDERS},
+        "followup_reference": sample["reference"],
+    }
+    try:
+        text.format_map(values)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        raise reader.fail(f"{key}.{lang}", f"cannot be spoken: {exc}") from exc
+
+
+class FlowUnreadable(FlowError):
+    """The flow file cannot be read as text at all (missing, unreadable, not UTF-8)."""
 
 
 def _parse_hours(r: _Reader) -> OfficeHours:
@@ -708,6 +743,8 @@ def _build_lookup(r: _Reader) -> Node:
         no_input=r.prompt("no_input", None),
         invalid=r.prompt("invalid", None),
         not_found=r.prompt("not_found", None),
+        too_many=r.prompt("too_many", None),
+        tries_per_hour=r.int_("tries_per_hour", 5, 1, 100),
     )
 
 
@@ -828,7 +865,11 @@ def load_flow(path: Path | str) -> Flow:
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
-        raise FlowError(p, None, None, f"cannot be read: {exc.strerror or exc}") from exc
+        raise FlowUnreadable(p, None, None, f"cannot be read: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise FlowUnreadable(
+            p, None, None, f"is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
+        ) from exc
     try:
         # libyaml's parser where installed: a flow loads 10x faster, which every app start and test pays.
         data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 - a safe loader

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from cases import follow_up
 from cases.models import Call, CallbackChoice
 from infra.crypto import mask_phone
-from telephony import endings, engine, params, twiml
+from telephony import endings, engine, params, replay, twiml
 from telephony.callstate import (
     CALLS,
     ENCRYPTED,
@@ -36,6 +36,7 @@ from telephony.callstate import (
 from telephony.callstate import (
     find_call as _find_call,
 )
+from telephony.flow import LookupNode
 from transcription import ingest
 
 log = logging.getLogger(__name__)
@@ -116,7 +117,7 @@ def incoming_call(session: Session, tel: Telephony, form: Mapping[str, str]) -> 
     p = params.call_params(form)
     call = _find_call(session, p.call_sid)
     if call is not None:
-        return _last_response(tel, call) or _replay(session, tel, call)
+        return _incoming_again(session, tel, call)
     call = Call(call_sid=p.call_sid, status=p.status or "in-progress", language=tel.flow.default_language)
     if p.caller:
         call.caller_number_enc = tel.cipher.encrypt(p.caller)
@@ -129,7 +130,7 @@ def incoming_call(session: Session, tel: Telephony, form: Mapping[str, str]) -> 
         # The same webhook, concurrently, created the call first: answer what it answered.
         existing = _find_call(session, p.call_sid)
         assert existing is not None
-        return _last_response(tel, existing) or _replay(session, tel, existing)
+        return _incoming_again(session, tel, existing)
     outcome = engine.start(tel.flow, context(tel, call))
     return _commit_outcome(session, tel, call, outcome)
 
@@ -143,7 +144,12 @@ def prepare_incoming_call(conn: Connection, tel: Telephony, form: Mapping[str, s
     p = params.call_params(form)
     row = _read_call(conn, p.call_sid)
     if row is not None:
-        return decrypt_response(tel, row.last_response)
+        _id, current, _lang, _state, stored_response, _cid, updated_at, ended = row
+        if current == 0 or replay.is_live_retry(0, current, updated_at, ended, tel.retry_window_s):
+            # Twilio asking again about the first step (None: the locked path starts a rescue-made call).
+            return decrypt_response(tel, stored_response) if current else None
+        log.info("replayed incoming call %s (now at seq %d): neutral answer", p.call_sid, current)
+        return replay.neutral()
     ctx = engine.Context(
         now=tel.clock(), caller_id_present=p.caller is not None, transfer_number=tel.transfer_number
     )
@@ -183,16 +189,23 @@ def caller_action(session: Session, tel: Telephony, form: Mapping[str, str], seq
     if inp.recording is not None:
         # Whatever the step, a message Twilio holds is the caller's: noted before anything else.
         note_recording(session, call.call_sid, call.language, inp.recording)
-    if params.step_number(seq) != call.seq:
-        # A retried or stale request: it was applied already, so answer the same again.
+    step, ended = params.step_number(seq), call.ended_at is not None
+    if step != call.seq or (ended and replay.is_expired(call.updated_at, tel.retry_window_s)):
+        # A retried, stale or replayed request: it was applied already (or its call is long over), so it
+        # changes nothing; only Twilio's retry of the latest step hears that step's answer again.
         log.info("repeated ivr request for call %s (seq %r, current %d)", call.call_sid, seq[:8], call.seq)
+        live = step != call.seq and replay.is_live_retry(
+            step, call.seq, call.updated_at, ended, tel.retry_window_s
+        )
+        answer = (_last_response(tel, call) if live else None) or replay.neutral()
         if inp.recording is not None:
             endings.settle(session, tel, call, caller_gone=inp.caller_hung_up)
-        return _last_response(tel, call) or _replay(session, tel, call)
+        return answer
     state = load_state(tel, call)
     outcome = engine.advance(tel.flow, state, inp, context(tel, call))
     # A caller who hung up while recording has sent the message, the same as one whose call ends later.
-    body = _commit_outcome(session, tel, call, outcome, how="hangup" if inp.caller_hung_up else "caller")
+    how = "hangup" if inp.caller_hung_up else "caller"
+    body = _commit_outcome(session, tel, call, outcome, how=how, caller=p.caller)
     if inp.recording is not None:
         # The end of the call may have come first (Twilio promises no order): settle what it left.
         endings.settle(session, tel, call, caller_gone=inp.caller_hung_up)
@@ -214,14 +227,16 @@ def prepare_caller_action(
         return None
     call_id, current, language, stored, stored_response, caller_id_present, updated_at, ended = row
     inp = params.caller_input(kind, form)
-    if inp.recording is not None and (ended or inp.caller_hung_up or params.step_number(seq) != current):
+    step = params.step_number(seq)
+    if inp.recording is not None and (ended or inp.caller_hung_up or step != current):
         # The end of a call: its message is settled into a case under the call's lock (endings.settle).
         return None
-    if params.step_number(seq) != current:
-        answer = decrypt_response(tel, stored_response)
-        if answer is not None:
-            log.info("repeated ivr request for call %s (seq %r, current %d)", call_sid, seq[:8], current)
-        return answer
+    if step != current or (ended and replay.is_expired(updated_at, tel.retry_window_s)):
+        log.info("repeated ivr request for call %s (seq %r, current %d)", call_sid, seq[:8], current)
+        if step != current and replay.is_live_retry(step, current, updated_at, ended, tel.retry_window_s):
+            # Twilio retrying the latest step: its answer again (None: the locked path answers).
+            return decrypt_response(tel, stored_response)
+        return replay.neutral()
     state = state_from(tel, stored, language, call_sid)
     ctx = engine.Context(
         now=tel.clock(), caller_id_present=bool(caller_id_present), transfer_number=tel.transfer_number
@@ -394,23 +409,44 @@ def _read_call(
     return conn.execute(_READ_CALL, {"call_sid": call_sid}).one_or_none()
 
 
+def _incoming_again(session: Session, tel: Telephony, call: Call) -> str:
+    """POST /twilio/voice for a call we have: Twilio retrying the first step, or a replay of it.
+
+    Only the first step's own answer is repeated, and only while Twilio may still be retrying it; a call
+    known only from a rescue message (no step yet) is started now.
+    """
+    if call.seq == 0 and call.ended_at is None:
+        return _last_response(tel, call) or _replay(session, tel, call)
+    if replay.is_live_retry(0, call.seq, call.updated_at, call.ended_at is not None, tel.retry_window_s):
+        return _last_response(tel, call) or replay.neutral()
+    log.info("replayed incoming call %s (now at seq %d): neutral answer", call.call_sid, call.seq)
+    return replay.neutral()
+
+
 def _replay(session: Session, tel: Telephony, call: Call) -> str:
     outcome = engine.render_current(tel.flow, load_state(tel, call), context(tel, call))
     return _commit_outcome(session, tel, call, outcome)
 
 
 def _commit_outcome(
-    session: Session, tel: Telephony, call: Call, outcome: engine.Outcome, *, how: str = "caller"
+    session: Session,
+    tel: Telephony,
+    call: Call,
+    outcome: engine.Outcome,
+    *,
+    how: str = "caller",
+    caller: str | None = None,
 ) -> str:
     """Carry out the outcome's effect, store state and events, render TwiML with the next seq.
 
-    `how` says how a case or message this step opens came: "caller" (sent), "hangup" (hung up first).
+    `how` says how a case or message this step opens came: "caller" (sent), "hangup" (hung up first);
+    `caller` is the calling number of this request, if it had one.
     """
     events = list(outcome.events)
     for _ in range(MAX_EFFECTS):
         if outcome.effect is None:
             break
-        resumed, done = _carry_out(session, tel, call, outcome, how)
+        resumed, done = _carry_out(session, tel, call, outcome, how, caller)
         events += [*done, *resumed.events]
         outcome = engine.Outcome(
             resumed.state, outcome.instructions + resumed.instructions, (), resumed.effect, resumed.ended
@@ -434,7 +470,7 @@ def _commit_outcome(
 
 
 def _carry_out(
-    session: Session, tel: Telephony, call: Call, outcome: engine.Outcome, how: str
+    session: Session, tel: Telephony, call: Call, outcome: engine.Outcome, how: str, caller: str | None
 ) -> tuple[engine.Outcome, list[engine.FlowEvent]]:
     """Do what the engine asked for (under the call's lock), then let it go on; returns the events too."""
     state, ctx = outcome.state, context(tel, call)
@@ -445,15 +481,39 @@ def _carry_out(
         opened = engine.FlowEvent(state.node, "case_opened", {"reference": case.reference})
         return engine.resume(tel.flow, state, ctx), [opened]
     if outcome.effect == "lookup_case":
-        # Only the standing goes back to the engine: the caller hears nothing else about the case.
-        found = follow_up.find_case(session, state.pending.get("value", ""))
-        standing = follow_up.standing_of(found) if found is not None else None
-        return engine.resume(tel.flow, state, ctx, standing=standing), []
+        return _look_up(session, tel, call, state, ctx, caller), []
     if outcome.effect == "attach_message":
         return engine.resume(tel.flow, state, ctx), endings.attach_follow_up(
             session, tel, call, state, via=how
         )
     raise engine.EngineError(f"unknown effect {outcome.effect!r}")
+
+
+def _look_up(
+    session: Session, tel: Telephony, call: Call, state: engine.State, ctx: engine.Context, caller: str | None
+) -> engine.Outcome:
+    """Key 5: the keyed reference's standing, unless the calling number has used up its wrong tries.
+
+    Only the standing goes back to the engine: the caller hears nothing else about the case. The calling
+    number is counted by a keyed hash (withheld numbers share one count), across its calls.
+    """
+    node = tel.flow.nodes[state.node]
+    assert isinstance(node, LookupNode)
+    number = caller or decrypt_number(tel, call) or "withheld"
+    who, now = tel.cipher.lookup_hash("follow-up-tries:" + number), tel.clock()
+    if follow_up.tries_used_up(session, who, node.tries_per_hour, now):
+        return engine.resume(tel.flow, state, ctx, locked=True)
+    found = follow_up.find_case(session, state.pending.get("value", ""))
+    if found is not None:
+        return engine.resume(tel.flow, state, ctx, standing=follow_up.standing_of(found))
+    follow_up.note_wrong_try(session, who, now)
+    # The try that uses the number's last one up hears so now, not after keying yet another reference.
+    locked = follow_up.tries_used_up(session, who, node.tries_per_hour, now)
+    return engine.resume(tel.flow, state, ctx, standing=None, locked=locked)
+
+
+def decrypt_number(tel: Telephony, call: Call) -> str | None:
+    return tel.cipher.decrypt(call.caller_number_enc) if call.caller_number_enc else None
 
 
 def _last_response(tel: Telephony, call: Call) -> str | None:

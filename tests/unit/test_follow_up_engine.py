@@ -15,6 +15,7 @@ from telephony.engine import (
     resume,
 )
 from telephony.flow import (
+    FOLLOWUP_VAR,
     STANDINGS,
     DigitsNode,
     Flow,
@@ -313,3 +314,19 @@ def test_a_lookup_state_asked_again_re_asks_the_reference(flow: Flow) -> None:
     out = advance(flow, walk.state, CallerInput("gather", digits=REFERENCE), walk.ctx)
     assert out.effect == "lookup_case"
     assert out.state.pending == {"value": REFERENCE}
+
+
+@pytest.mark.parametrize("english", [False, True])
+def test_a_locked_out_number_hears_why_then_the_new_report_offer(flow: Flow, english: bool) -> None:
+    walk = to_reference(flow, english=english)
+    walk.key(REFERENCE)
+    out = resume(flow, walk.state, walk.ctx, standing="received", locked=True)  # the standing is ignored
+
+    node = lookup(flow)
+    assert node.too_many is not None and node.on_fail.prompt is not None
+    speak = en if english else th
+    assert texts(out)[:2] == [speak(node.too_many), speak(node.on_fail.prompt)]
+    assert out.state.node == node.on_fail.next
+    assert FOLLOWUP_VAR not in out.state.vars and out.state.pending == {}
+    assert out.events[0] == FlowEvent("ask_reference", "tries_locked")
+    assert not any(REFERENCE_TH in t or REFERENCE_EN in t for t in texts(out))
