@@ -1,7 +1,7 @@
 """follow-up tries: wrong case references per calling number, for key 5's hourly limit
 
-Revision ID: 0008_follow_up_tries
-Revises: 0007
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-03 15:30:00
 """
 
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0008_follow_up_tries"
-down_revision: str | None = "0007"
+revision: str = "0010"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
