@@ -42,7 +42,9 @@ def record(
     """Add one audit row (flushed, not committed)."""
     detail = dict(detail or {})
     assert not PERSONAL_KEYS & detail.keys(), "no personal data in an audit row"
-    row = AuditEvent(at=clock(), user_id=user_id, action=action, case_id=case_id, detail=detail, reason=reason)
+    row = AuditEvent(
+        at=clock(), user_id=user_id, action=action, case_id=case_id, detail=detail, reason=reason
+    )
     session.add(row)
     session.flush()
     return row
@@ -150,7 +152,7 @@ def _from_event(row: CaseEvent) -> TrailRow:
 
 
 def case_trail(session: Session, case: Case) -> list[TrailRow]:
-    """Everything about one case, oldest first: its events, and who viewed, played, revealed or was refused."""
+    """Everything about one case, oldest first: its events; who viewed, played, revealed, was refused."""
     audits = session.scalars(select(AuditEvent).where(AuditEvent.case_id == case.id))
     events = session.scalars(select(CaseEvent).where(CaseEvent.case_id == case.id))
     rows = [_from_audit(a) for a in audits] + [_from_event(e) for e in events]
@@ -163,7 +165,9 @@ def user_trail(session: Session, viewer: User, person: User, limit: int = RECENT
     audits = select(AuditEvent).where(AuditEvent.user_id == person.id)
     events = select(CaseEvent).where(CaseEvent.actor_id == person.id)
     if scope is not None:
-        in_scope = select(Case.id).where(or_(Case.office_id.in_(scope), Case.forwarded_from_office_id.in_(scope)))
+        in_scope = select(Case.id).where(
+            or_(Case.office_id.in_(scope), Case.forwarded_from_office_id.in_(scope))
+        )
         audits = audits.where(or_(AuditEvent.case_id.is_(None), AuditEvent.case_id.in_(in_scope)))
         events = events.where(CaseEvent.case_id.in_(in_scope))
     rows = [_from_audit(a) for a in session.scalars(audits.order_by(AuditEvent.id.desc()).limit(limit))]

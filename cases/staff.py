@@ -101,7 +101,7 @@ class AuditEvent(Base):
 
 
 class AppendOnlyUnlock(Base):
-    """The one way past the append-only triggers (cases.audit.unlocked): a row that lives inside a transaction.
+    """The one way past the append-only triggers (cases.audit.unlocked): a row that lives in a transaction.
 
     The triggers on the audit, event and version tables refuse UPDATE and DELETE unless this table has a
     row. `must_close` refers to a row that never exists, checked at COMMIT (a deferred key): a transaction

@@ -262,7 +262,9 @@ def summarise(
         detail["category"] = {"from": str(case.category), "to": str(category)}
     case.summary, case.category, case.updated_at = summary, category, clock()
     # The case holds the latest; every version, this one too, is kept as a row of its own.
-    session.add(SummaryVersion(case_id=case.id, user_id=actor.id, at=clock(), text=summary, category=category))
+    session.add(
+        SummaryVersion(case_id=case.id, user_id=actor.id, at=clock(), text=summary, category=category)
+    )
     _event(session, case, actor, "summarised", None, None, detail, clock)
     session.flush()
 
@@ -512,7 +514,9 @@ def reveal_number(
     if why is not None:
         detail["why"] = why
     action = "reveal_number" if refusal is None else "reveal_number_refused"
-    audit.record(session, actor.id, action, case_id=case.id, detail=detail, reason=reason or None, clock=clock)
+    audit.record(
+        session, actor.id, action, case_id=case.id, detail=detail, reason=reason or None, clock=clock
+    )
     if refusal is not None:
         raise refusal  # the view commits the audit row before it shows the message
     assert case.callback_number_enc is not None

@@ -8,22 +8,33 @@ own: a page (GET) otherwise only reads.
 
 from __future__ import annotations
 
+import logging
+import queue
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Blueprint, Flask, abort, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, abort, current_app, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
-from werkzeug.wrappers import Response
 
 from cases import audit
 from cases.models import Case, Office, SummaryVersion, TranscriptCorrection
 from cases.reference import is_valid_reference
 from cases.staff import Role, User
 from console import queries
-from console.base import READ_METHODS, clock, database, db, me, refuse, require_login, who
+from console.base import READ_METHODS, clock, db, me, refuse, require_login, who
 from console.i18n import EVENT_WORDS, N_, words
+from infra import db as infra_db
+from infra import deadline
+from infra.db import Database
+from infra.extensions import Shared
+
+log = logging.getLogger(__name__)
+READ_AUDIT_WAIT_S = 1.0  # how long a page waits for the write lock before its audit row is queued
 
 bp = Blueprint("audit", __name__, url_prefix="/console/audit")
 bp.before_request(require_login)
@@ -78,14 +89,89 @@ class CaseHistory:
             names.update(session.execute(select(User.id, User.display_name).where(User.id.in_(ids))).tuples())
 
 
+class ReadAudits:
+    """Writes the audit rows of reads without making a page wait for the write lock.
+
+    A row is written at once when the lock comes within READ_AUDIT_WAIT_S (every time, unless another
+    program holds the writers out); otherwise a thread of this process writes it as soon as the lock
+    is free, so pages still answer beside a held writer (tests/integration/test_console_readers.py).
+    A row waiting there is lost only if the process dies before the lock comes (its queuing is logged).
+    """
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        self._queue: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def write(self, row: dict[str, Any]) -> None:
+        try:
+            with deadline.deadline(READ_AUDIT_WAIT_S), self._database.writing() as session:
+                audit.record(session, **row)
+        except (deadline.DeadlineExceeded, OperationalError):
+            log.warning("audit row of a read queued: the database's writers are held out")
+            self._queue.put(row)
+            self._start()
+
+    def pending(self) -> int:
+        return self._queue.unfinished_tasks
+
+    def drain(self, timeout: float) -> bool:
+        """Wait (tests) until every queued row is written; False if some are still waiting."""
+        ends = time.monotonic() + timeout
+        while self.pending() and time.monotonic() < ends:
+            time.sleep(0.02)
+        return not self.pending()
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="read-audits", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                row = self._queue.get(timeout=5.0)
+            except queue.Empty:
+                with self._lock:
+                    if self._queue.empty():
+                        self._thread = None
+                        return
+                continue
+            self._write_until_done(row)
+            self._queue.task_done()
+
+    def _write_until_done(self, row: dict[str, Any]) -> None:
+        while True:
+            try:
+                with self._database.writing() as session:
+                    audit.record(session, **row)
+                return
+            except (deadline.DeadlineExceeded, OperationalError):
+                time.sleep(0.2)  # still held out: try again
+            except Exception:
+                log.exception("an audit row of a read could not be written (action %s)", row.get("action"))
+                return
+
+
+read_audits: Shared[ReadAudits] = Shared("hotline.read_audits")
+
+
 def note_read(action: str, case_id: int | None, detail: dict[str, Any] | None = None) -> None:
-    """Write the audit row of a read: on GET in a short write transaction of its own, after the checks."""
-    user_id = me().id
+    """Write the audit row of a read, after its checks: in the POST's transaction, or (GET) on its own."""
+    at = clock()
+    row: dict[str, Any] = {
+        "user_id": me().id,
+        "action": action,
+        "case_id": case_id,
+        "detail": detail,
+        "clock": lambda: at,
+    }
     if request.method in READ_METHODS:
-        with database().writing() as session:
-            audit.record(session, user_id, action, case_id=case_id, detail=detail, clock=clock)
+        read_audits(current_app).write(row)
     else:
-        audit.record(db(), user_id, action, case_id=case_id, detail=detail, clock=clock)
+        audit.record(db(), **row)
 
 
 def _names(rows: list[audit.TrailRow]) -> dict[int, User]:
@@ -175,6 +261,7 @@ def may_audit(case: Case) -> bool:
 
 
 def init_app(app: Flask) -> None:
+    read_audits.install(app, ReadAudits(infra_db.database(app)))
     app.register_blueprint(bp)
     app.jinja_env.filters["audit_action_words"] = _action_words
     app.jinja_env.filters["audit_detail_words"] = _detail_words

@@ -60,10 +60,11 @@ def _create_triggers(dialect: str) -> None:
     for table in APPEND_ONLY:
         for verb in ("UPDATE", "DELETE"):
             # RAISE(ABORT): SQLITE_CONSTRAINT, an IntegrityError as restrict_violation is on PostgreSQL.
+            message = f"{verb} on {table} refused: its rows are append-only"
             op.execute(
-                f"CREATE TRIGGER {table}_append_only_{verb.lower()} BEFORE {verb} ON {table} "
+                f"CREATE TRIGGER {table}_append_only_{verb.lower()} BEFORE {verb} ON {table} "  # noqa: S608
                 "WHEN NOT EXISTS (SELECT 1 FROM append_only_unlocks) "
-                f"BEGIN SELECT RAISE(ABORT, '{verb} on {table} refused: its rows are append-only'); END"
+                f"BEGIN SELECT RAISE(ABORT, '{message}'); END"
             )
 
 
