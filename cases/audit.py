@@ -25,7 +25,7 @@ from infra.clock import Clock, utcnow
 # Never a key of an audit row's detail: what a refused or granted read would otherwise copy in.
 PERSONAL_KEYS = frozenset({"number", "phone", "text", "transcript", "summary", "outcome"})
 # What the trail pages show of a detail: ids, codes and choices, never free text.
-SHOWN_KEYS = ("why", "what", "id", "recording", "version", "office", "role", "committee", "of")
+SHOWN_KEYS = ("why", "what", "id", "recording", "version", "office", "role", "user", "committee", "of")
 RECENT = 200  # the rows a user's trail shows, newest first
 
 
@@ -61,12 +61,11 @@ def unlocked(session: Session, purpose: str, actor_id: int | None, clock: Clock 
     opened = AppendOnlyUnlock(purpose=purpose[:80], opened_at=clock(), must_close=0)
     session.add(opened)
     session.flush()
-    try:
-        yield
-        session.flush()
-    finally:
-        session.execute(delete(AppendOnlyUnlock).where(AppendOnlyUnlock.id == opened.id))
-        session.expunge(opened)
+    yield
+    session.flush()
+    # Closed on success only: after an error the transaction rolls back, and the row with it.
+    session.execute(delete(AppendOnlyUnlock).where(AppendOnlyUnlock.id == opened.id))
+    session.expunge(opened)
 
 
 # ---- who may read the trail ------------------------------------------------------------------------------

@@ -196,14 +196,19 @@ def index() -> Any:
     reference = request.args.get("reference", "").replace("-", "").strip()[:16]
     username = request.args.get("username", "").strip()[:80]
     missing = False
+    # Outside the admin's offices reads the same as not found: the form does not tell what exists.
     if reference:
-        found = db().scalar(select(Case.id).where(Case.reference == reference))
-        if found is not None and is_valid_reference(reference):
-            return redirect(url_for("audit.case_trail", case_id=found))
+        case = (
+            db().scalar(select(Case).where(Case.reference == reference))
+            if is_valid_reference(reference)
+            else None
+        )
+        if case is not None and audit.may_audit_case(db(), me(), case):
+            return redirect(url_for("audit.case_trail", case_id=case.id))
         missing = True
     elif username:
         person = queries.user_by_username(db(), username)
-        if person is not None:
+        if person is not None and audit.may_audit_user(db(), me(), person):
             return redirect(url_for("audit.user_trail", user_id=person.id))
         missing = True
     return render_template("console/audit_index.html", nav="audit", missing=missing)

@@ -215,3 +215,7 @@ def test_a_users_recent_actions_stay_within_the_admins_offices(app: Flask, world
     assert admin.get(f"/console/audit/users/{solo_id}").status_code == 404
     missing = admin.get("/console/audit", query_string={"reference": "1234-5678"})
     assert missing.status_code == 200 and "ไม่พบ" in text(missing)
+    # Another office's case or person reads the same as one that does not exist.
+    for query in ({"reference": _reference(app, bangkok)}, {"username": "solo10"}):
+        foreign = admin.get("/console/audit", query_string=query)
+        assert foreign.status_code == 200 and "ไม่พบ" in text(foreign)
