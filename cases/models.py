@@ -276,7 +276,10 @@ class CaseAction(Base):
 
 
 class TranscriptCorrection(Base):
-    """A person's correction of a machine transcript; the machine text stays untouched beside it."""
+    """A person's correction of a machine transcript; the machine text stays untouched beside it.
+
+    Each save is a new row (the page shows the latest, and the earlier ones as versions). Append-only.
+    """
 
     __tablename__ = "transcript_corrections"
 
@@ -286,6 +289,20 @@ class TranscriptCorrection(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     text: Mapped[str] = mapped_column(Text)
+
+
+class SummaryVersion(Base):
+    """Every summary an SC-Operator saved, in order: the case's `summary` is only the latest. Append-only."""
+
+    __tablename__ = "summary_versions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    # None only for a summary written before versions were kept (migration 0008 copied it in).
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    text: Mapped[str] = mapped_column(Text)
+    category: Mapped[HazardGroup] = mapped_column(String(24))
 
 
 class Callback(Base):

@@ -109,7 +109,8 @@ class PhoneVerification(Base):
 
 
 class AuditEvent(Base):
-    """Who saw or tried to see what: reveals of a reporter's number, refused look-ups. Append-only."""
+    """Who saw or tried to see what: case views, recording plays, reveals of a reporter's number (and
+    refusals), staff changes. Never a phone number or a reporter's words. Append-only (cases.audit)."""
 
     __tablename__ = "audit_events"
 
@@ -155,3 +156,21 @@ class SignInFailure(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     address: Mapped[str] = mapped_column(String(64))
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+
+
+class AppendOnlyUnlock(Base):
+    """The one way past the append-only triggers (cases.audit.unlocked): a row that lives in a transaction.
+
+    The triggers on the audit, event and version tables refuse UPDATE and DELETE unless this table has a
+    row. `must_close` refers to a row that never exists, checked at COMMIT (a deferred key): a transaction
+    that leaves its row behind cannot commit, so the way is never left open.
+    """
+
+    __tablename__ = "append_only_unlocks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(80))
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    must_close: Mapped[int] = mapped_column(
+        ForeignKey("append_only_unlocks.id", deferrable=True, initially="DEFERRED")
+    )

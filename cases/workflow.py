@@ -10,9 +10,10 @@ from __future__ import annotations
 import enum
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from cases import audit
 from cases.access import (
     active_assignment,
     assignees,
@@ -30,6 +31,7 @@ from cases.models import (
     HazardGroup,
     Office,
     OfficeKind,
+    SummaryVersion,
     TranscriptCorrection,
 )
 from cases.offices import central_office_id
@@ -203,20 +205,18 @@ def correct_transcript(
     text = text.strip()
     if not text:
         raise InvalidInput(N_("The corrected transcript is empty."))
+    earlier = session.scalar(
+        select(func.count(TranscriptCorrection.id)).where(
+            TranscriptCorrection.case_id == case.id, TranscriptCorrection.recording_id == recording.id
+        )
+    )
+    # A new row each time: every earlier correction stays (the table is append-only).
     correction = TranscriptCorrection(
         case_id=case.id, recording_id=recording.id, user_id=actor.id, text=text, at=clock()
     )
     session.add(correction)
-    _event(
-        session,
-        case,
-        actor,
-        "transcript_corrected",
-        None,
-        None,
-        {"recording": recording.recording_sid},
-        clock,
-    )
+    detail = {"recording": recording.recording_sid, "version": (earlier or 0) + 1}
+    _event(session, case, actor, "transcript_corrected", None, None, detail, clock)
     session.flush()
     return correction
 
@@ -256,10 +256,15 @@ def summarise(
     summary = summary.strip()
     if not summary:
         raise InvalidInput(N_("The summary is empty."))
-    detail: dict[str, Any] = {}
+    earlier = session.scalar(select(func.count(SummaryVersion.id)).where(SummaryVersion.case_id == case.id))
+    detail: dict[str, Any] = {"version": (earlier or 0) + 1}
     if category != case.category:
         detail["category"] = {"from": str(case.category), "to": str(category)}
     case.summary, case.category, case.updated_at = summary, category, clock()
+    # The case holds the latest; every version, this one too, is kept as a row of its own.
+    session.add(
+        SummaryVersion(case_id=case.id, user_id=actor.id, at=clock(), text=summary, category=category)
+    )
     _event(session, case, actor, "summarised", None, None, detail, clock)
     session.flush()
 
@@ -494,26 +499,26 @@ def reveal_number(
 ) -> str:
     """Decrypt the callback number for someone who needs it; every reveal (and refusal) is audited."""
     reason = reason.strip()
-    allowed = may_reveal(session, actor, case)
-    if allowed and not reason:
-        raise InvalidInput(N_("Say why you need the reporter's number."))
-    if allowed and not case.callback_number_enc:
-        raise InvalidInput(N_("This reporter left no number (anonymous)."))
-    session.add(
-        AuditEvent(
-            at=clock(),
-            user_id=actor.id,
-            action="reveal_number" if allowed else "reveal_number_refused",
-            case_id=case.id,
-            detail={"reference": case.reference},
-            reason=reason or None,
-        )
-    )
-    session.flush()
-    if not allowed:
-        raise NotPermitted(
+    refusal: WorkflowError | None = None
+    why = None
+    if not may_reveal(session, actor, case):
+        why = "no_right"
+        refusal = NotPermitted(
             N_("Only the case's SC-Operators and assigned SC-Action staff may see this number.")
         )
+    elif not reason:
+        why, refusal = "no_reason", InvalidInput(N_("Say why you need the reporter's number."))
+    elif not case.callback_number_enc:
+        why, refusal = "anonymous", InvalidInput(N_("This reporter left no number (anonymous)."))
+    detail: dict[str, Any] = {"reference": case.reference}
+    if why is not None:
+        detail["why"] = why
+    action = "reveal_number" if refusal is None else "reveal_number_refused"
+    audit.record(
+        session, actor.id, action, case_id=case.id, detail=detail, reason=reason or None, clock=clock
+    )
+    if refusal is not None:
+        raise refusal  # the view commits the audit row before it shows the message
     assert case.callback_number_enc is not None
     return cipher.decrypt(case.callback_number_enc)
 

@@ -27,11 +27,13 @@ from flask import (
 )
 from werkzeug.wrappers import Response
 
+from cases import audit as case_audit
 from cases import callbacks, workflow
 from cases.models import ForwardingProposal, HazardGroup, Office
 from cases.staff import Committee, User
 from cases.workflow import WorkflowError
 from console import i18n, queries
+from console.audit import CaseHistory, note_read
 from console.base import (
     apply,
     case_or_404,
@@ -99,7 +101,15 @@ def queue() -> str:
 def case(case_id: int) -> str:
     found = case_or_404(case_id)
     view = queries.case_view(db(), me(), found, who())
-    return render_template("console/case.html", nav="queue", v=view, hazards=list(HazardGroup), now=clock())
+    history = CaseHistory(
+        summaries=case_audit.summary_versions(db(), found),
+        corrections=case_audit.correction_versions(db(), found),
+    )
+    history.names_into(view.names, db())
+    note_read("case_viewed", found.id)
+    return render_template(
+        "console/case.html", nav="queue", v=view, history=history, hazards=list(HazardGroup), now=clock()
+    )
 
 
 @bp.get("/approvals")
@@ -127,10 +137,19 @@ def recording_audio(recording_id: int) -> Response:
     path = Path(rec.stored_path).resolve()
     if not path.is_relative_to(cfg.recordings_dir.resolve()) or not path.is_file():
         abort(404)
+    if _starts_playing(request.headers.get("Range")):
+        note_read("recording_played", found.id, {"recording": rec.id})
     mimetype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     if mimetype == "audio/x-wav":
         mimetype = "audio/wav"
     return send_file(path, mimetype=mimetype, conditional=True, etag=True, max_age=0)
+
+
+def _starts_playing(range_header: str | None) -> bool:
+    """A play is audited once: the player's first request (whole file, or from byte 0), not each seek."""
+    if not range_header:
+        return True
+    return range_header.replace(" ", "").lower().startswith("bytes=0-")
 
 
 @bp.get("/transcripts/<int:transcript_id>")

@@ -32,6 +32,7 @@ from cases.accounts import check_password, record_sign_in, set_password
 from cases.models import Case, Channel, ForwardingProposal, Notification, NotificationStatus
 from cases.reference import display_reference
 from cases.staff import AuditEvent, User
+from console.audit import read_audits
 from console.base import db
 from infra.clock import utcnow
 from infra.config import Config
@@ -271,7 +272,7 @@ def test_every_page_answers_while_the_writers_are_held_out(
     wanted = pages(world)
     clients = {user: as_user(app, world, user) for user in wanted}  # signing in writes: before the hold
     audited = count(app, AuditEvent)
-    hold()
+    held = hold()
     for user, rows in wanted.items():
         for path, status, words in rows:
             response = promptly(lambda c=clients[user], p=path: get(c, p))
@@ -285,7 +286,14 @@ def test_every_page_answers_while_the_writers_are_held_out(
                 assert "ออกจากระบบ" in body, (user, path)  # signed in: the user loader answered too
         # A HEAD runs the same view.
         assert promptly(lambda c=clients[user]: get(c, "/console/", "HEAD")).status_code == 200
-    assert count(app, AuditEvent) == audited  # nothing was written, nothing was refused
+    assert count(app, AuditEvent) == audited  # nothing was written (yet), nothing was refused
+    # The case views and the play are audited all the same: their rows are written once the lock comes.
+    held.release()
+    assert read_audits(app).drain(HANG)
+    written = count(app, AuditEvent, AuditEvent.id > 0) - audited
+    views = count(app, AuditEvent, AuditEvent.action == "case_viewed")
+    plays = count(app, AuditEvent, AuditEvent.action == "recording_played")
+    assert (written, views, plays) == (8, 7, 1)
 
 
 def test_a_form_waits_for_the_writers_then_saves_while_pages_still_answer(

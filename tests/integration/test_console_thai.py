@@ -215,6 +215,9 @@ def pages(world: World) -> Iterator[str]:
     for office_id in world.offices.values():
         yield f"/console/offices/{office_id}"
     yield "/console/cases/999999"
+    yield "/console/audit"  # the audit trail: its pages for admins, refused to the others
+    for case_id in world.cases.values():
+        yield f"/console/audit/cases/{case_id}"
 
 
 def report(found: list[str]) -> str:

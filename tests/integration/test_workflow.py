@@ -432,7 +432,7 @@ def test_an_operator_of_the_office_summarises_and_selects_the_group(w: World, ca
     )
     event = w.s.scalars(select(CaseEvent).where(CaseEvent.case_id == case.id)).one()
     assert (event.action, event.actor_id) == ("summarised", actor.id)
-    assert event.detail == {"category": {"from": "unspecified", "to": "violence"}}
+    assert event.detail == {"version": 1, "category": {"from": "unspecified", "to": "violence"}}
 
 
 @pytest.mark.parametrize("who", ["op57", "act50", "admin50", "agent", "central_head", "op5001", "nobody"])
@@ -984,14 +984,19 @@ def test_a_reveal_needs_a_reason_and_a_number(w: World, cast: Cast) -> None:
     for reason in ("", "   "):
         with pytest.raises(InvalidInput):
             wf.reveal_number(w.s, case, cast.op50, reason, cipher=w.cipher)
-    assert w.audits(case) == []  # nothing was revealed
+    # Nothing was revealed, and each refusal is written down with why (issue 12: refusals are audited).
+    rows = w.audits(case)
+    assert [(a.action, a.user_id, a.detail.get("why"), a.reason) for a in rows] == [
+        ("reveal_number_refused", cast.op50.id, "no_reason", None)
+    ] * 2
 
     anonymous = w.draft("50", callback=CallbackChoice.NONE)
     assert anonymous.anonymous and anonymous.callback_number_enc is None
     wf.route_case(w.s, anonymous, cast.agent, w.office("50"))
     with pytest.raises(InvalidInput):
         wf.reveal_number(w.s, anonymous, cast.op50, "to call back", cipher=w.cipher)
-    assert [a.action for a in w.audits(anonymous)] == []  # no reveal happened, none is recorded
+    refused = w.audits(anonymous)
+    assert [(a.action, a.detail.get("why")) for a in refused] == [("reveal_number_refused", "anonymous")]
 
 
 def test_a_draft_case_keeps_the_callers_number_for_its_operators(w: World, cast: Cast) -> None:
