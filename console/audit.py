@@ -55,6 +55,18 @@ AUDIT_WORDS: dict[str, str] = {
     "committee_member_added": N_("Committee member added"),
     "committee_member_removed": N_("Committee member removed"),
     "append_only_unlocked": N_("Audit rows opened for retention"),
+    "role_requested": N_("Role asked for, waiting for a second admin"),
+    "role_request_declined": N_("Role request declined"),
+    "staff_change_refused": N_("Was refused a staff change"),
+    "phone_code_requested": N_("Phone code sent"),
+    "phone_code_wrong": N_("Wrong phone code keyed"),
+    "phone_code_expired": N_("Phone code expired"),
+    "phone_code_not_sent": N_("Phone code could not be sent"),
+    "phone_code_refused": N_("Phone code refused"),
+    "phone_refused": N_("Phone number refused"),
+    "phone_verified": N_("Phone verified"),
+    "phone_removed": N_("Phone removed"),
+    "phone_set_by_admin": N_("Phone set from the shell, without a code"),
 }
 # Why a reveal was refused (detail "why"), and what a refused page was (detail "what").
 DETAIL_WORDS: dict[str, str] = {
