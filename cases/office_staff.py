@@ -50,8 +50,9 @@ def offices_needing_operators(session: Session, office_ids: Iterable[int]) -> li
 
 # Case work, as opposed to administration (Role.ADMIN).
 CASE_ROLES = frozenset({Role.AGENT, Role.OPERATOR, Role.HEAD, Role.ACTION})
-# Roles that reach reporters' numbers (may_reveal, may_call_back): given by two admins.
-TWO_PERSON_ROLES = frozenset({Role.AGENT, Role.OPERATOR, Role.HEAD})
+# Roles that reach reporters' numbers (may_reveal, may_call_back) are given by two admins; so is the admin
+# role itself, or one admin could make a second account of their own an admin to approve their requests.
+TWO_PERSON_ROLES = frozenset({Role.AGENT, Role.OPERATOR, Role.HEAD, Role.ADMIN})
 
 
 class DutyRefused(NotPermitted):
