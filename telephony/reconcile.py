@@ -20,6 +20,7 @@ from datetime import date, timedelta
 from typing import Protocol
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from cases.models import Call
@@ -177,8 +178,14 @@ class Reconciler:
                 language=self.tel.flow.default_language,
                 ended_at=self.tel.clock(),
             )
-            session.add(call)
-            session.flush()
+            try:
+                with session.begin_nested():  # a savepoint: losing the race below undoes only this
+                    session.add(call)
+            except IntegrityError:
+                # Another worker's reconcile (PostgreSQL lets two write at once) made this call a moment
+                # ago and settles it in its own transaction; nothing is left for this one to do.
+                log.info("reconcile: call %s was settled by another worker", call_sid)
+                return 0
         elif call.ended_at is None:
             if twilio_status not in FINAL:
                 return 0  # the caller may still be on the line: the call's own end settles it
