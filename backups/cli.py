@@ -45,6 +45,8 @@ def backup_group(source: Callable[[], Source], release: Callable[[], None]) -> c
         for warning in done.warnings:
             click.echo(f"warning: {warning}", err=True)
         migrated = f", migrated from {done.migrated_from}" if done.migrated_from else ""
-        click.echo(f"restored {path.resolve()}: {done.files} data files{migrated}, {done.moved_paths} paths moved")
+        click.echo(
+            f"restored {path.resolve()}: {done.files} data files{migrated}, {done.moved_paths} paths moved"
+        )
 
     return group

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import hashlib
 from importlib import metadata
+from typing import TYPE_CHECKING
 
 from sqlalchemy import create_engine, inspect, text
 
 from migrations import MIGRATIONS_DIR
 
+if TYPE_CHECKING:
+    from alembic.script import ScriptDirectory
 
-def _script():  # type: ignore[no-untyped-def]
+
+def _script() -> ScriptDirectory:
     # Imported here, as in migrations.upgrade_database: only whoever migrates or backs up needs Alembic.
     from alembic.config import Config as AlembicConfig
     from alembic.script import ScriptDirectory
