@@ -79,7 +79,8 @@ def restore_backup(
 
 
 def _refuse_if_in_use(target: Source) -> None:
-    """An instance holding anything but the schema and the offices is refused (`--force` overwrites)."""
+    """A data dir holding files, or a SQLite database holding more than the schema and the offices, is
+    refused (`--force` overwrites them)."""
     data_dir = target.data_dir.resolve()
     for path in sorted(data_dir.rglob("*")) if data_dir.is_dir() else []:
         rel = path.relative_to(data_dir)
@@ -88,8 +89,8 @@ def _refuse_if_in_use(target: Source) -> None:
                 f"HOTLINE_DATA_DIR {data_dir} is not empty ({rel.as_posix()}): restore into a fresh "
                 "instance, or pass --force to overwrite it"
             )
-    if target.sqlite_path is not None and not target.sqlite_path.exists():
-        return
+    if target.sqlite_path is None or not target.sqlite_path.exists():
+        return  # PostgreSQL's database is pg_restore's, done before (and checked by its revision)
     table = _first_table_in_use(target.database_url)
     if table is not None:
         raise BackupError(

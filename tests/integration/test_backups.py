@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import sqlite3
 import stat
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,13 +17,14 @@ import pytest
 from flask import Flask
 from sqlalchemy import make_url, select
 
-from app import create_app, get_database
-from backups.schema import head_revision, key_fingerprints
+from app import create_app, get_database, upgrade_database
+from backups.create import Source, create_backup
+from backups.schema import database_revision, head_revision, key_fingerprints
 from cases.models import Case
 from infra.config import LOCAL_SECRETS_FILE, Config
 from infra.crypto import FieldCipher
 from infra.files import make_private_dirs
-from tests.conftest import make_config, on_postgresql
+from tests.conftest import _created_databases, _pg_admin, make_config, on_postgresql
 from tests.integration.test_console import login
 from tests.support.seed import SEED_PASSWORD, seed_bulk_cases, seed_console, tone_wav
 from transcription.models import Recording, StorageStatus, Transcript, TranscriptStatus
@@ -270,3 +273,69 @@ def test_the_data_dir_and_manifest_on_either_database(
         assert not (backup / "hotline.db").exists()
     else:
         assert manifest["database"] == {"kind": "sqlite", "file": "hotline.db"}
+
+
+def _pg_dump_into_a_new_database(source_url: str, tmp_path: Path) -> str:
+    """The README's steps: pg_dump -Fc, an empty database, pg_restore --no-owner; its URL."""
+    plain = source_url.replace("postgresql+psycopg://", "postgresql://")
+    dump = tmp_path / "hotline.dump"
+    subprocess.run(["pg_dump", "--format=custom", f"--file={dump}", plain], check=True)
+    name = "t_restored_" + secrets.token_hex(6)
+    with _pg_admin(os.environ["HOTLINE_TEST_PG_ADMIN_URL"]) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    _created_databases.add(name)  # dropped with the run's other databases
+    url = source_url.rsplit("/", 1)[0] + "/" + name
+    plain_new = url.replace("postgresql+psycopg://", "postgresql://")
+    subprocess.run(["pg_restore", "--no-owner", f"--dbname={plain_new}", str(dump)], check=True)
+    return url
+
+
+def _contents(app: Flask) -> tuple[set[str], dict[str, bytes], dict[str, str | None]]:
+    with get_database(app).session() as session:
+        refs = set(session.scalars(select(Case.reference)))
+        rows = session.execute(select(Recording.recording_sid, Recording.stored_path)).all()
+        recs = {sid: Path(path) for sid, path in rows if path}
+        texts = {
+            sid: text
+            for sid, text in session.execute(
+                select(Recording.recording_sid, Transcript.text).join(
+                    Transcript, Transcript.recording_id == Recording.id
+                )
+            )
+        }
+    cfg: Config = app.config["HOTLINE"]
+    for sid, path in recs.items():
+        assert path.is_relative_to(cfg.recordings_dir), sid
+    return refs, {sid: p.read_bytes() for sid, p in recs.items()}, texts
+
+
+def test_backup_and_restore_round_trip_on_either_database(
+    app: Flask, config: Config, backup: Path, tmp_path: Path
+) -> None:
+    """SQLite: the backup alone. PostgreSQL: pg_dump/pg_restore for the database, the backup for the rest."""
+    env = {}
+    if on_postgresql():
+        env["DATABASE_URL"] = _pg_dump_into_a_new_database(config.database_url, tmp_path)
+    fresh_cfg = make_config(tmp_path / "fresh", data_key=config.data_key, env=env)
+    fresh = create_app(fresh_cfg)
+    result = cli(fresh, "backup", "restore", str(backup))
+    assert result.exit_code == 0, result.output
+    assert "5 paths moved" in result.output and "5 data files" in result.output
+    assert _contents(fresh) == _contents(app)
+    assert len(_contents(fresh)[1]) == 5
+    get_database(fresh).dispose()
+
+
+@pytest.mark.sqlite_only
+def test_a_backup_of_an_older_schema_is_migrated_when_restored(config: Config, tmp_path: Path) -> None:
+    old = tmp_path / "old"
+    make_private_dirs(old / "data")
+    upgrade_database(f"sqlite:///{old / 'hotline.db'}", "0010")
+    source = Source(f"sqlite:///{old / 'hotline.db'}", old / "data", config.data_key)
+    manifest = create_backup(source, tmp_path / "b-old")
+    assert manifest.schema_revision == "0010"
+    fresh = create_app(make_config(tmp_path / "fresh", data_key=config.data_key))
+    result = cli(fresh, "backup", "restore", str(tmp_path / "b-old"))
+    assert result.exit_code == 0 and "migrated from 0010" in result.output, result.output
+    assert database_revision(fresh.config["HOTLINE"].database_url) == head_revision()
+    get_database(fresh).dispose()
