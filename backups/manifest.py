@@ -114,6 +114,9 @@ def verify(folder: Path, manifest: Manifest) -> None:
     The first fault is a BackupError naming the file (relative to the backup folder).
     """
     for rel, expected in sorted(manifest.files.items()):
+        parts = Path(rel).parts
+        if Path(rel).is_absolute() or ".." in parts or not parts:
+            raise BackupError(f"backup {folder}: the manifest names {rel!r}, outside the backup")
         path = folder / rel
         if not path.is_file():
             raise BackupError(f"backup {folder}: {rel} is missing")

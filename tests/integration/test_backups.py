@@ -339,3 +339,25 @@ def test_a_backup_of_an_older_schema_is_migrated_when_restored(config: Config, t
     assert result.exit_code == 0 and "migrated from 0010" in result.output, result.output
     assert database_revision(fresh.config["HOTLINE"].database_url) == head_revision()
     get_database(fresh).dispose()
+
+
+def test_a_restore_under_another_data_key_warns_naming_the_key(
+    backup: Path, config: Config, tmp_path: Path
+) -> None:
+    other = create_app(make_config(tmp_path / "other"))  # a fresh instance's own generated key
+    assert other.config["HOTLINE"].data_key != config.data_key
+    result = cli(other, "backup", "restore", str(backup))
+    assert result.exit_code == 0, result.output
+    fingerprint = key_fingerprints(config.data_key)[0]
+    assert f"another HOTLINE_DATA_KEY (fingerprint {fingerprint})" in result.output
+    assert config.data_key not in result.output
+    get_database(other).dispose()
+
+
+def test_a_manifest_naming_a_file_outside_the_backup_is_refused(backup: Path, fresh: Flask) -> None:
+    manifest = json.loads((backup / "manifest.json").read_text())
+    manifest["files"]["data/../../outside.wav"] = {"size": 1, "sha256": "0" * 64}
+    (backup / "manifest.json").write_text(json.dumps(manifest))
+    result = cli(fresh, "backup", "restore", str(backup))
+    assert result.exit_code == 1 and "data/../../outside.wav" in result.output
+    _untouched(fresh)
