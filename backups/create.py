@@ -26,7 +26,7 @@ from backups.manifest import (
     write_private,
 )
 from infra.config import LOCAL_SECRETS_FILE
-from infra.files import SQLITE_COMPANIONS, make_private_dirs, private_sqlite_file
+from infra.files import SQLITE_COMPANIONS, disk_fault, make_private_dirs, private_sqlite_file
 
 # Under the data dir but never in a backup: the joined Whisper model is rebuilt from its wheels by the
 # worker (145 MB of no one's data); a `.part` file is a download still being written.
@@ -70,8 +70,10 @@ def create_backup(source: Source, target: Path) -> Manifest:
         fsync_dir(partial)
         os.rename(partial, target)
         fsync_dir(target.parent)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(partial, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise BackupError(disk_fault("cannot write the backup", target, exc)) from exc
         raise
     return manifest
 

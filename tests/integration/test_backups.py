@@ -19,6 +19,7 @@ from sqlalchemy import make_url, select
 
 from app import create_app, get_database, upgrade_database
 from backups.create import Source, create_backup
+from backups.manifest import copy_private
 from backups.schema import database_revision, head_revision, key_fingerprints
 from cases.models import Case
 from infra.config import LOCAL_SECRETS_FILE, Config
@@ -361,3 +362,22 @@ def test_a_manifest_naming_a_file_outside_the_backup_is_refused(backup: Path, fr
     result = cli(fresh, "backup", "restore", str(backup))
     assert result.exit_code == 1 and "data/../../outside.wav" in result.output
     _untouched(fresh)
+
+
+def test_a_backup_that_fails_half_way_leaves_nothing_that_looks_finished(
+    app: Flask, world: dict[str, int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copies = []
+
+    def failing_copy(src: Path, dst: Path) -> tuple[int, str]:
+        if copies:
+            raise OSError(28, "No space left on device")
+        copies.append(dst)
+        return copy_private(src, dst)
+
+    monkeypatch.setattr("backups.create.copy_private", failing_copy)
+    result = cli(app, "backup", "create", str(tmp_path / "b"))
+    assert result.exit_code == 1 and copies
+    assert "no space left on device" in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "b").exists()
+    assert not list(tmp_path.glob(".b.partial-*"))  # the half-written folder is removed too
