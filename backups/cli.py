@@ -10,6 +10,7 @@ import click
 from backups.create import Source, create_backup
 from backups.manifest import BackupError
 from backups.restore import restore_backup
+from infra.files import disk_fault
 
 
 def backup_group(source: Callable[[], Source], release: Callable[[], None]) -> click.Group:
@@ -42,6 +43,8 @@ def backup_group(source: Callable[[], Source], release: Callable[[], None]) -> c
             done = restore_backup(path, source(), force=force, release=release)
         except BackupError as exc:
             raise click.ClickException(str(exc)) from None
+        except OSError as exc:  # our own disk (full, read-only): the folder and the system's words
+            raise click.ClickException(disk_fault("cannot restore into", source().data_dir, exc)) from None
         for warning in done.warnings:
             click.echo(f"warning: {warning}", err=True)
         migrated = f", migrated from {done.migrated_from}" if done.migrated_from else ""
