@@ -21,6 +21,8 @@ from flask.cli import with_appcontext
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import text
 
+from backups import cli as backups_cli
+from backups.create import Source as BackupSource
 from cases import callbacks, notifications, phones
 from cases import cli as cases_cli
 from cases.callbacks.dialing import BridgeLimits
@@ -226,8 +228,13 @@ def _register_commands(app: Flask) -> None:
         cfg: Config = app.config["HOTLINE"]
         return transcription_cli.EngineSettings(cfg.data_dir, dict(cfg.engine_choices), cfg.whisper_threads)
 
+    def backup_source() -> BackupSource:
+        cfg: Config = app.config["HOTLINE"]
+        return BackupSource(cfg.database_url, cfg.data_dir, cfg.data_key)
+
     for command in (
         db_group(database_url),
+        backups_cli.backup_group(backup_source, lambda: database().dispose()),
         *cases_cli.command_groups(database, lambda: phone_policy(app.config["HOTLINE"])),
         *telephony_cli.command_groups(database),
         *transcription_cli.command_groups(engine_settings),
