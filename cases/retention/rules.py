@@ -68,6 +68,11 @@ def _path_left() -> ColumnElement[bool]:
     return exists().where(CallEvent.call_id == Case.call_id)
 
 
+def _not_a_due_draft(now: datetime, s: RetentionSettings) -> ColumnElement[bool]:
+    """Drafts past their period are the drafts kind's, whole: no other kind counts them twice."""
+    return ~and_(Case.status == CaseStatus.DRAFT.value, Case.created_at < now - timedelta(days=s.drafts))
+
+
 def due_drafts(now: datetime, s: RetentionSettings) -> Due:
     """Cases never routed out of draft, older than the period, that still hold anything personal."""
     cutoff = now - timedelta(days=s.drafts)
@@ -91,7 +96,7 @@ def due_caller_numbers(now: datetime, s: RetentionSettings) -> Due:
         ~exists().where(Callback.case_id == Case.id, Callback.closed_at.is_(None)),
     )
     return select(Case.id, Case.office_id).where(
-        Case.legal_hold_at.is_(None), or_(closed, anonymous), _number_left()
+        Case.legal_hold_at.is_(None), or_(closed, anonymous), _number_left(), _not_a_due_draft(now, s)
     )
 
 
@@ -140,7 +145,7 @@ def due_call_events(now: datetime, s: RetentionSettings) -> Due:
         .where(
             Call.created_at < cutoff,
             Call.status != "in-progress",
-            or_(Case.id.is_(None), Case.legal_hold_at.is_(None)),
+            or_(Case.id.is_(None), and_(Case.legal_hold_at.is_(None), _not_a_due_draft(now, s))),
             exists().where(CallEvent.call_id == Call.id),
         )
     )

@@ -245,6 +245,16 @@ def test_a_broken_secrets_file_settings_file_or_folder_is_one_line(tmp_path: Pat
         encoding="utf-8",
     )
     case("line", {"HOTLINE_CALLBACKS_FILE": str(line_office)}, ["worker", "--once"], "LINE_TOKEN_BKK")
+    short_audit = tmp_path / "retention.yaml"
+    shipped_retention = (ROOT / "cases" / "data" / "retention.yaml").read_text(encoding="utf-8")
+    short_audit.write_text(shipped_retention.replace("audit: 1825", "audit: 7"), encoding="utf-8")
+    case(
+        "retention",
+        {"HOTLINE_RETENTION_FILE": str(short_audit)},
+        ["retention", "plan"],
+        "HOTLINE_RETENTION_FILE",
+        "audit",
+    )
     # The worker's own settings, read after the app started; and flask's help, which loads the app too.
     case(
         "worker", {"HOTLINE_WHISPER_MODELS": "whisper-large"}, ["worker", "--once"], "HOTLINE_WHISPER_MODELS"

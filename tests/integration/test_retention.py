@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
+from flask import Flask
 from sqlalchemy import func, select
 
-from app import upgrade_database
+from app import get_database, upgrade_database
 from cases import audit, workflow
 from cases.models import (
     Call,
@@ -31,16 +32,17 @@ from cases.models import (
     NotificationStatus,
 )
 from cases.offices import load_offices
-from cases.retention import RetentionSettings, RetentionSweep, plan, set_hold
+from cases.retention import KINDS, RetentionSettings, RetentionSweep, plan, set_hold
 from cases.retention.sweep import TOMBSTONE
 from cases.staff import AuditEvent, Role, RoleAssignment
 from infra.clock import utcnow
+from infra.config import Config
 from infra.crypto import FieldCipher
 from infra.db import Database
 from infra.sweeps import SweepReport
 from telephony.rest import TwilioRest
 from telephony.simulator.media_server import MediaServer
-from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, database_url
+from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, database_url, make_config
 from tests.support.seed import seed_console, tone_wav
 from transcription.models import Recording, Transcript
 
@@ -274,7 +276,8 @@ def test_plan_counts_by_kind_and_office_and_changes_nothing(world: World) -> Non
     assert got[("recordings", "50")] == 1
     assert got[("drafts", "50")] == 1  # draft_50; draft_central is held
     assert ("drafts", "central") not in got
-    assert got[("caller_numbers", "50")] == 2 and got[("caller_numbers", "-")] == 1
+    # routed_50 (callback closed) and the call that never became a case; draft_50 is counted as a draft.
+    assert got[("caller_numbers", "50")] == 1 and got[("caller_numbers", "-")] == 1
     assert got[("notifications", "50")] == 1
     assert got[("audit", "-")] == 1 and got[("audit", "50")] == 1
     assert state(w) == before
@@ -357,3 +360,37 @@ def _closed_callback_case(w: World) -> str:
             .join(Callback, Callback.case_id == Case.id)
             .where(Callback.closed_at.is_not(None))
         ).one()
+
+
+ONE_DAY = "caller_numbers: 1\nrecordings: 1\ncall_events: 1\nnotifications: 1\naudit: 1\ndrafts: 1\n"
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    retention = tmp_path / "retention.yaml"
+    retention.write_text(ONE_DAY, encoding="utf-8")
+    return make_config(tmp_path, env={"HOTLINE_RETENTION_FILE": str(retention)})
+
+
+def test_the_plan_command_prints_counts_by_kind_and_office_and_no_personal_data(app: Flask) -> None:
+    with get_database(app).session() as session:
+        s = seed_console(session, cipher=FieldCipher(app.config["HOTLINE"].data_key))
+        numbers = [
+            FieldCipher(app.config["HOTLINE"].data_key).decrypt(c.callback_number_enc)
+            for c in s.cases.values()
+            if c.callback_number_enc
+        ]
+        events = session.scalar(select(func.count()).select_from(CallEvent))
+    done = app.test_cli_runner().invoke(args=["retention", "plan"])
+    assert done.exit_code == 0, done.output
+    lines = done.output.splitlines()
+    # Every kind is listed with its period, then its offices; the seed's drafts are at the central office.
+    assert [line.split(" (")[0] for line in lines if not line.startswith(" ")] == list(KINDS)
+    assert lines[:3] == ["drafts (after 1 days): 2", "  office 50: 1", "  office central: 1"]
+    # Anonymous resolved_50's number (draft_50's is the drafts'); the other seven cases' menu paths.
+    assert lines[3:5] == ["caller_numbers (after 1 days): 1", "  office 50: 1"]
+    assert "call_events (after 1 days): 7" in lines
+    assert not any(n[3:] in done.output for n in numbers)
+    assert "นักเรียน" not in done.output  # no transcript or summary words
+    with get_database(app).session() as session:
+        assert session.scalar(select(func.count()).select_from(CallEvent)) == events  # nothing changed
