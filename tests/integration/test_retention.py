@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -394,3 +394,15 @@ def test_the_plan_command_prints_counts_by_kind_and_office_and_no_personal_data(
     assert "นักเรียน" not in done.output  # no transcript or summary words
     with get_database(app).session() as session:
         assert session.scalar(select(func.count()).select_from(CallEvent)) == events  # nothing changed
+
+
+def test_the_scheduler_s_hourly_call_sweeps_once_a_night_in_local_time(world: World) -> None:
+    w = world
+    sweep = w.sweep(timezone="Asia/Bangkok")
+    bangkok_midnight = datetime(2027, 3, 10, 17, 0, tzinfo=UTC)  # 00:00 on the 11th in Bangkok
+    ran = []
+    for hour in range(30):
+        w.clock.now = bangkok_midnight + timedelta(hours=hour)
+        if sweep.nightly() is not None:
+            ran.append((w.clock.now + timedelta(hours=7)).strftime("%d %H:%M"))
+    assert ran == ["11 01:00", "12 01:00"]  # the first night hour of each local day, once
