@@ -69,7 +69,7 @@ def erase_case_number(session: Session, case: Case, now: datetime) -> None:
     _tombstone(session, case.id, "caller_number", now)
 
 
-def erase_recording_content(session: Session, rec: Recording, now: datetime) -> None:
+def _mark_recording(session: Session, rec: Recording, now: datetime) -> None:
     """Step one: the machine transcript's words, and the mark that the file and Twilio's copy must go."""
     transcript = session.scalar(select(Transcript).where(Transcript.recording_id == rec.id))
     if transcript is not None:
@@ -77,15 +77,25 @@ def erase_recording_content(session: Session, rec: Recording, now: datetime) -> 
         transcript.words = None
         transcript.mean_confidence = None
     rec.erased_at = now
+
+
+def _clear_path(session: Session, call: Call) -> None:
+    """The call's events (append-only: the batch runs inside `unlocked`) and its IVR state."""
+    session.execute(delete(CallEvent).where(CallEvent.call_id == call.id))
+    call.ivr_state = {}
+    call.last_response = None
+
+
+def erase_recording_content(session: Session, rec: Recording, now: datetime) -> None:
+    """A recording of a resolved case: step one now, the file and Twilio's copy after the commit."""
+    _mark_recording(session, rec, now)
     if rec.case_id is not None:
         _tombstone(session, rec.case_id, "recording", now, recording=rec.id)
 
 
 def erase_call_path(session: Session, call: Call, now: datetime) -> None:
-    """The caller's path through the menu: its events (append-only: inside `unlocked`) and IVR state."""
-    session.execute(delete(CallEvent).where(CallEvent.call_id == call.id))
-    call.ivr_state = {}
-    call.last_response = None
+    """The caller's path through the menu."""
+    _clear_path(session, call)
     case_id = session.scalar(select(Case.id).where(Case.call_id == call.id))
     if case_id is not None:
         _tombstone(session, case_id, "call_events", now)
@@ -100,16 +110,9 @@ def erase_draft(session: Session, case: Case, now: datetime) -> None:
     for rec in session.scalars(
         select(Recording).where(Recording.case_id == case.id, Recording.erased_at.is_(None))
     ):
-        transcript = session.scalar(select(Transcript).where(Transcript.recording_id == rec.id))
-        if transcript is not None:
-            transcript.text = None
-            transcript.words = None
-            transcript.mean_confidence = None
-        rec.erased_at = now
+        _mark_recording(session, rec, now)
     if call is not None:
-        session.execute(delete(CallEvent).where(CallEvent.call_id == call.id))
-        call.ivr_state = {}
-        call.last_response = None
+        _clear_path(session, call)
     _tombstone(session, case.id, "draft", now)
 
 
