@@ -210,34 +210,57 @@ class RetentionSweep:
             log.info("retention: %d %s erased", len(ids), kind)
 
     def finish_recordings(self, report: SweepReport) -> tuple[int, int]:
-        """Step two for erased recordings: remove the file, then ask Twilio to delete its copy."""
+        """Step two for erased recordings, a page at a time: remove the file, then Twilio's copy.
+
+        No transaction is open during the file's removal or Twilio's request; each is cleared on its row
+        once done, so a run stopped anywhere leaves only what the next run does again harmlessly.
+        """
         files = copies = 0
+        after = 0
+        while True:
+            with self.db.writing() as session:
+                rows = session.execute(
+                    select(
+                        Recording.id,
+                        Recording.recording_sid,
+                        Recording.stored_path,
+                        Recording.deleted_at_twilio,
+                    )
+                    .where(Recording.erased_at.is_not(None), Recording.id > after)
+                    .where((Recording.stored_path.is_not(None)) | (Recording.deleted_at_twilio.is_(None)))
+                    .order_by(Recording.id)
+                    .limit(self.settings.batch)
+                ).all()
+            if not rows:
+                return files, copies
+            after = rows[-1][0]
+            for rec_id, sid, stored_path, deleted_at_twilio in rows:
+                if stored_path is not None:
+                    files += self._remove_file(report, rec_id, Path(stored_path))
+                if deleted_at_twilio is None and self.twilio is not None:
+                    copies += self._delete_at_twilio(self.twilio, report, rec_id, sid)
+
+    def _remove_file(self, report: SweepReport, rec_id: int, path: Path) -> int:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            report.fault("file_failed", f"recording {rec_id}: cannot remove its file ({type(exc).__name__})")
+            return 0
         with self.db.writing() as session:
-            rows = session.execute(
-                select(
-                    Recording.id, Recording.recording_sid, Recording.stored_path, Recording.deleted_at_twilio
-                )
-                .where(Recording.erased_at.is_not(None))
-                .where((Recording.stored_path.is_not(None)) | (Recording.deleted_at_twilio.is_(None)))
-            ).all()
-        for rec_id, sid, stored_path, deleted_at_twilio in rows:
-            if stored_path is not None:
-                Path(stored_path).unlink(missing_ok=True)
-                with self.db.writing() as session:
-                    rec = session.get_one(Recording, rec_id)
-                    rec.stored_path = None
-                    rec.sha256 = None
-                files += 1
-            if deleted_at_twilio is None and self.twilio is not None:
-                try:
-                    self.twilio.delete_recording(sid)
-                except MediaFetchError as exc:
-                    report.fault("twilio_failed", f"recording {rec_id}: Twilio delete failed ({exc.reason})")
-                    continue
-                with self.db.writing() as session:
-                    session.get_one(Recording, rec_id).deleted_at_twilio = self.clock()
-                copies += 1
-        return files, copies
+            rec = session.get_one(Recording, rec_id)
+            rec.stored_path = None
+            rec.sha256 = None
+        return 1
+
+    def _delete_at_twilio(self, twilio: RecordingDeleter, report: SweepReport, rec_id: int, sid: str) -> int:
+        try:
+            twilio.delete_recording(sid)
+        except MediaFetchError as exc:
+            report.fault("twilio_failed", f"recording {rec_id}: Twilio delete failed ({exc.reason})")
+            return 0
+        with self.db.writing() as session:
+            session.get_one(Recording, rec_id).deleted_at_twilio = self.clock()
+        return 1
 
 
 def last_erasure(session: Session) -> datetime | None:
