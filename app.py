@@ -27,11 +27,14 @@ from cases import callbacks, notifications, phones
 from cases import cli as cases_cli
 from cases.callbacks.dialing import BridgeLimits
 from cases.callbacks.settings import CallbackSettings, CallbackSettingsError, load_callback_settings
+from cases.retention import RetentionSettings, RetentionSweep, load_retention_settings
+from cases.retention.cli import retention_group
 from console import wiring as console
 from console.proxies import trust_proxies
 from infra.config import Config, ConfigError, private_folder
 from infra.crypto import FieldCipher
 from infra.db import Database, database
+from infra.extensions import Shared
 from infra.logs import configure_logging
 from infra.scheduler import Sweep, build_scheduler, run_once
 from migrations import MIGRATIONS_DIR, upgrade_database
@@ -53,6 +56,11 @@ from transcription.whisper_models import discover_engines
 ROOT = Path(__file__).resolve().parent
 AUDIO_DIR = ROOT / "ivr_flows" / "audio"
 log = logging.getLogger("hotline")
+
+# The retention settings the app loaded at start (HOTLINE_RETENTION_FILE), for the worker and the commands.
+retention_settings: Shared[RetentionSettings] = Shared("hotline.retention")
+# The retention sweep looks hourly and erases once a night (cases.retention.sweep.RetentionSweep.nightly).
+RETENTION_INTERVAL_S = 60 * 60
 
 __all__ = ["MIGRATIONS_DIR", "Worker", "build_worker", "create_app", "get_database", "upgrade_database"]
 
@@ -109,10 +117,13 @@ def _create_app(cfg: Config) -> Flask:
     app = _flask_app(cfg)
     # A broken callbacks or holidays file stops the start too (a ConfigError naming file and field).
     callback_settings = _callback_settings(cfg)
+    with _naming("HOTLINE_RETENTION_FILE"):
+        retention = load_retention_settings(cfg.retention_file)
 
     db = Database(cfg.database_url)
     database.install(app, db)
     callbacks.callback_settings.install(app, callback_settings)
+    retention_settings.install(app, retention)
     # What notify() may queue on: the channels configured here and the offices' LINE groups.
     notifications.install_targets(db, notifications.DeliveryTargets.from_config(cfg, callback_settings.line))
     call_bridge = _wire_telephony(app, cfg, flow, callback_settings)
@@ -232,9 +243,14 @@ def _register_commands(app: Flask) -> None:
         cfg: Config = app.config["HOTLINE"]
         return BackupSource(cfg.database_url, cfg.data_dir, cfg.data_key)
 
+    def retention_sweep() -> RetentionSweep:
+        cfg: Config = app.config["HOTLINE"]
+        return RetentionSweep(database(), retention_settings(app), twilio_rest(cfg))
+
     for command in (
         db_group(database_url),
         backups_cli.backup_group(backup_source, lambda: database().dispose()),
+        retention_group(database, lambda: retention_settings(app), retention_sweep),
         *cases_cli.command_groups(database, lambda: phone_policy(app.config["HOTLINE"])),
         *telephony_cli.command_groups(database),
         *transcription_cli.command_groups(engine_settings),
@@ -303,10 +319,12 @@ class Worker:
         outbox: notifications.Outbox,
         reconciler: Reconciler,
         reconcile_s: float,
+        retention: RetentionSweep | None = None,
     ) -> None:
         self.jobs, self.pool, self.interval_s = jobs, pool, interval_s
         self.db, self.tel, self.reminders, self.outbox = db, tel, reminders, outbox
         self.reconciler, self.reconcile_s = reconciler, reconcile_s
+        self.retention = retention
 
     def sweeps(self) -> list[Sweep]:
         slow = max(60.0, self.interval_s)
@@ -324,6 +342,18 @@ class Worker:
             Sweep.reporting("telephony.reconcile", self.reconciler.sweep, self.reconcile_s),
             Sweep("cases.reminders", self.reminders.sweep, self.interval_s),
             Sweep("cases.outbox", self.outbox.sweep, self.interval_s),
+            *(
+                [
+                    Sweep(
+                        "cases.retention",
+                        self.retention.nightly,
+                        RETENTION_INTERVAL_S,
+                        report=self.retention.sweep,
+                    )
+                ]
+                if self.retention is not None
+                else []
+            ),
         ]
 
     def __enter__(self) -> Worker:
@@ -412,6 +442,9 @@ def build_worker(app: Flask) -> Worker:
         outbox,
         reconciler,
         cfg.twilio_reconcile_s,
+        RetentionSweep(
+            get_database(app), retention_settings(app), twilio_rest(cfg), timezone=cfg.timezone_name
+        ),
     )
 
 

@@ -183,6 +183,10 @@ class Case(Base):
     # The office that forwarded the case to the office it is at now (a province to its district).
     forwarded_from_office_id: Mapped[int | None] = mapped_column(ForeignKey("offices.id"), index=True)
     outcome: Mapped[str | None] = mapped_column(Text)
+    # Legal hold (cases.retention.hold): set by a head with a reason; the retention sweep skips the case.
+    legal_hold_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    legal_hold_by: Mapped[int | None] = mapped_column(Integer)  # a user id (no FK: see migration 0012)
+    legal_hold_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -67,6 +67,8 @@ AUDIT_WORDS: dict[str, str] = {
     "phone_verified": N_("Phone verified"),
     "phone_removed": N_("Phone removed"),
     "phone_set_by_admin": N_("Phone set from the shell, without a code"),
+    "legal_hold_set": N_("Set a legal hold"),
+    "legal_hold_released": N_("Released a legal hold"),
 }
 # Why a reveal was refused (detail "why"), and what a refused page was (detail "what").
 DETAIL_WORDS: dict[str, str] = {
@@ -79,6 +81,10 @@ DETAIL_WORDS: dict[str, str] = {
     "proposal": N_("a forwarding proposal"),
     "audit_case": N_("a case's audit trail"),
     "audit_user": N_("a person's audit trail"),
+    # What a retention tombstone says went ("recording" is above): console.i18n.RETENTION_WORDS.
+    "caller_number": N_("the reporter's number"),
+    "call_events": N_("the caller's path through the menu"),
+    "draft": N_("the draft's number, recordings, transcripts and menu path"),
 }
 
 

@@ -30,6 +30,7 @@ from werkzeug.wrappers import Response
 from cases import audit as case_audit
 from cases import callbacks, workflow
 from cases.models import ForwardingProposal, HazardGroup, Office
+from cases.retention import hold as retention_hold
 from cases.staff import Committee, User
 from cases.workflow import WorkflowError
 from console import i18n, queries
@@ -310,6 +311,31 @@ def cancel_callback(case_id: int) -> Response:
         _case_page(case_id, "callback"),
         lambda: callbacks.cancel_callback(db(), found, me(), reason, clock()),
         _("The call back was closed without calling."),
+    )
+
+
+# ---- legal hold --------------------------------------------------------------------------------------------
+
+
+@bp.post("/cases/<int:case_id>/hold")
+def set_hold(case_id: int) -> Response:
+    found = case_or_404(case_id)
+    reason = _text("reason", 2000)
+    return apply(
+        _case_page(case_id, "legal-hold"),
+        lambda: retention_hold.set_hold(db(), found, me(), reason, clock=clock),
+        _("The case is under legal hold: retention erases nothing of it."),
+    )
+
+
+@bp.post("/cases/<int:case_id>/hold/release")
+def release_hold(case_id: int) -> Response:
+    found = case_or_404(case_id)
+    reason = _text("reason", 2000)
+    return apply(
+        _case_page(case_id, "legal-hold"),
+        lambda: retention_hold.release_hold(db(), found, me(), reason, clock=clock),
+        _("The legal hold was released."),
     )
 
 

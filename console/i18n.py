@@ -75,6 +75,16 @@ EVENT_WORDS: dict[str, str] = {
     "callback_cancelled": N_("Call back closed without calling"),
     "follow_up_message": N_("The reporter called again and left a further message"),
     "message_added": N_("A further message from the same call joined the case"),
+    "retention_erased": N_("Erased by retention"),
+    "legal_hold_set": N_("Legal hold set"),
+    "legal_hold_released": N_("Legal hold released"),
+}
+# What a retention tombstone (CaseEvent "retention_erased", detail "what") says went.
+RETENTION_WORDS: dict[str, str] = {
+    "caller_number": N_("the reporter's number"),
+    "recording": N_("a recording and its machine transcript"),
+    "call_events": N_("the caller's path through the menu"),
+    "draft": N_("the draft's number, recordings, transcripts and menu path"),
 }
 # The state of a case's call back (cases.models.CallbackState).
 CALLBACK_STATE_WORDS: dict[str, str] = {
@@ -224,6 +234,7 @@ def init_app(app: Flask) -> None:
         transcript_status_words=lambda t: words(TRANSCRIPT_STATUS_WORDS, str(t)),
         callback_words=lambda c: words(CALLBACK_WORDS, str(c)),
         callback_state_words=lambda c: words(CALLBACK_STATE_WORDS, str(c)),
+        retention_words=lambda w: words(RETENTION_WORDS, str(w)),
         office_name=office_name,
         ref=display_reference,
     )

@@ -36,6 +36,7 @@ from cases.models import (
     OfficeKind,
     TranscriptCorrection,
 )
+from cases.retention import hold as retention_hold
 from cases.staff import Committee, CommitteeMember, Role, RoleAssignment, User
 from cases.workflow import TRANSITIONS, Move
 from infra.clock import utcnow
@@ -286,6 +287,7 @@ class CaseView:
     can_acknowledge: bool = False
     can_work: bool = False
     can_reveal: bool = False
+    can_hold: bool = False  # a head of the case's office: set or release its legal hold
     provinces: list[Office] = field(default_factory=list)
     districts: list[Office] = field(default_factory=list)
     action_people: list[User] = field(default_factory=list)
@@ -434,6 +436,7 @@ def _permissions(session: Session, user: User, who: WhoAmI, view: CaseView) -> N
     ) in TRANSITIONS and user.id in workflow.pending_acknowledgements(session, case)
     view.can_work = workflow.may_work(session, user, case)
     view.can_reveal = case.callback_requested and access.may_reveal(session, user, case)
+    view.can_hold = retention_hold.may_hold(session, user, case)
 
 
 def _form_choices(session: Session, view: CaseView) -> None:

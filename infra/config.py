@@ -27,6 +27,7 @@ DEFAULT_FLOW_FILE = ROOT / "ivr_flows" / "hotline.yaml"
 # Both are data the operator maintains; see README "Callbacks and reminders".
 DEFAULT_CALLBACKS_FILE = ROOT / "cases" / "data" / "callbacks.yaml"
 DEFAULT_HOLIDAYS_FILE = ROOT / "cases" / "data" / "holidays-th.yaml"
+DEFAULT_RETENTION_FILE = ROOT / "cases" / "data" / "retention.yaml"
 HOTLINE_NUMBER = "+6621266565"  # 02 126 6565
 # A syntactically valid SID for a machine with no Twilio account; the simulator uses the same one.
 DEV_ACCOUNT_SID = "AC" + "0" * 32
@@ -112,6 +113,8 @@ class Config:
     trusted_proxies: int | tuple[ProxyNetwork, ...] = 0
     callbacks_file: Path = DEFAULT_CALLBACKS_FILE
     holidays_file: Path = DEFAULT_HOLIDAYS_FILE
+    # How long each kind of personal data is kept (cases.retention).
+    retention_file: Path = DEFAULT_RETENTION_FILE
     # The hotline's own number: the caller ID reporters see when staff call them back.
     hotline_number: str = HOTLINE_NUMBER
     # SMS through Twilio's Messages API: an SMS-capable number or a Messaging Service SID (MG…);
@@ -337,6 +340,7 @@ def _staff_settings(env: Mapping[str, str]) -> dict[str, Any]:
         "trusted_proxies": _trusted_proxies(env),
         "callbacks_file": Path(env.get("HOTLINE_CALLBACKS_FILE") or DEFAULT_CALLBACKS_FILE),
         "holidays_file": Path(env.get("HOTLINE_HOLIDAYS_FILE") or DEFAULT_HOLIDAYS_FILE),
+        "retention_file": Path(env.get("HOTLINE_RETENTION_FILE") or DEFAULT_RETENTION_FILE),
         "smtp_host": _smtp_host(env),
         "smtp_port": _number(env, "HOTLINE_SMTP_PORT", 25, 1, 65535, int),
         "smtp_user": env.get("HOTLINE_SMTP_USER") or None,

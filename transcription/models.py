@@ -58,6 +58,8 @@ class Recording(Base):
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     claimed_by: Mapped[str | None] = mapped_column(String(64))
     deleted_at_twilio: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Erased by retention: the transcript's text went then; the file and Twilio's copy follow (resumable).
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -52,6 +52,13 @@ def impossible_holiday(tmp_path: Path) -> str:
     return str(path)
 
 
+def audit_shorter_than_recordings(tmp_path: Path) -> str:
+    path = tmp_path / "retention.yaml"
+    shipped = (ROOT / "cases" / "data" / "retention.yaml").read_text(encoding="utf-8")
+    path.write_text(shipped.replace("audit: 1825", "audit: 60"), encoding="utf-8")
+    return str(path)
+
+
 # One wrong value per variable, as an operator might write it. A value is text or made from tmp_path.
 BAD: dict[str, str | Callable[[Path], str]] = {
     "TWILIO_ACCOUNT_SID": "AC123",
@@ -86,6 +93,7 @@ BAD: dict[str, str | Callable[[Path], str]] = {
     "HOTLINE_SESSION_MAX_HOURS": "1000",
     "HOTLINE_CALLBACKS_FILE": non_utf8_yaml,
     "HOTLINE_HOLIDAYS_FILE": impossible_holiday,
+    "HOTLINE_RETENTION_FILE": audit_shorter_than_recordings,
     "HOTLINE_NUMBER": "02 126",
     "HOTLINE_SMTP_HOST": "smtp://mail.example.org:25",
     "HOTLINE_SMTP_PORT": "0",
@@ -245,6 +253,16 @@ def test_a_broken_secrets_file_settings_file_or_folder_is_one_line(tmp_path: Pat
         encoding="utf-8",
     )
     case("line", {"HOTLINE_CALLBACKS_FILE": str(line_office)}, ["worker", "--once"], "LINE_TOKEN_BKK")
+    short_audit = tmp_path / "retention.yaml"
+    shipped_retention = (ROOT / "cases" / "data" / "retention.yaml").read_text(encoding="utf-8")
+    short_audit.write_text(shipped_retention.replace("audit: 1825", "audit: 7"), encoding="utf-8")
+    case(
+        "retention",
+        {"HOTLINE_RETENTION_FILE": str(short_audit)},
+        ["retention", "plan"],
+        "HOTLINE_RETENTION_FILE",
+        "audit",
+    )
     # The worker's own settings, read after the app started; and flask's help, which loads the app too.
     case(
         "worker", {"HOTLINE_WHISPER_MODELS": "whisper-large"}, ["worker", "--once"], "HOTLINE_WHISPER_MODELS"

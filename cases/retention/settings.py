@@ -1,0 +1,83 @@
+"""The retention settings file (HOTLINE_RETENTION_FILE): days to keep each kind of data, checked at start."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from infra.config import ConfigError
+
+# Days, in the file's order; `audit` must be the longest.
+PERIODS = ("caller_numbers", "recordings", "call_events", "notifications", "audit", "drafts")
+SETTINGS = (*PERIODS, "batch")
+MAX_DAYS = 100 * 365  # catches a typo (an extra zero), not policy
+
+
+class RetentionSettingsError(ConfigError):
+    """The retention file is wrong; the message names the file and the field."""
+
+    def __init__(self, path: Path | str, field_name: str | None, problem: str) -> None:
+        where = f"{path}: {field_name}" if field_name else str(path)
+        super().__init__(f"{where}: {problem}")
+        self.path = str(path)
+        self.field = field_name
+
+
+@dataclass(frozen=True)
+class RetentionSettings:
+    """Days each kind of personal data is kept after its anchor (see cases/data/retention.yaml)."""
+
+    caller_numbers: int
+    recordings: int
+    call_events: int
+    notifications: int
+    audit: int
+    drafts: int
+    batch: int = 200
+
+    def days(self, kind: str) -> int:
+        value: int = getattr(self, kind)
+        return value
+
+
+def load_retention_settings(path: Path) -> RetentionSettings:
+    """Read and check the file; any wrong value is a RetentionSettingsError naming the file and field."""
+    data = _load_yaml(path)
+    if not isinstance(data, Mapping):
+        raise RetentionSettingsError(path, None, f"must hold a mapping of settings ({', '.join(SETTINGS)})")
+    unknown = sorted(str(key) for key in data if key not in SETTINGS)
+    if unknown:
+        raise RetentionSettingsError(path, unknown[0], f"is not a setting ({', '.join(SETTINGS)})")
+    values = {name: _whole(path, name, data.get(name, ...), 1, MAX_DAYS, "days") for name in PERIODS}
+    longest = max(values[name] for name in PERIODS if name != "audit")
+    if values["audit"] < longest:
+        raise RetentionSettingsError(
+            path, "audit", f"{values['audit']} days is shorter than another period ({longest} days)"
+        )
+    batch = _whole(path, "batch", data.get("batch", 200), 1, 10_000, "rows")
+    return RetentionSettings(**values, batch=batch)
+
+
+def _whole(path: Path, name: str, value: Any, low: int, high: int, unit: str) -> int:
+    if value is ...:
+        raise RetentionSettingsError(path, name, f"is missing (a whole number of {unit})")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RetentionSettingsError(path, name, f"must be a whole number of {unit}, not {value!r}")
+    if not low <= value <= high:
+        raise RetentionSettingsError(path, name, f"must be between {low} and {high} {unit}, not {value}")
+    return value
+
+
+def _load_yaml(path: Path) -> Any:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RetentionSettingsError(path, None, f"cannot be read: {exc}") from exc
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RetentionSettingsError(path, None, f"is not valid YAML: {exc}") from exc
