@@ -32,6 +32,7 @@ from infra.crypto import FieldCipher
 from infra.db import Database, database
 from infra.logs import configure_logging
 from infra.scheduler import Sweep, build_scheduler, run_once
+from infra.sealed import RecordingCipher
 from migrations import MIGRATIONS_DIR, upgrade_database
 from migrations.cli import db_group
 from telephony import bridge, bridge_webhooks, twiml, webhooks
@@ -369,7 +370,8 @@ def build_worker(app: Flask) -> Worker:
         max_jobs_per_process=cfg.transcriber_max_jobs,
         cpu_threads=cfg.whisper_threads,
     )
-    media = MediaClient(twilio_rest(cfg))  # telephony's client behind transcription's RecordingMedia
+    # telephony's client behind transcription's RecordingMedia; recordings are sealed as they arrive.
+    media = MediaClient(twilio_rest(cfg), RecordingCipher(cfg.recording_key))
     settings = JobSettings(
         download_attempts=cfg.download_attempts,
         backoff_base_s=cfg.download_backoff_s,

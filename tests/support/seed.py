@@ -39,6 +39,7 @@ from cases.service import DraftReport, open_draft_case
 from cases.staff import Committee, CommitteeMember, Role, RoleAssignment, User
 from infra.clock import Clock, utcnow
 from infra.crypto import FieldCipher, mask_phone
+from infra.sealed import RecordingCipher
 from transcription.models import Recording, StorageStatus, Transcript, TranscriptStatus
 
 SEED_PASSWORD = "seed-password-0123"
@@ -107,6 +108,7 @@ def seed_console(
     *,
     cipher: FieldCipher,
     recordings_dir: Path | None = None,
+    recording_key: str = "",
     password: str = SEED_PASSWORD,
     clock: Clock = utcnow,
 ) -> Seeded:
@@ -117,7 +119,8 @@ def seed_console(
     committee, not yet acknowledged), in_action_50 (action50 acknowledged, one action), resolved_50,
     routed_10, district_5001 (forwarded by Chiang Mai to its district). Recordings (with a transcript
     that has low-confidence words) for draft_central, routed_50, in_action_50, routed_10 and
-    district_5001, stored under `recordings_dir` when given.
+    district_5001, stored under `recordings_dir` when given (sealed with `recording_key`, as the worker
+    stores them).
     """
     seeded = Seeded(password=password)
     for code in (CENTRAL_OFFICE_CODE, PROVINCE, OTHER_PROVINCE, DISTRICT):
@@ -187,8 +190,8 @@ def seed_console(
             stored = None
             if recordings_dir is not None:
                 recordings_dir.mkdir(parents=True, exist_ok=True)
-                stored = recordings_dir / f"{rec_sid}.wav"
-                stored.write_bytes(tone_wav())
+                stored = recordings_dir / f"{rec_sid}.wav.sealed"
+                stored.write_bytes(RecordingCipher(recording_key).seal_bytes(tone_wav()))
             rec = Recording(
                 recording_sid=rec_sid,
                 call_sid=call.call_sid,
