@@ -21,10 +21,11 @@ from flask.cli import with_appcontext
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import text
 
-from cases import callbacks, notifications, phones
+from cases import callbacks, keys, notifications, phones
 from cases import cli as cases_cli
 from cases.callbacks.dialing import BridgeLimits
 from cases.callbacks.settings import CallbackSettings, CallbackSettingsError, load_callback_settings
+from cases.keys_cli import keys_group, seal_plain_recordings
 from console import wiring as console
 from console.proxies import trust_proxies
 from infra.config import Config, ConfigError, private_folder
@@ -69,7 +70,9 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     if config is None:
         os.umask(0o077)  # the database, its WAL and SHM, secrets, recordings: the owner's alone
         with refusing_bad_settings():
-            return _create_app(Config.from_env())
+            app = _create_app(Config.from_env())
+            _check_keys(app)  # a missing or wrong key stops the start, naming what it cannot read
+            return app
     return _create_app(config if isinstance(config, Config) else Config.from_env(env=dict(config)))
 
 
@@ -127,6 +130,18 @@ def _create_app(cfg: Config) -> Flask:
     if cfg.dev_credentials and not app.testing:
         log.info("TWILIO_AUTH_TOKEN not set: using the local development token; real Twilio requests get 403")
     return app
+
+
+def _ciphers(cfg: Config) -> tuple[FieldCipher, RecordingCipher]:
+    return FieldCipher(cfg.data_key), RecordingCipher(cfg.recording_key)
+
+
+def _check_keys(app: Flask) -> None:
+    """The configured keys must open the oldest and newest stored numbers and recordings (cases.keys)."""
+    try:
+        keys.check_keys(get_database(app), *_ciphers(app.config["HOTLINE"]))
+    except keys.KeyCheckFailed as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 def _callback_settings(cfg: Config) -> CallbackSettings:
@@ -227,8 +242,12 @@ def _register_commands(app: Flask) -> None:
         cfg: Config = app.config["HOTLINE"]
         return transcription_cli.EngineSettings(cfg.data_dir, dict(cfg.engine_choices), cfg.whisper_threads)
 
+    def seal_plain() -> str:
+        return seal_plain_recordings(database(), _ciphers(app.config["HOTLINE"])[1])
+
     for command in (
-        db_group(database_url),
+        db_group(database_url, seal_plain),
+        keys_group(database, lambda: _ciphers(app.config["HOTLINE"])),
         *cases_cli.command_groups(database, lambda: phone_policy(app.config["HOTLINE"])),
         *telephony_cli.command_groups(database),
         *transcription_cli.command_groups(engine_settings),
