@@ -32,9 +32,14 @@ def sealed_audio(path: Path, etag: str | None, mimetype: str = "audio/wav") -> R
     """
     try:
         sealed = sealer(current_app._get_current_object()).open(path)  # type: ignore[attr-defined]
+    except (SealBroken, RecordingKeyError) as exc:
+        log.error("recording in %s not served: %s", path.parent, exc)
+        abort(404)
+    try:
         # The first chunk is opened here, before any header is sent: a file that is not ours fails now.
         sealed.read_chunk(0)
-    except (SealBroken, RecordingKeyError) as exc:
+    except SealBroken as exc:
+        sealed.close()
         log.error("recording in %s not served: %s", path.parent, exc)
         abort(404)
     size = sealed.plain_size

@@ -7,6 +7,7 @@ Both flush and leave the commit to the caller.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 import random
@@ -191,7 +192,8 @@ def seed_console(
             if recordings_dir is not None:
                 recordings_dir.mkdir(parents=True, exist_ok=True)
                 stored = recordings_dir / f"{rec_sid}.wav.sealed"
-                stored.write_bytes(RecordingCipher(recording_key).seal_bytes(tone_wav()))
+                audio = tone_wav()
+                stored.write_bytes(RecordingCipher(recording_key).seal_bytes(audio))
             rec = Recording(
                 recording_sid=rec_sid,
                 call_sid=call.call_sid,
@@ -201,7 +203,9 @@ def seed_console(
                 status="completed",
                 storage_status=StorageStatus.STORED if stored else StorageStatus.PENDING,
                 stored_path=str(stored) if stored else None,
-                size_bytes=stored.stat().st_size if stored else None,
+                # The audio's, as the worker keeps them (the file on disk is sealed).
+                size_bytes=len(audio) if stored else None,
+                sha256=hashlib.sha256(audio).hexdigest() if stored else None,
                 audio_duration_s=1.0,
                 created_at=when,
                 updated_at=when,
