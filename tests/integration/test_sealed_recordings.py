@@ -51,8 +51,8 @@ def recording_paths(app: Flask) -> dict[int, Path]:
 
 def number_tokens(app: Flask) -> list[str]:
     with get_database(app).session() as session:
-        calls = [t for t in session.scalars(select(Call.caller_number_enc)) if t]
-        cases = [t for t in session.scalars(select(Case.callback_number_enc)) if t]
+        calls = [t for t in session.scalars(select(Call.caller_number_enc).order_by(Call.id)) if t]
+        cases = [t for t in session.scalars(select(Case.callback_number_enc).order_by(Case.id)) if t]
         return calls + cases
 
 
