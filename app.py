@@ -138,10 +138,13 @@ def _ciphers(cfg: Config) -> tuple[FieldCipher, RecordingCipher]:
 
 def _check_keys(app: Flask) -> None:
     """The configured keys must open the oldest and newest stored numbers and recordings (cases.keys)."""
+    db = get_database(app)
     try:
-        keys.check_keys(get_database(app), *_ciphers(app.config["HOTLINE"]))
+        keys.check_keys(db, *_ciphers(app.config["HOTLINE"]))
     except keys.KeyCheckFailed as exc:
         raise ConfigError(str(exc)) from exc
+    finally:
+        db.dispose()  # no connection of the check outlives it (a server may fork after this)
 
 
 def _callback_settings(cfg: Config) -> CallbackSettings:
