@@ -188,12 +188,11 @@ def seed_console(
         for node, kind, detail in path:
             session.add(CallEvent(call_id=call.id, at=when, node=node, kind=kind, detail=detail))
         if rec_sid:
-            stored = None
+            stored, wav = None, tone_wav()
             if recordings_dir is not None:
                 recordings_dir.mkdir(parents=True, exist_ok=True)
                 stored = recordings_dir / f"{rec_sid}.wav.sealed"
-                audio = tone_wav()
-                stored.write_bytes(RecordingCipher(recording_key).seal_bytes(audio))
+                stored.write_bytes(RecordingCipher(recording_key).seal_bytes(wav))
             rec = Recording(
                 recording_sid=rec_sid,
                 call_sid=call.call_sid,
@@ -204,8 +203,8 @@ def seed_console(
                 storage_status=StorageStatus.STORED if stored else StorageStatus.PENDING,
                 stored_path=str(stored) if stored else None,
                 # The audio's, as the worker keeps them (the file on disk is sealed).
-                size_bytes=len(audio) if stored else None,
-                sha256=hashlib.sha256(audio).hexdigest() if stored else None,
+                size_bytes=len(wav) if stored else None,
+                sha256=hashlib.sha256(wav).hexdigest() if stored else None,
                 audio_duration_s=1.0,
                 created_at=when,
                 updated_at=when,
