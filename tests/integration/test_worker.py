@@ -368,7 +368,7 @@ def test_a_thai_call_is_stored_and_exported_with_no_model(hotline: Hotline) -> N
     assert transcript.text is None  # no model of another language was run on it
     row = hotline.recording(sid)
     assert row.storage_status == StorageStatus.STORED and row.stored_path
-    assert Path(row.stored_path).read_bytes() == generate_wav(6)
+    assert RecordingCipher(hotline.config.recording_key).read_all(Path(row.stored_path)) == generate_wav(6)
     [case] = [c for c in hotline.export() if c["recording_sid"] == sid]
     assert (case["language"], case["recording_status"], case["transcript_status"]) == (
         "th",
