@@ -23,10 +23,11 @@ from sqlalchemy import text
 
 from backups import cli as backups_cli
 from backups.create import Source as BackupSource
-from cases import callbacks, notifications, phones
+from cases import callbacks, keys, notifications, phones
 from cases import cli as cases_cli
 from cases.callbacks.dialing import BridgeLimits
 from cases.callbacks.settings import CallbackSettings, CallbackSettingsError, load_callback_settings
+from cases.keys_cli import keys_group, seal_plain_recordings
 from cases.retention import RetentionSettings, RetentionSweep, load_retention_settings
 from cases.retention.cli import retention_group
 from console import wiring as console
@@ -37,6 +38,7 @@ from infra.db import Database, database
 from infra.extensions import Shared
 from infra.logs import configure_logging
 from infra.scheduler import Sweep, build_scheduler, run_once
+from infra.sealed import RecordingCipher
 from migrations import MIGRATIONS_DIR, upgrade_database
 from migrations.cli import db_group
 from telephony import bridge, bridge_webhooks, twiml, webhooks
@@ -78,7 +80,9 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     if config is None:
         os.umask(0o077)  # the database, its WAL and SHM, secrets, recordings: the owner's alone
         with refusing_bad_settings():
-            return _create_app(Config.from_env())
+            app = _create_app(Config.from_env())
+            _check_keys(app)  # a missing or wrong key stops the start, naming what it cannot read
+            return app
     return _create_app(config if isinstance(config, Config) else Config.from_env(env=dict(config)))
 
 
@@ -139,6 +143,21 @@ def _create_app(cfg: Config) -> Flask:
     if cfg.dev_credentials and not app.testing:
         log.info("TWILIO_AUTH_TOKEN not set: using the local development token; real Twilio requests get 403")
     return app
+
+
+def _ciphers(cfg: Config) -> tuple[FieldCipher, RecordingCipher]:
+    return FieldCipher(cfg.data_key), RecordingCipher(cfg.recording_key)
+
+
+def _check_keys(app: Flask) -> None:
+    """The configured keys must open the oldest and newest stored numbers and recordings (cases.keys)."""
+    db = get_database(app)
+    try:
+        keys.check_keys(db, *_ciphers(app.config["HOTLINE"]))
+    except keys.KeyCheckFailed as exc:
+        raise ConfigError(str(exc)) from exc
+    finally:
+        db.dispose()  # no connection of the check outlives it (a server may fork after this)
 
 
 def _callback_settings(cfg: Config) -> CallbackSettings:
@@ -247,8 +266,12 @@ def _register_commands(app: Flask) -> None:
         cfg: Config = app.config["HOTLINE"]
         return RetentionSweep(database(), retention_settings(app), twilio_rest(cfg))
 
+    def seal_plain() -> str:
+        return seal_plain_recordings(database(), _ciphers(app.config["HOTLINE"])[1])
+
     for command in (
-        db_group(database_url),
+        db_group(database_url, seal_plain),
+        keys_group(database, lambda: _ciphers(app.config["HOTLINE"])),
         backups_cli.backup_group(backup_source, lambda: database().dispose()),
         retention_group(database, lambda: retention_settings(app), retention_sweep),
         *cases_cli.command_groups(database, lambda: phone_policy(app.config["HOTLINE"])),
@@ -406,7 +429,8 @@ def build_worker(app: Flask) -> Worker:
         max_jobs_per_process=cfg.transcriber_max_jobs,
         cpu_threads=cfg.whisper_threads,
     )
-    media = MediaClient(twilio_rest(cfg))  # telephony's client behind transcription's RecordingMedia
+    # telephony's client behind transcription's RecordingMedia; recordings are sealed as they arrive.
+    media = MediaClient(twilio_rest(cfg), RecordingCipher(cfg.recording_key))
     settings = JobSettings(
         download_attempts=cfg.download_attempts,
         backoff_base_s=cfg.download_backoff_s,

@@ -160,7 +160,9 @@ def seed(app: Flask, cases: int, events: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     with get_database(app).session() as session:
         load_offices(session)
-        seed_console(session, cipher=cipher, recordings_dir=cfg.recordings_dir)
+        seed_console(
+            session, cipher=cipher, recordings_dir=cfg.recordings_dir, recording_key=cfg.recording_key
+        )
         central_and_provinces = office_codes(
             session, (Office.kind == OfficeKind.PROVINCE) | (Office.code == CENTRAL_OFFICE_CODE)
         )

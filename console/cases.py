@@ -9,7 +9,6 @@ write transaction (see console.base.db).
 from __future__ import annotations
 
 import logging
-import mimetypes
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,6 @@ from flask import (
     redirect,
     render_template,
     request,
-    send_file,
     url_for,
 )
 from werkzeug.wrappers import Response
@@ -33,7 +31,7 @@ from cases.models import ForwardingProposal, HazardGroup, Office
 from cases.retention import hold as retention_hold
 from cases.staff import Committee, User
 from cases.workflow import WorkflowError
-from console import i18n, queries
+from console import i18n, playback, queries
 from console.audit import CaseHistory, note_read
 from console.base import (
     apply,
@@ -140,10 +138,8 @@ def recording_audio(recording_id: int) -> Response:
         abort(404)
     if _starts_playing(request.headers.get("Range")):
         note_read("recording_played", found.id, {"recording": rec.id})
-    mimetype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    if mimetype == "audio/x-wav":
-        mimetype = "audio/wav"
-    return send_file(path, mimetype=mimetype, conditional=True, etag=True, max_age=0)
+    # Sealed at rest (infra.sealed): opened in memory, only the chunks the range needs.
+    return playback.sealed_audio(path, rec.sha256)
 
 
 def _starts_playing(range_header: str | None) -> bool:

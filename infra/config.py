@@ -20,6 +20,7 @@ import phonenumbers
 
 from infra.crypto import DataKeyError, FieldCipher
 from infra.files import make_private_dirs, tighten
+from infra.sealed import RecordingCipher, RecordingKeyError, new_recording_key
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_FLOW_FILE = ROOT / "ivr_flows" / "hotline.yaml"
@@ -79,6 +80,9 @@ class Config:
     timezone_name: str
     secret_key: str = field(repr=False)
     data_key: str = field(repr=False)
+    # HOTLINE_RECORDING_KEY: AES-256-GCM key(s) sealing recordings at rest (infra.sealed), apart from
+    # the numbers' key; one, or several comma-separated while rotating (the first seals).
+    recording_key: str = field(default="", repr=False)
     flow_file: Path = DEFAULT_FLOW_FILE
     transfer_number: str | None = None
     voice_th: str = "Google.th-TH-Standard-A"
@@ -176,6 +180,7 @@ class Config:
             timezone_name=_timezone(env),
             secret_key=env.get("HOTLINE_SECRET_KEY") or local.get("secret_key", ""),
             data_key=_data_key(env.get("HOTLINE_DATA_KEY"), local, instance_dir),
+            recording_key=_recording_key(env.get("HOTLINE_RECORDING_KEY"), local, instance_dir),
             production=production,
             **_telephony_settings(env, local, production),
             **_worker_settings(env),
@@ -191,6 +196,7 @@ _PRODUCTION_NEEDS = (
     "DATABASE_URL",
     "HOTLINE_SECRET_KEY",
     "HOTLINE_DATA_KEY",
+    "HOTLINE_RECORDING_KEY",
 )
 
 
@@ -239,8 +245,23 @@ def _data_key(value: str | None, local: Mapping[str, str], instance_dir: Path) -
     try:
         FieldCipher(key)
     except DataKeyError as exc:
-        where = "HOTLINE_DATA_KEY" if value else f"{instance_dir / LOCAL_SECRETS_FILE}: data_key"
+        if value:
+            raise ConfigError(str(exc)) from exc
+        where = f"{instance_dir / LOCAL_SECRETS_FILE}: data_key"
         raise ConfigError(f"{where} is not a Fernet key (32 url-safe base64 bytes)") from exc
+    return key
+
+
+def _recording_key(value: str | None, local: Mapping[str, str], instance_dir: Path) -> str:
+    """HOTLINE_RECORDING_KEY, else the generated one: 32-byte AES keys, url-safe base64, comma-separated."""
+    key = value or local.get("recording_key", "")
+    if not key:
+        return key  # only production has no local key, and it refuses the start before this
+    where = "HOTLINE_RECORDING_KEY" if value else f"{instance_dir / LOCAL_SECRETS_FILE}: recording_key"
+    try:
+        RecordingCipher(key, where)
+    except RecordingKeyError as exc:
+        raise ConfigError(str(exc)) from exc
     return key
 
 
@@ -483,6 +504,7 @@ def _local_secrets(instance_dir: Path) -> dict[str, str]:
         "twilio_auth_token": lambda: secrets.token_hex(16),
         "secret_key": lambda: secrets.token_urlsafe(32),
         "data_key": _new_data_key,
+        "recording_key": new_recording_key,
     }
     data = _read_local_secrets(path) if path.exists() else {}
     if all(k in data for k in wanted):

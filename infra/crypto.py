@@ -6,7 +6,7 @@ import hashlib
 import hmac
 
 import phonenumbers
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 
 class DataKeyError(ValueError):
@@ -14,23 +14,51 @@ class DataKeyError(ValueError):
 
 
 class FieldCipher:
-    """Encrypts reporter phone numbers (and other personal fields) with the service's data key."""
+    """Encrypts reporter phone numbers (and other personal fields) with the service's data key.
+
+    HOTLINE_DATA_KEY is one Fernet key, or several comma-separated while keys are rotated
+    (MultiFernet): the first encrypts, every one decrypts, `rotate` re-encrypts with the first.
+    """
 
     def __init__(self, key: str) -> None:
-        if not key:
+        if not key or not key.strip():
             raise DataKeyError("HOTLINE_DATA_KEY is empty: personal data cannot be stored")
-        try:
-            self._fernet = Fernet(key.encode("ascii"))
-        except (ValueError, UnicodeEncodeError) as exc:
-            raise DataKeyError("HOTLINE_DATA_KEY is not a Fernet key (32 url-safe base64 bytes)") from exc
-        self._hash_key = hashlib.sha256(b"lookup:" + key.encode("ascii")).digest()
+        parts = [part.strip() for part in key.split(",")]
+        fernets = []
+        for position, part in enumerate(parts, start=1):
+            try:
+                fernets.append(Fernet(part.encode("ascii")))
+            except (ValueError, UnicodeEncodeError) as exc:
+                where = f"HOTLINE_DATA_KEY (key {position})" if len(parts) > 1 else "HOTLINE_DATA_KEY"
+                raise DataKeyError(f"{where} is not a Fernet key (32 url-safe base64 bytes)") from exc
+        self._current = fernets[0]
+        self._fernet = MultiFernet(fernets)
+        self.key_count = len(fernets)
+        # Look-up hashes (short-lived: follow-up tries within the hour, staff phone codes) follow the
+        # current key; a rotation starts those counts afresh.
+        self._hash_key = hashlib.sha256(b"lookup:" + parts[0].encode("ascii")).digest()
 
     def encrypt(self, value: str) -> str:
-        return self._fernet.encrypt(value.encode("utf-8")).decode("ascii")
+        return self._current.encrypt(value.encode("utf-8")).decode("ascii")
 
     def decrypt(self, token: str) -> str:
         try:
             return self._fernet.decrypt(token.encode("ascii")).decode("utf-8")
+        except (InvalidToken, UnicodeEncodeError) as exc:
+            raise DataKeyError("a stored value cannot be decrypted with HOTLINE_DATA_KEY") from exc
+
+    def is_current(self, token: str) -> bool:
+        """True when the first (current) key decrypts `token`: rotation has nothing left to do for it."""
+        try:
+            self._current.decrypt(token.encode("ascii"))
+        except (InvalidToken, UnicodeEncodeError):
+            return False
+        return True
+
+    def rotate(self, token: str) -> str:
+        """The same value encrypted with the current key; DataKeyError if no configured key opens it."""
+        try:
+            return self._fernet.rotate(token.encode("ascii")).decode("ascii")
         except (InvalidToken, UnicodeEncodeError) as exc:
             raise DataKeyError("a stored value cannot be decrypted with HOTLINE_DATA_KEY") from exc
 

@@ -30,6 +30,7 @@ from infra.claims import claim, release
 from infra.clock import Clock, utcnow
 from infra.db import Database
 from infra.files import disk_fault
+from infra.sealed import RecordingCipher, RecordingKeyError, SealBroken
 from infra.sweeps import SweepReport
 from transcription.media import MediaClient, MediaFetchError, MediaRefused, StorageFault, StoredMedia
 from transcription.models import Recording, StorageStatus, Transcript, TranscriptStatus
@@ -137,7 +138,7 @@ class TranscriptionJobs:
                 return
             sid, url, reported, previous = rec.recording_sid, rec.media_url, rec.duration_s, rec.last_error
             created = rec.created_at
-        dest = self.recordings_dir / f"{created:%Y}" / f"{created:%m}" / f"{sid}.wav"
+        dest = self.recordings_dir / f"{created:%Y}" / f"{created:%m}" / f"{sid}.wav.sealed"
         result = self._fetch(url, sid, dest, reported, previous)
         now = self.clock()
         with self.db.session() as session:
@@ -251,7 +252,7 @@ class TranscriptionJobs:
                 return
             sid, path, size, sha = rec.recording_sid, rec.stored_path, rec.size_bytes, rec.sha256
             previous = rec.last_error
-        fault = copy_fault(path, size, sha)
+        fault = copy_fault(self.media.sealer, path, size, sha)
         if fault is None:
             try:
                 self.media.delete(sid)
@@ -336,9 +337,10 @@ class TranscriptionJobs:
             path, size, sha, language = rec.stored_path, rec.size_bytes, rec.sha256, row.language
             row.attempts += 1
             attempts = row.attempts
-        # Our copy first: one that is gone or unreadable is our disk's fault, not a verdict on the audio.
-        fault = copy_fault(path, size, sha)
-        if fault is not None or path is None:
+        # Our copy first: one that is gone, unreadable or fails authentication is our disk's fault (or
+        # someone's tampering), not a verdict on the audio: it is never handed to the transcriber.
+        audio, fault = open_copy(self.media.sealer, path, size, sha)
+        if audio is None or path is None:
             self._defer(transcript_id, fault or "stored copy missing", report, ours=True)
             return
         started = self.clock()
@@ -346,7 +348,9 @@ class TranscriptionJobs:
         failure: str | None = None
         interrupted = False
         try:
-            outcome = self.transcriber.transcribe(Path(path), language)
+            # Opened in memory: the plain audio goes to the transcriber through its pipe, never to disk.
+            outcome = self.transcriber.transcribe(audio, language)
+            del audio
         except PoolClosed:
             interrupted = True
         except Exception as exc:  # the pool contains crashes; anything else must not stop the sweep
@@ -354,7 +358,7 @@ class TranscriptionJobs:
             failure = f"internal error: {type(exc).__name__}"
         if outcome is not None and outcome.status == "failed" and outcome.reason == "unreadable_file":
             # The transcriber could not read the file the parent just read: still our disk, not the audio.
-            fault = copy_fault(path, size, sha) or disk_fault(
+            fault = copy_fault(self.media.sealer, path, size, sha) or disk_fault(
                 "cannot read", Path(path).parent, "in the transcriber"
             )
             self._defer(transcript_id, fault, report, ours=True)
@@ -472,23 +476,34 @@ def _log_bug(new: bool, message: str, *args: object) -> None:
     log.log(logging.ERROR if new else logging.DEBUG, message, *args, exc_info=True)
 
 
-def copy_fault(path: str | None, size: int | None, sha256: str | None) -> str | None:
-    """Why our stored copy cannot be trusted; None when it is there, whole, and the bytes we downloaded."""
+def copy_fault(sealer: RecordingCipher, path: str | None, size: int | None, sha256: str | None) -> str | None:
+    """Why our stored copy cannot be trusted; None when it is there, opens, and is the audio we downloaded."""
+    return open_copy(sealer, path, size, sha256)[1] if path else None
+
+
+def open_copy(
+    sealer: RecordingCipher, path: str | None, size: int | None, sha256: str | None
+) -> tuple[bytes | None, str | None]:
+    """The stored recording's plain audio, opened in memory and checked against its size and sha256, or
+    why it cannot be trusted (a short reason naming the folder, never the file)."""
     if not path:
-        return None
+        return None, None
     stored = Path(path)
-    digest = hashlib.sha256()
-    length = 0
     try:
-        with stored.open("rb") as fh:
-            while block := fh.read(1 << 16):
-                digest.update(block)
-                length += len(block)
+        audio = sealer.read_all(stored)
     except OSError as exc:
-        return disk_fault("cannot read", stored.parent, exc)
-    if (size is not None and length != size) or (sha256 is not None and digest.hexdigest() != sha256):
-        return f"stored copy changed on disk in {stored.parent}"[:200]
-    return None
+        return None, disk_fault("cannot read", stored.parent, exc)
+    except SealBroken:
+        # Not what we sealed (a changed byte fails authentication, a plain file is not sealed): the same
+        # verdict as a changed checksum, and the audio is never handed on.
+        return None, f"stored copy changed on disk in {stored.parent}"[:200]
+    except RecordingKeyError:
+        return None, f"stored copy in {stored.parent}: its key is not in HOTLINE_RECORDING_KEY"[:200]
+    if (size is not None and len(audio) != size) or (
+        sha256 is not None and hashlib.sha256(audio).hexdigest() != sha256
+    ):
+        return None, f"stored copy changed on disk in {stored.parent}"[:200]
+    return audio, None
 
 
 def _apply_outcome(

@@ -18,8 +18,11 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from infra.files import disk_fault, make_private_dirs
+from infra.sealed import RecordingCipher
 
 CHUNK = 64 * 1024
+# The plain bytes kept in memory to check the WAV header: its chunks before `data` (fmt, LIST, …).
+_HEAD_BYTES = 1024 * 1024
 
 
 class MediaRefused(ValueError):
@@ -49,6 +52,8 @@ class MediaFetchError(RuntimeError):
 
 @dataclass(frozen=True)
 class StoredMedia:
+    """A stored recording: `sha256` and `size_bytes` are the audio's as downloaded; the file is sealed."""
+
     path: Path
     sha256: str
     size_bytes: int
@@ -91,15 +96,20 @@ class RecordingMedia(Protocol):
 class MediaClient:
     """Downloads of Twilio's recordings to our disk, over the REST client app.py hands in."""
 
-    def __init__(self, twilio: RecordingMedia, *, max_bytes: int = 200 * 1024 * 1024) -> None:
+    def __init__(
+        self, twilio: RecordingMedia, sealer: RecordingCipher, *, max_bytes: int = 200 * 1024 * 1024
+    ) -> None:
         self.twilio = twilio
+        self.sealer = sealer
         self.max_bytes = max_bytes
 
     def fetch(self, recording_url: str, recording_sid: str, dest: Path) -> StoredMedia:
-        """Download the WAV to `dest` (mode 0600, written atomically) and verify it.
+        """Download the WAV, seal it as it arrives into `dest` (mode 0600, written atomically), verify it.
 
-        Raises MediaRefused (never requested), MediaFetchError (Twilio or the network) or StorageFault (our
-        own disk). Whatever fails, no partial file is left behind.
+        The plain audio is never written to disk: each chunk is sealed (infra.sealed) before it is written,
+        and the WAV header is checked from the first bytes kept in memory. Raises MediaRefused (never
+        requested), MediaFetchError (Twilio or the network) or StorageFault (our own disk). Whatever fails,
+        no partial file is left behind.
         """
         url = self.twilio.media_url(recording_url, recording_sid)
         folder = dest.parent
@@ -109,12 +119,10 @@ class MediaClient:
         with _our_disk("cannot write", folder):
             out = self.open_for_writing(tmp)
         try:
-            digest, size = self._receive(url, out, folder)
+            digest, size, head = self._receive(url, out, folder)
+            info = parse_wav_header(head, size)
             with _our_disk("cannot write", folder):
                 out.close()  # the last buffered bytes: a full disk may only show here
-            with _our_disk("cannot read", folder):
-                info = read_wav_header(tmp)
-            with _our_disk("cannot write", folder):
                 os.replace(tmp, dest)
         except BaseException:
             with contextlib.suppress(OSError):
@@ -133,60 +141,64 @@ class MediaClient:
             os.close(fd)
             raise
 
-    def _receive(self, url: str, out: BinaryIO, folder: Path) -> tuple[str, int]:
-        """GET the media into `out`; returns its sha256 and size."""
+    def _receive(self, url: str, out: BinaryIO, folder: Path) -> tuple[str, int, bytes]:
+        """GET the media, sealed, into `out`; returns its sha256, size and first bytes (the header)."""
         digest = hashlib.sha256()
         size = 0
+        head = bytearray()
+        with _our_disk("cannot write", folder):
+            sealing = self.sealer.writer(out)
         with self.twilio.open_media(url, CHUNK) as media:
             for chunk in media.chunks:
                 size += len(chunk)
                 if size > self.max_bytes:
                     raise MediaFetchError("too large", retryable=False)
                 digest.update(chunk)
+                if len(head) < _HEAD_BYTES:
+                    head += chunk[: _HEAD_BYTES - len(head)]
                 with _our_disk("cannot write", folder):
-                    out.write(chunk)
+                    sealing.write(chunk)
         if media.length is not None and media.length != size:
             raise MediaFetchError(f"truncated: {size} of {media.length} bytes")
-        return digest.hexdigest(), size
+        with _our_disk("cannot write", folder):
+            sealing.close()
+        return digest.hexdigest(), size, bytes(head)
 
     def delete(self, recording_sid: str) -> None:
         """Delete the recording at Twilio (REST API; 404 is gone too); MediaFetchError if it may be there."""
         self.twilio.delete_recording(recording_sid)
 
 
-def read_wav_header(path: Path) -> WavInfo:
-    """Check a RIFF/WAVE file's chunks and that the data chunk is all there; raise MediaFetchError."""
-    size = path.stat().st_size
-    with path.open("rb") as fh:
-        head = fh.read(12)
-        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-            raise MediaFetchError("not a WAV file")
-        fmt: tuple[int, int, int, int, int] | None = None
-        pos = 12
-        while True:
-            fh.seek(pos)
-            chunk = fh.read(8)
-            if len(chunk) < 8:
-                raise MediaFetchError("truncated: no data chunk")
-            cid, clen = chunk[:4], struct.unpack("<I", chunk[4:])[0]
-            if cid == b"fmt ":
-                body = fh.read(16)
-                if len(body) < 16:
-                    raise MediaFetchError("truncated: short fmt chunk")
-                tag, channels, rate, byte_rate, _align, bits = struct.unpack("<HHIIHH", body)
-                fmt = (tag, channels, rate, byte_rate, bits)
-            elif cid == b"data":
-                if fmt is None:
-                    raise MediaFetchError("not a WAV file: data before fmt")
-                available = size - pos - 8
-                # Twilio writes the real length; 0xFFFFFFFF would be a streaming header, also short.
-                if clen > available:
-                    raise MediaFetchError(f"truncated: data chunk {clen} bytes, {available} present")
-                tag, channels, rate, byte_rate, bits = fmt
-                if channels < 1 or rate < 1 or byte_rate < 1:
-                    raise MediaFetchError("not a WAV file: bad fmt chunk")
-                return WavInfo(channels, rate, bits, tag, clen / byte_rate)
-            pos += 8 + clen + (clen & 1)
+def parse_wav_header(head: bytes, size: int) -> WavInfo:
+    """Check a RIFF/WAVE file's chunks, from its first bytes and its whole size, and that the data chunk
+    is all there; raise MediaFetchError."""
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        raise MediaFetchError("not a WAV file")
+    fmt: tuple[int, int, int, int, int] | None = None
+    pos = 12
+    while True:
+        chunk = head[pos : pos + 8]
+        if len(chunk) < 8:
+            raise MediaFetchError("truncated: no data chunk")
+        cid, clen = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+        if cid == b"fmt ":
+            body = head[pos + 8 : pos + 24]
+            if len(body) < 16:
+                raise MediaFetchError("truncated: short fmt chunk")
+            tag, channels, rate, byte_rate, _align, bits = struct.unpack("<HHIIHH", body)
+            fmt = (tag, channels, rate, byte_rate, bits)
+        elif cid == b"data":
+            if fmt is None:
+                raise MediaFetchError("not a WAV file: data before fmt")
+            available = size - pos - 8
+            # Twilio writes the real length; 0xFFFFFFFF would be a streaming header, also short.
+            if clen > available:
+                raise MediaFetchError(f"truncated: data chunk {clen} bytes, {available} present")
+            tag, channels, rate, byte_rate, bits = fmt
+            if channels < 1 or rate < 1 or byte_rate < 1:
+                raise MediaFetchError("not a WAV file: bad fmt chunk")
+            return WavInfo(channels, rate, bits, tag, clen / byte_rate)
+        pos += 8 + clen + (clen & 1)
 
 
 def _prepare_folder(folder: Path) -> None:

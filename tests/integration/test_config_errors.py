@@ -75,6 +75,7 @@ BAD: dict[str, str | Callable[[Path], str]] = {
     "HOTLINE_VOICE_EN": "Joanna",
     "HOTLINE_SECRET_KEY": "a pasted secret\n",
     "HOTLINE_DATA_KEY": "not-a-fernet-key",
+    "HOTLINE_RECORDING_KEY": "c2hvcnQ=",  # base64, but 5 bytes: not an AES-256 key
     "TWILIO_DELETE_AFTER_DOWNLOAD": "maybe",
     "HOTLINE_VOSK_MODELS": "/srv/models/vosk-th",
     "HOTLINE_WHISPER_MODELS": "th=",
@@ -112,7 +113,13 @@ BAD: dict[str, str | Callable[[Path], str]] = {
     "HOTLINE_BRIDGE_CALLS_PER_CASE_HOUR": "lots",
 }
 # Never printed, even when wrong.
-SECRETS = {"TWILIO_AUTH_TOKEN", "HOTLINE_SECRET_KEY", "HOTLINE_DATA_KEY", "HOTLINE_SMTP_PASSWORD"}
+SECRETS = {
+    "TWILIO_AUTH_TOKEN",
+    "HOTLINE_SECRET_KEY",
+    "HOTLINE_DATA_KEY",
+    "HOTLINE_RECORDING_KEY",
+    "HOTLINE_SMTP_PASSWORD",
+}
 
 
 def clean_env(tmp_path: Path, **settings: str) -> dict[str, str]:

@@ -44,7 +44,12 @@ class World:
 @pytest.fixture
 def world(app: Flask, config: Config) -> World:
     with get_database(app).session() as session:
-        s = seed_console(session, cipher=FieldCipher(config.data_key), recordings_dir=config.recordings_dir)
+        s = seed_console(
+            session,
+            cipher=FieldCipher(config.data_key),
+            recordings_dir=config.recordings_dir,
+            recording_key=config.recording_key,
+        )
         recordings = {k: r.id for k, r in s.recordings.items()}
         transcripts = {
             k: session.scalars(select(Transcript.id).where(Transcript.recording_id == rid)).one()

@@ -146,7 +146,12 @@ class World:
 def world(app: Flask, config: Config) -> World:
     """seed_console's staff and cases, 30 more cases, and a console and a failed SMS notification."""
     with get_database(app).writing() as session:
-        s = seed_console(session, cipher=FieldCipher(config.data_key), recordings_dir=config.recordings_dir)
+        s = seed_console(
+            session,
+            cipher=FieldCipher(config.data_key),
+            recordings_dir=config.recordings_dir,
+            recording_key=config.recording_key,
+        )
         seed_bulk_cases(session, 30, office_codes=["50"])
         now = utcnow()
         console = Notification(

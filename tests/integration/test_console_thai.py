@@ -177,7 +177,12 @@ def _more_to_show(session: Session, app: Flask, s: Seeded) -> None:
 @pytest.fixture
 def world(app: Flask, config: Config) -> World:
     with get_database(app).session() as session:
-        s = seed_console(session, cipher=FieldCipher(config.data_key), recordings_dir=config.recordings_dir)
+        s = seed_console(
+            session,
+            cipher=FieldCipher(config.data_key),
+            recordings_dir=config.recordings_dir,
+            recording_key=config.recording_key,
+        )
         _more_to_show(session, app, s)
         session.commit()
         return World(

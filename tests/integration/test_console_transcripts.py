@@ -34,7 +34,12 @@ class Case:
 def _whisper_case(app: Flask, config: Config) -> Case:
     """The seeded draft case at the centre, its message transcribed by Whisper as the worker would."""
     with get_database(app).session() as session:
-        s = seed_console(session, cipher=FieldCipher(config.data_key), recordings_dir=config.recordings_dir)
+        s = seed_console(
+            session,
+            cipher=FieldCipher(config.data_key),
+            recordings_dir=config.recordings_dir,
+            recording_key=config.recording_key,
+        )
         rec = s.recordings["draft_central"]
         transcript = session.scalars(select(Transcript).where(Transcript.recording_id == rec.id)).one()
         transcript.text, transcript.words = WHISPER_TEXT, pieces(WHISPER_PIECES)

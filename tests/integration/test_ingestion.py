@@ -29,6 +29,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 from app import get_database
 from infra.clock import utcnow
 from infra.config import Config
+from infra.sealed import RecordingCipher
 from telephony.rest import TwilioRest
 from telephony.simulator.audio import generate_wav
 from telephony.simulator.media_server import MediaServer
@@ -115,7 +116,7 @@ class Rig:
             media_read_timeout_s=READ_TIMEOUT_S,
             session=http,
         )
-        client = MediaClient(rest)
+        client = MediaClient(rest, RecordingCipher(self.config.recording_key))
         pool = TranscriberPool({}, size=0, job_timeout_s=10, max_audio_s=60, max_jobs_per_process=1)
         self._pools.append(pool)
         return TranscriptionJobs(
@@ -285,8 +286,9 @@ def served_app(app: Flask) -> Iterator[str]:
 def assert_one_private_copy(rig: Rig, sid: str, wav: bytes) -> Path:
     """Exactly one stored file, this recording's bytes, 0600 in 0700 folders, matching the row."""
     [path] = rig.stored_files()
-    assert path.name == f"{sid}.wav"
-    assert path.read_bytes() == wav
+    assert path.name == f"{sid}.wav.sealed"
+    assert not path.read_bytes().startswith(b"RIFF")  # sealed at rest (infra.sealed)
+    assert RecordingCipher(rig.config.recording_key).read_all(path) == wav
     assert mode(path) == 0o600
     folder = path.parent
     while True:
@@ -297,7 +299,7 @@ def assert_one_private_copy(rig: Rig, sid: str, wav: bytes) -> Path:
     row = rig.recording(sid)
     assert row.storage_status == StorageStatus.STORED
     assert row.stored_path == str(path)
-    assert row.sha256 == sha256(wav) == sha256(path.read_bytes())
+    assert row.sha256 == sha256(wav)
     assert row.size_bytes == len(wav)
     return path
 
@@ -724,7 +726,8 @@ def test_twilio_deletes_only_after_the_copy_is_stored_and_verified(rig: Rig) -> 
         if method == "DELETE":
             files = rig.stored_files()
             row = rig.recording(sid)
-            on_disk = len(files) == 1 and sha256(files[0].read_bytes()) == sha256(wav)
+            opened = RecordingCipher(rig.config.recording_key).read_all(files[0]) if len(files) == 1 else b""
+            on_disk = sha256(opened) == sha256(wav)
             seen.append((method, path, on_disk, str(row.storage_status), row.sha256))
 
     rig.media.observer = observe

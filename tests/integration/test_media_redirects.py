@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from infra.sealed import RecordingCipher, new_recording_key
 from telephony.rest import TwilioRest
 from telephony.simulator.audio import generate_wav
 from transcription.media import MediaClient, MediaFetchError
@@ -72,7 +73,7 @@ def test_a_redirect_within_the_api_base_is_followed_with_credentials(
     wav = generate_wav(2.0)
     api.routes[PATH + ".wav"] = (302, {"Location": "/media/abc.wav"}, b"")
     api.routes["/media/abc.wav"] = (200, {"Content-Type": "audio/x-wav"}, wav)
-    client = MediaClient(TwilioRest(api.base, SID, TOKEN))
+    client = MediaClient(TwilioRest(api.base, SID, TOKEN), RecordingCipher(new_recording_key()))
 
     stored = client.fetch(api.base + PATH, REC, tmp_path / "r.wav")
 
@@ -87,7 +88,7 @@ def test_a_redirect_to_a_plain_http_host_is_refused_and_never_requested(
     api, other = servers
     other.routes["/steal"] = (200, {}, generate_wav(1.0))
     api.routes[PATH + ".wav"] = (302, {"Location": other.base + "/steal"}, b"")
-    client = MediaClient(TwilioRest(api.base, SID, TOKEN))
+    client = MediaClient(TwilioRest(api.base, SID, TOKEN), RecordingCipher(new_recording_key()))
 
     with pytest.raises(MediaFetchError) as err:
         client.fetch(api.base + PATH, REC, tmp_path / "r.wav")
@@ -102,7 +103,7 @@ def test_a_redirect_loop_ends(servers: tuple[_Server, _Server], tmp_path: Path) 
     api, _ = servers
     api.routes[PATH + ".wav"] = (302, {"Location": "/loop"}, b"")
     api.routes["/loop"] = (302, {"Location": "/loop"}, b"")
-    client = MediaClient(TwilioRest(api.base, SID, TOKEN))
+    client = MediaClient(TwilioRest(api.base, SID, TOKEN), RecordingCipher(new_recording_key()))
 
     with pytest.raises(MediaFetchError, match="too many redirects"):
         client.fetch(api.base + PATH, REC, tmp_path / "r.wav")

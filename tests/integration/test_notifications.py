@@ -83,7 +83,12 @@ class Clock:
 def world(app: Flask, config: Config) -> World:
     db = get_database(app)
     with db.session() as session:
-        s = seed_console(session, cipher=FieldCipher(config.data_key), recordings_dir=config.recordings_dir)
+        s = seed_console(
+            session,
+            cipher=FieldCipher(config.data_key),
+            recordings_dir=config.recordings_dir,
+            recording_key=config.recording_key,
+        )
         case = s.cases["routed_50"]
         assert case.callback_number_enc is not None
         number = FieldCipher(config.data_key).decrypt(case.callback_number_enc)

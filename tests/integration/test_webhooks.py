@@ -1393,6 +1393,7 @@ PRODUCTION_SECRETS = {
     "DATABASE_URL": "postgresql://hotline@db/hotline",
     "HOTLINE_SECRET_KEY": "s" * 40,
     "HOTLINE_DATA_KEY": "k" * 43 + "=",
+    "HOTLINE_RECORDING_KEY": "r" * 43 + "=",
 }
 
 

@@ -37,6 +37,7 @@ from cases.offices import load_offices
 from infra.clock import utcnow
 from infra.config import Config
 from infra.scheduler import Sweep, add_sweeps, build_scheduler
+from infra.sealed import RecordingCipher
 from telephony.simulator.audio import generate_wav
 from telephony.simulator.config import SimulatorConfig
 from telephony.simulator.media_server import MediaServer
@@ -342,7 +343,9 @@ def test_a_korean_message_is_downloaded_transcribed_and_exported(
     stored = Path(row.stored_path)
     assert stored.is_relative_to(hotline.config.recordings_dir)
     assert stat.S_IMODE(stored.stat().st_mode) == 0o600
-    assert hashlib.sha256(stored.read_bytes()).hexdigest() == row.sha256 == hashlib.sha256(wav).hexdigest()
+    assert not stored.read_bytes().startswith(b"RIFF")  # sealed at rest; it opens to the audio Twilio sent
+    opened = RecordingCipher(hotline.config.recording_key).read_all(stored)
+    assert hashlib.sha256(opened).hexdigest() == row.sha256 == hashlib.sha256(wav).hexdigest()
     assert hotline.media.request_count(rec.url + ".wav") == 1
 
     exported = flask_cli(hotline.env, "cases", "export", "--format", "json")  # as an operator would
@@ -365,7 +368,7 @@ def test_a_thai_call_is_stored_and_exported_with_no_model(hotline: Hotline) -> N
     assert transcript.text is None  # no model of another language was run on it
     row = hotline.recording(sid)
     assert row.storage_status == StorageStatus.STORED and row.stored_path
-    assert Path(row.stored_path).read_bytes() == generate_wav(6)
+    assert RecordingCipher(hotline.config.recording_key).read_all(Path(row.stored_path)) == generate_wav(6)
     [case] = [c for c in hotline.export() if c["recording_sid"] == sid]
     assert (case["language"], case["recording_status"], case["transcript_status"]) == (
         "th",
@@ -522,8 +525,8 @@ def test_two_worker_processes_racing_download_each_recording_once(app: Flask, co
             transcripts = session.scalars(select(Transcript)).all()
             assert len(transcripts) == 20
             assert {(t.status, t.attempts) for t in transcripts} == {("no_model", 1)}
-        files = sorted(p.name for p in config.recordings_dir.rglob("*.wav"))
-        assert files == sorted(f"{sid}.wav" for sid in sids)
+        files = sorted(p.name for p in config.recordings_dir.rglob("*.wav.sealed"))
+        assert files == sorted(f"{sid}.wav.sealed" for sid in sids)
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,7 @@ from sqlalchemy import select
 
 from app import get_database
 from infra.config import Config
+from infra.sealed import RecordingCipher
 from infra.sweeps import SweepReport
 from telephony.rest import TwilioRest
 from telephony.simulator.audio import generate_wav
@@ -102,7 +103,8 @@ def jobs_with(rig: Rig, client: MediaClient, settings: JobSettings = FAST) -> Tr
 def client_for(rig: Rig, cls: type[MediaClient] = MediaClient, **extra: Any) -> Any:
     http = requests.Session()
     rig._sessions.append(http)
-    return cls(TwilioRest(rig.media.base_url, ACCOUNT_SID, AUTH_TOKEN, session=http), **extra)
+    rest = TwilioRest(rig.media.base_url, ACCOUNT_SID, AUTH_TOKEN, session=http)
+    return cls(rest, RecordingCipher(rig.config.recording_key), **extra)
 
 
 # ---- downloads -----------------------------------------------------------------------------------------
@@ -133,7 +135,7 @@ def test_a_disk_that_fills_mid_download_never_makes_the_recording_unavailable(
         assert jobs.sweep_downloads() == 0  # not before its backoff
         rig.clock.advance(FAST.backoff_base_s)
 
-    part = folder / f"{sid}.wav.part"
+    part = folder / f"{sid}.wav.sealed.part"
     assert disk.partials == [(part, len(wav) // 3)] * sweeps  # a real partial file each time
     said = [r for r in caplog.records if r.name == "transcription.jobs" and r.levelno >= logging.WARNING]
     assert len(said) == 1 and sid in said[0].getMessage()  # once for the fault, not at every sweep

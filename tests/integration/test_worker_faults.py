@@ -40,6 +40,7 @@ from cases.staff import Role
 from infra.clock import utcnow
 from infra.config import Config
 from infra.files import make_private_dirs
+from infra.sealed import RecordingCipher
 from telephony.simulator.audio import generate_wav
 from telephony.simulator.media_server import MediaServer
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, TwilioCaller
@@ -138,7 +139,7 @@ def site(app: Flask, config: Config) -> Iterator[Site]:
 def part_file(site: Site, sid: str) -> Path:
     """Where the worker writes the download before it is verified (see MediaClient.fetch)."""
     created = site.recording(sid).created_at
-    return site.config.recordings_dir / f"{created:%Y}" / f"{created:%m}" / f"{sid}.wav.part"
+    return site.config.recordings_dir / f"{created:%Y}" / f"{created:%m}" / f"{sid}.wav.sealed.part"
 
 
 def assert_fault_is_visible_then_mended(
@@ -189,7 +190,8 @@ def assert_fault_is_visible_then_mended(
     assert "transcription.downloads: 1 stored, 0 failed" in out, out
     row = site.recording(sid)
     assert (row.storage_status, row.last_error) == (StorageStatus.STORED, None)
-    assert row.stored_path and Path(row.stored_path).read_bytes() == generate_wav(3.0)
+    assert row.stored_path
+    assert RecordingCipher(site.config.recording_key).read_all(Path(row.stored_path)) == generate_wav(3.0)
     status, page = site.faults_page("admin10")
     assert status == 200 and f'id="recording-{row.id}"' not in page
 

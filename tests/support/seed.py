@@ -7,6 +7,7 @@ Both flush and leave the commit to the caller.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 import random
@@ -39,6 +40,7 @@ from cases.service import DraftReport, open_draft_case
 from cases.staff import Committee, CommitteeMember, Role, RoleAssignment, User
 from infra.clock import Clock, utcnow
 from infra.crypto import FieldCipher, mask_phone
+from infra.sealed import RecordingCipher
 from transcription.models import Recording, StorageStatus, Transcript, TranscriptStatus
 
 SEED_PASSWORD = "seed-password-0123"
@@ -107,6 +109,7 @@ def seed_console(
     *,
     cipher: FieldCipher,
     recordings_dir: Path | None = None,
+    recording_key: str = "",
     password: str = SEED_PASSWORD,
     clock: Clock = utcnow,
 ) -> Seeded:
@@ -117,7 +120,8 @@ def seed_console(
     committee, not yet acknowledged), in_action_50 (action50 acknowledged, one action), resolved_50,
     routed_10, district_5001 (forwarded by Chiang Mai to its district). Recordings (with a transcript
     that has low-confidence words) for draft_central, routed_50, in_action_50, routed_10 and
-    district_5001, stored under `recordings_dir` when given.
+    district_5001, stored under `recordings_dir` when given (sealed with `recording_key`, as the worker
+    stores them).
     """
     seeded = Seeded(password=password)
     for code in (CENTRAL_OFFICE_CODE, PROVINCE, OTHER_PROVINCE, DISTRICT):
@@ -184,11 +188,11 @@ def seed_console(
         for node, kind, detail in path:
             session.add(CallEvent(call_id=call.id, at=when, node=node, kind=kind, detail=detail))
         if rec_sid:
-            stored = None
+            stored, wav = None, tone_wav()
             if recordings_dir is not None:
                 recordings_dir.mkdir(parents=True, exist_ok=True)
-                stored = recordings_dir / f"{rec_sid}.wav"
-                stored.write_bytes(tone_wav())
+                stored = recordings_dir / f"{rec_sid}.wav.sealed"
+                stored.write_bytes(RecordingCipher(recording_key).seal_bytes(wav))
             rec = Recording(
                 recording_sid=rec_sid,
                 call_sid=call.call_sid,
@@ -198,7 +202,9 @@ def seed_console(
                 status="completed",
                 storage_status=StorageStatus.STORED if stored else StorageStatus.PENDING,
                 stored_path=str(stored) if stored else None,
-                size_bytes=stored.stat().st_size if stored else None,
+                # The audio's, as the worker keeps them (the file on disk is sealed).
+                size_bytes=len(wav) if stored else None,
+                sha256=hashlib.sha256(wav).hexdigest() if stored else None,
                 audio_duration_s=1.0,
                 created_at=when,
                 updated_at=when,

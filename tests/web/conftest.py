@@ -59,7 +59,12 @@ def config(tmp_path: Path, port: int) -> Config:
 @pytest.fixture
 def world(app: Flask, config: Config, port: int) -> Iterator[World]:
     with get_database(app).session() as session:
-        s = seed_console(session, cipher=FieldCipher(config.data_key), recordings_dir=config.recordings_dir)
+        s = seed_console(
+            session,
+            cipher=FieldCipher(config.data_key),
+            recordings_dir=config.recordings_dir,
+            recording_key=config.recording_key,
+        )
         seeded = World(
             base=f"http://127.0.0.1:{port}",
             password=s.password,
