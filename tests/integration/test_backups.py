@@ -25,6 +25,7 @@ from cases.models import Case
 from infra.config import LOCAL_SECRETS_FILE, Config
 from infra.crypto import FieldCipher
 from infra.files import make_private_dirs
+from infra.sealed import RecordingCipher
 from tests.conftest import _created_databases, _pg_admin, make_config, on_postgresql
 from tests.integration.test_console import login
 from tests.support.seed import SEED_PASSWORD, seed_bulk_cases, seed_console, tone_wav
@@ -40,7 +41,10 @@ def world(app: Flask, config: Config) -> dict[str, int]:
     """The console's seed world, its five recordings stored under the data dir; {key: recording id}."""
     with get_database(app).session() as session:
         seeded = seed_console(
-            session, cipher=FieldCipher(config.data_key), recordings_dir=config.recordings_dir
+            session,
+            cipher=FieldCipher(config.data_key),
+            recordings_dir=config.recordings_dir,
+            recording_key=config.recording_key,
         )
         ids = {key: rec.id for key, rec in seeded.recordings.items()}
     return ids
@@ -109,7 +113,7 @@ def snapshot(url: str) -> dict[str, Any]:
 @pytest.fixture
 def fresh(tmp_path: Path, config: Config) -> Iterator[Flask]:
     """A second instance, never migrated, with the first one's data key (kept apart from its backups)."""
-    cfg = make_config(tmp_path / "fresh", data_key=config.data_key)
+    cfg = make_config(tmp_path / "fresh", data_key=config.data_key, recording_key=config.recording_key)
     app = create_app(cfg)
     app.testing = True
     yield app
@@ -173,7 +177,8 @@ def test_a_backup_made_while_cases_are_written_restores_whole(
     assert login(client, "op50", SEED_PASSWORD).status_code == 302
     with client.get(f"/console/recordings/{world['routed_50']}/audio") as audio:
         assert audio.status_code == 200
-        assert audio.get_data() == Path(saved["recordings"][_sid(app, world)]).read_bytes()
+        stored = Path(saved["recordings"][_sid(app, world)])
+        assert audio.get_data() == RecordingCipher(config.recording_key).read_all(stored)
     get_database(app2).dispose()
 
 
@@ -317,7 +322,9 @@ def test_backup_and_restore_round_trip_on_either_database(
     env = {}
     if on_postgresql():
         env["DATABASE_URL"] = _pg_dump_into_a_new_database(config.database_url, tmp_path)
-    fresh_cfg = make_config(tmp_path / "fresh", data_key=config.data_key, env=env)
+    fresh_cfg = make_config(
+        tmp_path / "fresh", data_key=config.data_key, recording_key=config.recording_key, env=env
+    )
     fresh = create_app(fresh_cfg)
     result = cli(fresh, "backup", "restore", str(backup))
     assert result.exit_code == 0, result.output
@@ -335,7 +342,9 @@ def test_a_backup_of_an_older_schema_is_migrated_when_restored(config: Config, t
     source = Source(f"sqlite:///{old / 'hotline.db'}", old / "data", config.data_key)
     manifest = create_backup(source, tmp_path / "b-old")
     assert manifest.schema_revision == "0010"
-    fresh = create_app(make_config(tmp_path / "fresh", data_key=config.data_key))
+    fresh = create_app(
+        make_config(tmp_path / "fresh", data_key=config.data_key, recording_key=config.recording_key)
+    )
     result = cli(fresh, "backup", "restore", str(tmp_path / "b-old"))
     assert result.exit_code == 0 and "migrated from 0010" in result.output, result.output
     assert database_revision(fresh.config["HOTLINE"].database_url) == head_revision()

@@ -39,6 +39,7 @@ from infra.clock import utcnow
 from infra.config import Config
 from infra.crypto import FieldCipher
 from infra.db import Database
+from infra.sealed import new_recording_key
 from infra.sweeps import SweepReport
 from telephony.rest import TwilioRest
 from telephony.simulator.media_server import MediaServer
@@ -90,7 +91,12 @@ def world(tmp_path: Path) -> Iterator[World]:
     media = MediaServer(ACCOUNT_SID, AUTH_TOKEN).start()
     with db.session() as session:
         load_offices(session)
-        s = seed_console(session, cipher=FieldCipher(Fernet.generate_key().decode()), recordings_dir=tmp_path)
+        s = seed_console(
+            session,
+            cipher=FieldCipher(Fernet.generate_key().decode()),
+            recordings_dir=tmp_path,
+            recording_key=new_recording_key(),
+        )
         u, c = s.users, s.cases
         for rec in s.recordings.values():  # Twilio still holds every copy
             media.register(rec.recording_sid, tone_wav())

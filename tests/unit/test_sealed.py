@@ -102,7 +102,11 @@ def test_the_first_key_seals_and_every_listed_key_opens(tmp_path: Path) -> None:
         RecordingCipher(NEW).read_all(path)
 
 
-@pytest.mark.parametrize("value", ["", "c2hvcnQ=", "not base64 at all!", f"{NEW},short"])
+@pytest.mark.parametrize(
+    "value",
+    ["", "c2hvcnQ=", "not base64 at all!", f"{NEW},short"],
+    ids=["empty", "short", "not-base64", "good-then-short"],  # NEW is random: ids must not hold it
+)
 def test_a_malformed_recording_key_is_named_not_shown(value: str) -> None:
     with pytest.raises(RecordingKeyError, match=r"^HOTLINE_RECORDING_KEY") as refused:
         RecordingCipher(value)
