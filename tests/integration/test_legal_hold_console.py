@@ -21,7 +21,12 @@ from tests.support.seed import seed_console
 def world(app: Flask, config: Config) -> World:
     """seed_console's world, with its recordings on disk (ids only, as test_console keeps it)."""
     with get_database(app).session() as session:
-        s = seed_console(session, cipher=FieldCipher(config.data_key), recordings_dir=config.recordings_dir)
+        s = seed_console(
+            session,
+            cipher=FieldCipher(config.data_key),
+            recordings_dir=config.recordings_dir,
+            recording_key=config.recording_key,
+        )
         return World(
             password=s.password,
             cases={k: c.id for k, c in s.cases.items()},
