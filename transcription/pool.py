@@ -26,6 +26,9 @@ from transcription.registry import ModelInfo
 
 log = logging.getLogger(__name__)
 
+# Runs of one job at most: its own first run and retry, plus reruns after children other jobs lost.
+_MAX_RUNS = 4
+
 __all__ = ["PoolClosed", "Status", "TranscriberPool", "TranscriptOutcome"]
 
 
@@ -44,7 +47,9 @@ class TranscriptOutcome:
     upsampled_from: int | None
     audio_duration_s: float | None
     processing_ms: int  # wall time inside transcribe(), waiting for a free transcriber included
-    attempts: int = 0  # transcriber runs: 0 when no child was needed, 2 when the first one was lost
+    # Transcriber runs: 0 when no child was needed, 2 when the first one was lost, up to 4 when another
+    # job on the same child hung or crashed it (that loss does not spend this job's retry).
+    attempts: int = 0
     detail: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -163,36 +168,40 @@ class TranscriberPool:
                 attempts=0,
             )
         timeout = timeout_s if timeout_s is not None else self._job_timeout_s
+        result, attempts = self._run(language, source, timeout)
+        return self._outcome(started, language, info.model_id, result, attempts=attempts)
+
+    def _run(self, language: str, source: Path | bytes, timeout_s: float) -> tuple[JobResult, int]:
+        """Run a job, retried once after its child is lost; a loss another job caused is not counted.
+
+        A child killed because another of its jobs hung (or died on its own while another thread got there
+        first) costs this job a rerun but not its retry, up to _MAX_RUNS runs in all: a job that hangs
+        every time must not take its neighbours' retries with it.
+        """
         slot = self._acquire()
-        attempts = 0
-        lost: ChildLost | None = None
+        runs = own_losses = 0
         try:
-            for attempts in (1, 2):
+            while True:
+                runs += 1
                 try:
                     slot.wait_ready(self._start_timeout_s)
-                    result = slot.run(language, source, timeout)
+                    result = slot.run(language, source, timeout_s)
                 except ChildLost as exc:
-                    lost = exc
-                    log.warning("transcriber %s lost on attempt %d: %s", slot.pid, attempts, exc)
+                    log.warning("transcriber %s lost on run %d: %s", slot.pid, runs, exc)
                     try:
-                        slot = self._replace(slot)
+                        slot, caused_by_other = self._replace(slot)
                     except PoolClosed:
-                        break
+                        return JobResult(exc.status, reason="pool_closed", detail="the pool was closed"), runs
+                    own_losses += not caused_by_other
+                    if own_losses >= 2 or runs >= _MAX_RUNS:
+                        detail = f"{exc} (run {runs}, the job's retry spent)"
+                        return JobResult(exc.status, reason=exc.reason, detail=detail), runs
                     continue
                 with self._changed:
                     slot.owner.jobs += 1
-                return self._outcome(started, language, info.model_id, result, attempts=attempts)
+                return result, runs
         finally:
             self._release(slot)
-        assert lost is not None
-        detail = f"{lost} (attempt {attempts} of 2)" if not self._closed else "the pool was closed"
-        return self._outcome(
-            started,
-            language,
-            info.model_id,
-            JobResult(lost.status, reason="pool_closed" if self._closed else lost.reason, detail=detail),
-            attempts=attempts,
-        )
 
     def wait_ready(self, timeout_s: float | None = None) -> None:
         """Block until every idle child has loaded its models (a warm pool); raise TimeoutError if not."""
@@ -214,6 +223,11 @@ class TranscriberPool:
         """Process ids of the current children, idle and busy."""
         with self._changed:
             return sorted(child.pid for child in self._procs)
+
+    def running(self) -> int:
+        """How many jobs are on a child right now."""
+        with self._changed:
+            return len(self._busy)
 
     def busy_pids(self) -> list[int]:
         """Process ids of the children running a job right now."""
@@ -264,11 +278,12 @@ class TranscriberPool:
                 self._idle.append(successor.slots[slot.index])
         self._changed.notify_all()
 
-    def _replace(self, slot: Slot) -> Slot:
+    def _replace(self, slot: Slot) -> tuple[Slot, bool]:
         """Kill a lost slot's child (once) and return its heir on the replacement; PoolClosed once closing.
 
         Every thread whose job was on the killed child comes here; only the first kills and spawns, the
-        others wait for the replacement and take the slot of the same index on it.
+        others wait for the replacement and take the slot of the same index on it. The flag is True for
+        those others: the child was lost to another job.
         """
         child = slot.owner
         with self._changed:
@@ -294,7 +309,7 @@ class TranscriberPool:
             heir = slot.heir()
             self._busy.discard(slot)
             self._busy.add(heir)
-            return heir
+            return heir, not kill
 
     def _acquire(self) -> Slot:
         with self._changed:
