@@ -13,6 +13,7 @@ import os
 import signal
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -84,7 +85,7 @@ def _serve(
     conn: Connection, engines: dict[str, Engine], refused: dict[str, str], dither: DitherState, max_s: float
 ) -> None:
     """One slot: jobs one after another on its pipe until the pool retires (None) or abandons (EOF) it."""
-    with contextlib.suppress(EOFError, OSError):
+    try:
         conn.send(("ready", os.getpid()))
         while (message := conn.recv()) is not None:
             job_id, language, path = message
@@ -95,6 +96,13 @@ def _serve(
             else:
                 result = run_job(engine, dither, source, max_s)
             conn.send(("result", job_id, result))
+    except (EOFError, OSError):
+        return
+    except BaseException:
+        # A slot that died silently would leave its job to time out: the whole process goes, as it did
+        # when it ran one job, and the pool sees the loss at once.
+        traceback.print_exc()
+        os._exit(1)
 
 
 def run_job(engine: Engine, dither: DitherState, source: Path | bytes, max_audio_s: float) -> JobResult:
