@@ -206,13 +206,13 @@ def run_pool(model: ModelInfo, batch: Batch, processes: int) -> Run:
         loaded = time.perf_counter() - started
         outcomes = list(executor.map(lambda path: pool.transcribe(path, "th"), batch.files))
         wall = time.perf_counter() - started
+        label = f"pool ({pool.processes} proc x {jobs_per_process(processes)} jobs x {THREADS} thr)"
     cpu = cpu_time() - cpu
     pairs = list(zip(batch.files, outcomes, strict=True))
     bad = [(p.name, o.status, o.reason) for p, o in pairs if o.status != "done"]
     if bad:
         print(f"  pool: not done: {bad}", file=sys.stderr)
     texts = {p.name: o.text for p, o in pairs}
-    label = f"pool ({pool.processes} proc x {jobs_per_process(processes)} jobs x {THREADS} thr)"
     return Run(label, wall, loaded, cpu, batch.seconds, texts, watcher.peaks)
 
 
