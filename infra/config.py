@@ -317,9 +317,9 @@ def whisper_threads(env: Mapping[str, str]) -> int:
 def whisper_jobs_per_process(env: Mapping[str, str]) -> int:
     """HOTLINE_WHISPER_JOBS_PER_PROCESS, else every transcriber's job in one process, at most 4 to one.
 
-    Jobs in one process share one copy of the Whisper weights (about 440 MB a process on the base model
-    against 650 MB for two jobs in one) and on two cores transcribe ~10% more audio a second than two
-    processes (bench/whisper_thai.py); a hang or crash then costs all its jobs a retry, hence the cap.
+    Jobs in one process share one copy of the Whisper weights (base model: about 440 MB for each
+    one-job process, 650 MB for one process with two jobs), as plain faster-whisper's num_workers does
+    (bench/whisper_thai.py compares them); a hang or crash there costs all its jobs a rerun, hence the cap.
     """
     transcribers = _number(env, "HOTLINE_TRANSCRIBERS", os.cpu_count() or 1, 1, 64, int)
     jobs: int = _number(env, "HOTLINE_WHISPER_JOBS_PER_PROCESS", min(transcribers, 4), 1, 64, int)
