@@ -256,7 +256,9 @@ def _register_commands(app: Flask) -> None:
 
     def engine_settings() -> transcription_cli.EngineSettings:
         cfg: Config = app.config["HOTLINE"]
-        return transcription_cli.EngineSettings(cfg.data_dir, dict(cfg.engine_choices), cfg.whisper_threads)
+        return transcription_cli.EngineSettings(
+            cfg.data_dir, dict(cfg.engine_choices), cfg.whisper_threads, cfg.whisper_jobs_per_process
+        )
 
     def backup_source() -> BackupSource:
         cfg: Config = app.config["HOTLINE"]
@@ -428,6 +430,7 @@ def build_worker(app: Flask) -> Worker:
         max_audio_s=cfg.max_audio_s,
         max_jobs_per_process=cfg.transcriber_max_jobs,
         cpu_threads=cfg.whisper_threads,
+        jobs_per_process=cfg.whisper_jobs_per_process,
     )
     # telephony's client behind transcription's RecordingMedia; recordings are sealed as they arrive.
     media = MediaClient(twilio_rest(cfg), RecordingCipher(cfg.recording_key))

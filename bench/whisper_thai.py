@@ -8,7 +8,7 @@ there), each clip played at a slightly different speed and loudness and separate
   of faster-whisper's own `WhisperModel.transcribe` over the same files with the same options (language
   forced, beam 5, VAD at 0.25, no conditioning on previous text, word timestamps, no UTF-8 loop check,
   int8) and the same parallelism (N threads into one model with `num_workers=N`, one CPU thread each,
-  like N pool processes), both from a cold start, side by side, alternating who goes first; and the ratio;
+  like the pool's N jobs), both from a cold start, side by side, alternating who goes first; and the ratio;
 - peak resident memory of each transcriber process (VmHWM);
 - hang-up-to-transcript latency of a 30 s and a 120 s message on a warm pool (target: 120 s within 60 s);
 - character error rate against each clip's sentence, at 16 kHz and at 8 kHz μ-law, for the pool and for
@@ -17,7 +17,10 @@ there), each clip played at a slightly different speed and loudness and separate
 The sentences are not a verified ground truth (tests/data/README.md): CER here compares engines and
 settings on the same audio, it is not an accuracy claim. Run from the repository root:
 
-    python -m bench.whisper_thai [--files 6] [--seconds 30] [--processes 2] [--repeat 2]
+    python -m bench.whisper_thai [--files 6] [--processes 2] [--repeat 2] [--jobs-per-process 2]
+
+--processes is the pool's size (HOTLINE_TRANSCRIBERS: jobs at once); --jobs-per-process 1 gives the
+one-job-a-process pool of before (N processes, each with its own copy of the weights).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ import soundfile  # type: ignore[import-untyped]  # noqa: E402 (no type informat
 import soxr  # type: ignore[import-untyped]  # noqa: E402 (no py.typed marker)
 
 from bench.transcription import PeakWatcher, cpu_time, mb  # noqa: E402
+from infra.config import whisper_jobs_per_process  # noqa: E402
 from transcription.pool import TranscriberPool, TranscriptOutcome  # noqa: E402
 from transcription.registry import ModelInfo  # noqa: E402
 from transcription.whisper_models import shipped_whisper_base  # noqa: E402
@@ -174,6 +178,7 @@ def clip_batches(folder: Path) -> tuple[Batch, Batch]:
 
 
 THREADS = 1  # HOTLINE_WHISPER_THREADS of the pool's transcribers (--threads)
+JOBS_PER_PROCESS: int | None = None  # HOTLINE_WHISPER_JOBS_PER_PROCESS (--jobs-per-process), else its default
 
 
 def new_pool(model: ModelInfo, processes: int) -> TranscriberPool:
@@ -184,7 +189,12 @@ def new_pool(model: ModelInfo, processes: int) -> TranscriberPool:
         max_audio_s=3600,
         max_jobs_per_process=1000,
         cpu_threads=THREADS,
+        jobs_per_process=jobs_per_process(processes),
     )
+
+
+def jobs_per_process(processes: int) -> int:
+    return JOBS_PER_PROCESS or whisper_jobs_per_process({"HOTLINE_TRANSCRIBERS": str(processes)})
 
 
 def run_pool(model: ModelInfo, batch: Batch, processes: int) -> Run:
@@ -196,13 +206,13 @@ def run_pool(model: ModelInfo, batch: Batch, processes: int) -> Run:
         loaded = time.perf_counter() - started
         outcomes = list(executor.map(lambda path: pool.transcribe(path, "th"), batch.files))
         wall = time.perf_counter() - started
+        label = f"pool ({pool.processes} proc x {jobs_per_process(processes)} jobs x {THREADS} thr)"
     cpu = cpu_time() - cpu
     pairs = list(zip(batch.files, outcomes, strict=True))
     bad = [(p.name, o.status, o.reason) for p, o in pairs if o.status != "done"]
     if bad:
         print(f"  pool: not done: {bad}", file=sys.stderr)
     texts = {p.name: o.text for p, o in pairs}
-    label = f"pool ({processes} processes x {THREADS} thr)"
     return Run(label, wall, loaded, cpu, batch.seconds, texts, watcher.peaks)
 
 
@@ -350,6 +360,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=2, help="pool size and the peer's threads")
     parser.add_argument("--repeat", type=int, default=2, help="alternating runs of each side per batch")
     parser.add_argument("--threads", type=int, default=1, help="HOTLINE_WHISPER_THREADS of the pool [1]")
+    parser.add_argument(
+        "--jobs-per-process",
+        type=int,
+        help="HOTLINE_WHISPER_JOBS_PER_PROCESS of the pool [its default: all --processes jobs in one, max 4]",
+    )
     parser.add_argument("--workdir", type=Path, help="keep the generated audio here")
     parser.add_argument(
         "--parts", default="throughput,accuracy,latency", help="comma-separated: which measurements to run"
@@ -357,8 +372,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--peer", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--defaults", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    global THREADS
-    THREADS = args.threads
+    global THREADS, JOBS_PER_PROCESS
+    THREADS, JOBS_PER_PROCESS = args.threads, args.jobs_per_process
     if args.peer:
         path, processes, *files = args.peer
         return peer_main(path, int(processes), args.defaults, files)

@@ -97,7 +97,10 @@ class Config:
     engine_choices: Mapping[str, str] = field(default_factory=dict)
     # Threads each transcriber's Whisper engine may use (HOTLINE_WHISPER_THREADS).
     whisper_threads: int = 1
+    # HOTLINE_TRANSCRIBERS: jobs transcribed at once. A Whisper-only pool runs up to
+    # HOTLINE_WHISPER_JOBS_PER_PROCESS of them in each process, on one copy of the model's weights.
     transcriber_processes: int = 2
+    whisper_jobs_per_process: int = 1
     transcribe_timeout_s: float = 300.0
     max_audio_s: float = 900.0
     transcriber_max_jobs: int = 100
@@ -335,6 +338,18 @@ def whisper_threads(env: Mapping[str, str]) -> int:
     return threads
 
 
+def whisper_jobs_per_process(env: Mapping[str, str]) -> int:
+    """HOTLINE_WHISPER_JOBS_PER_PROCESS, else every transcriber's job in one process, at most 4 to one.
+
+    Jobs in one process share one copy of the Whisper weights (base model: about 440 MB for each
+    one-job process, 650 MB for one process with two jobs), as plain faster-whisper's num_workers does
+    (bench/whisper_thai.py compares them); a hang or crash there costs all its jobs a rerun, hence the cap.
+    """
+    transcribers = _number(env, "HOTLINE_TRANSCRIBERS", os.cpu_count() or 1, 1, 64, int)
+    jobs: int = _number(env, "HOTLINE_WHISPER_JOBS_PER_PROCESS", min(transcribers, 4), 1, 64, int)
+    return jobs
+
+
 def _worker_settings(env: Mapping[str, str]) -> dict[str, Any]:
     """Transcription, downloads, reconciliation and the sweeps' pace."""
     return {
@@ -342,6 +357,7 @@ def _worker_settings(env: Mapping[str, str]) -> dict[str, Any]:
         "whisper_models_spec": env.get("HOTLINE_WHISPER_MODELS", ""),
         "engine_choices": engine_choices(env),
         "whisper_threads": whisper_threads(env),
+        "whisper_jobs_per_process": whisper_jobs_per_process(env),
         "transcriber_processes": _number(env, "HOTLINE_TRANSCRIBERS", os.cpu_count() or 1, 1, 64, int),
         "transcribe_timeout_s": _number(env, "HOTLINE_TRANSCRIBE_TIMEOUT_SECONDS", 300.0, 1.0, 7200.0, float),
         "max_audio_s": _number(env, "HOTLINE_MAX_AUDIO_SECONDS", 900.0, 10.0, 7200.0, float),

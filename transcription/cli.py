@@ -12,7 +12,13 @@ from pathlib import Path
 
 import click
 
-from infra.config import ConfigError, data_dir_from_env, engine_choices, whisper_threads
+from infra.config import (
+    ConfigError,
+    data_dir_from_env,
+    engine_choices,
+    whisper_jobs_per_process,
+    whisper_threads,
+)
 from transcription.pool import TranscriberPool, TranscriptOutcome
 from transcription.registry import ModelError, ModelSpecError, parse_model_spec
 from transcription.whisper_models import Catalogue, discover_engines
@@ -47,12 +53,16 @@ class EngineSettings:
     data_dir: Path  # the shipped Whisper model is joined under it
     choices: dict[str, str]  # HOTLINE_ENGINE_<LANG>
     whisper_threads: int
+    whisper_jobs_per_process: int = 1
 
 
 def settings_from_env() -> EngineSettings:
     try:
         return EngineSettings(
-            data_dir_from_env(os.environ), engine_choices(os.environ), whisper_threads(os.environ)
+            data_dir_from_env(os.environ),
+            engine_choices(os.environ),
+            whisper_threads(os.environ),
+            whisper_jobs_per_process(os.environ),
         )
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from exc
@@ -115,6 +125,7 @@ def make_transcribe_command(settings: Callable[[], EngineSettings]) -> click.Com
             max_audio_s=max_seconds,
             max_jobs_per_process=100,
             cpu_threads=config.whisper_threads,
+            jobs_per_process=config.whisper_jobs_per_process,
         )
         progress = click.progressbar(
             length=len(files), label="Transcribing", file=sys.stderr, hidden=len(files) < 2

@@ -1,6 +1,7 @@
 """The recognizer interface both engines implement, and loading the engine a model needs (once per process).
 
-An engine is loaded once in a transcriber process and then transcribes one recording at a time: 16-bit
+An engine is loaded once in a transcriber process and then transcribes one recording at a time (a Whisper
+engine as many at once as it has workers): 16-bit
 little-endian mono PCM at the engine's own rate in, text, segments and words with times and confidences
 out. The engines' modules are imported here only when a model of theirs is loaded, so a process serving
 only Vosk models never imports faster-whisper, and the other way round.
@@ -72,6 +73,8 @@ class EngineSpec:
     sha256: str | None = None
     size_bytes: int | None = None
     cpu_threads: int = 1
+    # Whisper: how many transcribe() calls may run at once on the one loaded model (its slots).
+    num_workers: int = 1
     reuse_recognizers: bool = True
 
 
@@ -91,4 +94,6 @@ def load_engine(spec: EngineSpec) -> Engine:
 
     if spec.sha256 is not None and spec.size_bytes is not None:
         verify_pinned(Path(spec.path), spec.sha256, spec.size_bytes)
-    return WhisperEngine(Path(spec.path), spec.language, cpu_threads=spec.cpu_threads)
+    return WhisperEngine(
+        Path(spec.path), spec.language, cpu_threads=spec.cpu_threads, num_workers=spec.num_workers
+    )

@@ -63,10 +63,16 @@ _REPEATED = re.compile(r"(\S.{1,79}?)(?:\s*\1){2,}", re.DOTALL)
 class WhisperEngine:
     """The Engine of transcription.engine for a CTranslate2 Whisper model, for one language."""
 
-    def __init__(self, path: Path, language: str, *, cpu_threads: int = 1) -> None:
-        # A path loads with no network; a bare name would go to the Hugging Face hub.
+    def __init__(self, path: Path, language: str, *, cpu_threads: int = 1, num_workers: int = 1) -> None:
+        # A path loads with no network; a bare name would go to the Hugging Face hub. With num_workers > 1,
+        # that many threads may call transcribe() at once on the one copy of the weights.
         self._model: Any = WhisperModel(
-            str(path), device="cpu", compute_type="int8", cpu_threads=cpu_threads, local_files_only=True
+            str(path),
+            device="cpu",
+            compute_type="int8",
+            cpu_threads=cpu_threads,
+            num_workers=num_workers,
+            local_files_only=True,
         )
         self.language = language.split("-")[0]  # the IVR's language: Whisper never guesses it
         self.path = path

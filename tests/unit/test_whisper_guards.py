@@ -155,6 +155,11 @@ def test_the_configuration_reads_the_whisper_settings(tmp_path: Path) -> None:
     )
     assert config.whisper_threads == max(1, (os.cpu_count() or 1) // 2)  # the cores shared out
     assert Config.from_env(environ={**env, "HOTLINE_WHISPER_THREADS": "3"}).whisper_threads == 3
+    # Both transcribers' Whisper jobs in one process (one copy of the weights), at most 4 to a process.
+    assert config.whisper_jobs_per_process == 2
+    assert Config.from_env(environ={**env, "HOTLINE_TRANSCRIBERS": "9"}).whisper_jobs_per_process == 4
+    jobs = {**env, "HOTLINE_WHISPER_JOBS_PER_PROCESS": "1"}
+    assert Config.from_env(environ=jobs).whisper_jobs_per_process == 1
     assert config.data_dir == (tmp_path / "instance" / "data").resolve() == data_dir_from_env(env)
 
 
