@@ -288,7 +288,8 @@ def peer_fresh(model: ModelInfo, files: list[Path], out: Path, parallel: int) ->
 # -- comparison -----------------------------------------------------------------------------------------
 
 
-def word_errors(reference: list[str], hypothesis: list[str]) -> int:
+def word_errors(reference: Sequence[str], hypothesis: Sequence[str]) -> int:
+    """Levenshtein distance between two sequences (of words, or of characters for CER)."""
     row = list(range(len(hypothesis) + 1))
     for i, ref in enumerate(reference, start=1):
         previous, row[0] = row[0], i

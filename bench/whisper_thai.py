@@ -48,7 +48,7 @@ import numpy as np  # noqa: E402 (after the sys.path fix above)
 import soundfile  # type: ignore[import-untyped]  # noqa: E402 (no type information shipped)
 import soxr  # type: ignore[import-untyped]  # noqa: E402 (no py.typed marker)
 
-from bench.transcription import PeakWatcher, cpu_time, mb  # noqa: E402
+from bench.transcription import PeakWatcher, cpu_time, mb, word_errors  # noqa: E402
 from infra.config import whisper_jobs_per_process  # noqa: E402
 from transcription.pool import TranscriberPool, TranscriptOutcome  # noqa: E402
 from transcription.registry import ModelInfo  # noqa: E402
@@ -268,17 +268,8 @@ def characters(text: str) -> list[str]:
     return [c for c in unicodedata.normalize("NFC", text) if unicodedata.category(c)[0] in "LMN"]
 
 
-def edits(reference: Sequence[str], hypothesis: Sequence[str]) -> int:
-    row = list(range(len(hypothesis) + 1))
-    for i, ref in enumerate(reference, start=1):
-        previous, row[0] = row[0], i
-        for j, hyp in enumerate(hypothesis, start=1):
-            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (ref != hyp))
-    return row[-1]
-
-
 def cer(references: dict[str, str], texts: dict[str, str]) -> float:
-    errors = sum(edits(characters(references[k]), characters(texts.get(k, ""))) for k in references)
+    errors = sum(word_errors(characters(references[k]), characters(texts.get(k, ""))) for k in references)
     return errors / max(1, sum(len(characters(r)) for r in references.values()))
 
 
