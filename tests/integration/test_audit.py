@@ -14,31 +14,14 @@ from cases.accounts import hash_password
 from cases.models import Case, CaseEvent, Office, SummaryVersion, TranscriptCorrection
 from cases.staff import AuditEvent, Role, RoleAssignment, User
 from infra.config import Config
-from infra.crypto import FieldCipher
-from tests.integration.test_console import World, _number_of, as_user, audits, fetch, post, text
-from tests.support.seed import SAMPLE_WORDS, seed_console
+from tests.integration.test_console import World, _number_of, as_user, audits, fetch, post, seeded_world, text
+from tests.support.seed import SAMPLE_WORDS
 
 
 @pytest.fixture
 def world(app: Flask, config: Config) -> World:
     """seed_console's world, as test_console keeps it (ids only)."""
-    with get_database(app).session() as session:
-        s = seed_console(
-            session,
-            cipher=FieldCipher(config.data_key),
-            recordings_dir=config.recordings_dir,
-            recording_key=config.recording_key,
-        )
-        return World(
-            password=s.password,
-            cases={k: c.id for k, c in s.cases.items()},
-            users={k: u.id for k, u in s.users.items()},
-            offices={k: o.id for k, o in s.offices.items()},
-            recordings={k: r.id for k, r in s.recordings.items()},
-            transcripts={},
-            committee=s.committees["cm50"].id,
-            pending_proposal=0,
-        )
+    return seeded_world(app, config)
 
 
 def _staff(app: Flask, world: World, username: str, role: Role, office_code: str) -> int:

@@ -41,6 +41,27 @@ class World:
     pending_proposal: int
 
 
+def seeded_world(app: Flask, config: Config) -> World:
+    """seed_console's world, its recordings sealed on disk, as ids (no transcripts, no proposal)."""
+    with get_database(app).session() as session:
+        s = seed_console(
+            session,
+            cipher=FieldCipher(config.data_key),
+            recordings_dir=config.recordings_dir,
+            recording_key=config.recording_key,
+        )
+        return World(
+            password=s.password,
+            cases={k: c.id for k, c in s.cases.items()},
+            users={k: u.id for k, u in s.users.items()},
+            offices={k: o.id for k, o in s.offices.items()},
+            recordings={k: r.id for k, r in s.recordings.items()},
+            transcripts={},
+            committee=s.committees["cm50"].id,
+            pending_proposal=0,
+        )
+
+
 @pytest.fixture
 def world(app: Flask, config: Config) -> World:
     with get_database(app).session() as session:
