@@ -48,8 +48,8 @@ def find_case(session: Session, reference: str) -> Case | None:
     return session.scalar(select(Case).where(Case.reference == reference))
 
 
-def tries_used_up(session: Session, caller_hash: str, limit: int, now: datetime) -> bool:
-    """True once the calls of this number (its keyed hash) have keyed `limit` wrong references this hour.
+def wrong_tries(session: Session, caller_hash: str, now: datetime) -> int:
+    """Wrong references the calls of this number (its keyed hash) have keyed this hour.
 
     Counted across calls, so hanging up and calling again buys no more guesses. Two calls from one
     number at the same moment on PostgreSQL may each get one guess past the limit; no more.
@@ -60,7 +60,7 @@ def tries_used_up(session: Session, caller_hash: str, limit: int, now: datetime)
         .select_from(FollowUpTry)
         .where(FollowUpTry.caller_hash == caller_hash, FollowUpTry.at > since)
     )
-    return int(used or 0) >= limit
+    return int(used or 0)
 
 
 def note_wrong_try(session: Session, caller_hash: str, now: datetime) -> None:

@@ -501,14 +501,15 @@ def _look_up(
     assert isinstance(node, LookupNode)
     number = caller or decrypt_number(tel, call) or "withheld"
     who, now = tel.cipher.lookup_hash("follow-up-tries:" + number), tel.clock()
-    if follow_up.tries_used_up(session, who, node.tries_per_hour, now):
+    used = follow_up.wrong_tries(session, who, now)
+    if used >= node.tries_per_hour:
         return engine.resume(tel.flow, state, ctx, locked=True)
     found = follow_up.find_case(session, state.pending.get("value", ""))
     if found is not None:
         return engine.resume(tel.flow, state, ctx, standing=follow_up.standing_of(found))
     follow_up.note_wrong_try(session, who, now)
     # The try that uses the number's last one up hears so now, not after keying yet another reference.
-    locked = follow_up.tries_used_up(session, who, node.tries_per_hour, now)
+    locked = used + 1 >= node.tries_per_hour
     return engine.resume(tel.flow, state, ctx, standing=None, locked=locked)
 
 
