@@ -52,6 +52,7 @@ from bench.transcription import PeakWatcher, cpu_time, mb, word_errors  # noqa: 
 from infra.config import whisper_jobs_per_process  # noqa: E402
 from transcription.pool import TranscriberPool, TranscriptOutcome  # noqa: E402
 from transcription.registry import ModelInfo  # noqa: E402
+from transcription.whisper_engine import BEAM_SIZE, VAD_THRESHOLD  # noqa: E402
 from transcription.whisper_models import shipped_whisper_base  # noqa: E402
 
 CLIPS = _ROOT / "tests" / "data" / "thai"
@@ -63,9 +64,9 @@ SENTENCES = {
 OUR_OPTIONS = {
     "language": "th",
     "task": "transcribe",
-    "beam_size": 5,
+    "beam_size": BEAM_SIZE,
     "vad_filter": True,
-    "vad_parameters": {"threshold": 0.25},
+    "vad_parameters": {"threshold": VAD_THRESHOLD},
     "compression_ratio_threshold": None,
     "condition_on_previous_text": False,
     "word_timestamps": True,

@@ -18,7 +18,7 @@ from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from cases.models import Case, CaseEvent, Office, SummaryVersion, TranscriptCorrection
-from cases.offices import central_office_id
+from cases.notifications.inbox import overseen_office_ids
 from cases.staff import AppendOnlyUnlock, AuditEvent, Role, RoleAssignment, User
 from infra.clock import Clock, utcnow
 
@@ -73,24 +73,7 @@ def unlocked(session: Session, purpose: str, actor_id: int | None, clock: Clock 
 
 def administered_office_ids(session: Session, user: User) -> set[int] | None:
     """The offices the user administers (their admin offices and those under them); None: all of them."""
-    if not user.active:
-        return set()
-    mine = set(
-        session.scalars(
-            select(RoleAssignment.office_id).where(
-                RoleAssignment.user_id == user.id, RoleAssignment.role == Role.ADMIN
-            )
-        )
-    )
-    if not mine:
-        return set()
-    if central_office_id(session) in mine:
-        return None  # the central Safety Center's admins: every office
-    below = mine
-    while below:  # a province's districts (offices are at most three levels deep)
-        below = set(session.scalars(select(Office.id).where(Office.parent_id.in_(below)))) - mine
-        mine |= below
-    return mine
+    return overseen_office_ids(session, user, (Role.ADMIN,))
 
 
 def may_audit_case(session: Session, user: User, case: Case) -> bool:

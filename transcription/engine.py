@@ -80,7 +80,8 @@ class EngineSpec:
 
 def engine_label(kind: EngineKind) -> str:
     """The engine and version recorded with every transcript, e.g. "vosk 0.3.45"."""
-    return f"{kind if kind == 'vosk' else 'faster-whisper'} {metadata.version(_DISTRIBUTIONS[kind])}"
+    name = _DISTRIBUTIONS[kind]
+    return f"{name} {metadata.version(name)}"
 
 
 def load_engine(spec: EngineSpec) -> Engine:

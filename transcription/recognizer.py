@@ -9,7 +9,7 @@ from typing import Any, Final
 
 import vosk
 
-from transcription.engine import Recognition, Segment, Word, engine_label
+from transcription.engine import Recognition, Segment, Word
 
 # Bytes handed to AcceptWaveform at a time: 4000 (125 ms at 16 kHz) is what vosk-transcriber feeds. Vosk
 # checks for an utterance end after every chunk, so the chunk size can move segment boundaries and with them
@@ -21,11 +21,6 @@ CHUNK_BYTES: Final = 4000
 # alphacep/vosk-api#660 and #868: "results differ between runs, but not between fresh processes".
 _FRESH_SEED: Final = 1  # glibc's rand() state before any srand()
 _MAX_REPLAY: Final = 10_000_000
-
-
-def engine_name() -> str:
-    """The engine and version recorded with every transcript, e.g. "vosk 0.3.45"."""
-    return engine_label("vosk")
 
 
 class VoskModel:

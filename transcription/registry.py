@@ -99,7 +99,7 @@ def check_model(path: Path, language: str, source: ModelSource, *, model_id: str
         language=language,
         path=folder.resolve(),
         sample_rate=read_sample_rate(folder),
-        size_bytes=_folder_size(folder),
+        size_bytes=folder_size(folder),
         source=source,
         model_id=model_id or folder.resolve().name,
     )
@@ -229,5 +229,5 @@ def _file(folder: Path, name: str) -> bool:
     return (folder / name).is_file()
 
 
-def _folder_size(folder: Path) -> int:
+def folder_size(folder: Path) -> int:
     return sum(item.stat().st_size for item in folder.rglob("*") if item.is_file())

@@ -22,7 +22,7 @@ from typing import Final
 
 from infra.files import make_private_dirs
 from transcription.engine import ENGINES, EngineKind
-from transcription.registry import ModelError, ModelInfo, discover_models, verify_pinned
+from transcription.registry import ModelError, ModelInfo, discover_models, folder_size, verify_pinned
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def check_whisper_model(path: Path, language: str, *, model_id: str | None = Non
         language=language,
         path=folder.resolve(),
         sample_rate=WHISPER_RATE,
-        size_bytes=sum(item.stat().st_size for item in folder.rglob("*") if item.is_file()),
+        size_bytes=folder_size(folder),
         source="config",
         model_id=model_id or folder.resolve().name,
         engine="whisper",
