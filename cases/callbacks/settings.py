@@ -12,10 +12,10 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import geothai
-import yaml
 
 from cases.callbacks.schedule import WorkingCalendar, WorkingHours
 from cases.models import CENTRAL_OFFICE_CODE, Channel, HazardGroup, ReminderKind
+from cases.settings_files import SettingsFileError, load_yaml
 from infra.config import ConfigError
 from infra.extensions import Shared
 
@@ -40,15 +40,8 @@ SETTINGS = (
 )
 
 
-class CallbackSettingsError(ConfigError):
+class CallbackSettingsError(SettingsFileError):
     """A callbacks or holidays file is wrong; the message names the file and the field."""
-
-    def __init__(self, path: Path | str, field_name: str | None, problem: str) -> None:
-        where = f"{path}: {field_name}" if field_name else str(path)
-        super().__init__(f"{where}: {problem}")
-        self.path = str(path)
-        self.field = field_name
-        self.problem = problem
 
 
 @dataclass(frozen=True)
@@ -119,8 +112,8 @@ def load_callback_settings(
     `timezone`. LINE tokens are read from `environ` (default os.environ).
     """
     env = os.environ if environ is None else environ
-    holidays = _parse_holidays(holidays_file, _load_yaml(holidays_file))
-    r = _Reader(callbacks_file, _load_yaml(callbacks_file))
+    holidays = _parse_holidays(holidays_file, load_yaml(holidays_file, CallbackSettingsError))
+    r = _Reader(callbacks_file, load_yaml(callbacks_file, CallbackSettingsError))
     if not isinstance(r.data, Mapping):
         raise r.fail(None, "must hold a mapping of settings (sla, hours, channels, …)")
     unknown = sorted(str(key) for key in r.data if key not in SETTINGS)
@@ -201,38 +194,6 @@ def _offices(r: _Reader, env: Mapping[str, str]) -> tuple[dict[str, WorkingHours
         if "line" in office:
             line[code] = r.line(f"{where}.line", office["line"], env)
     return office_hours, line
-
-
-# libyaml's parser where installed (PyYAML wheels ship it): 10x faster than the pure-Python one, same results.
-_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class _Loader(_SafeLoader):  # type: ignore[misc,valid-type]
-    """YAML without two YAML 1.1 surprises: dates stay text and an unquoted 16:30 is not 990."""
-
-
-_Loader.yaml_implicit_resolvers = {
-    first: [
-        (tag, rx)
-        for tag, rx in resolvers
-        if tag not in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:timestamp")
-    ]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:int", re.compile(r"^[-+]?(?:0|[1-9][0-9_]*)$"), list("-+0123456789")
-)
-
-
-def _load_yaml(path: Path) -> Any:
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CallbackSettingsError(path, None, f"cannot be read: {exc}") from exc
-    try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
-    except yaml.YAMLError as exc:
-        raise CallbackSettingsError(path, None, f"is not valid YAML: {exc}") from exc
 
 
 def _parse_holidays(path: Path, data: Any) -> frozenset[date]:

@@ -7,9 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from infra.config import ConfigError
+from cases.settings_files import SettingsFileError, load_yaml
 
 # Days, in the file's order; `audit` must be the longest.
 PERIODS = ("caller_numbers", "recordings", "call_events", "notifications", "audit", "drafts")
@@ -17,14 +15,8 @@ SETTINGS = (*PERIODS, "batch")
 MAX_DAYS = 100 * 365  # catches a typo (an extra zero), not policy
 
 
-class RetentionSettingsError(ConfigError):
+class RetentionSettingsError(SettingsFileError):
     """The retention file is wrong; the message names the file and the field."""
-
-    def __init__(self, path: Path | str, field_name: str | None, problem: str) -> None:
-        where = f"{path}: {field_name}" if field_name else str(path)
-        super().__init__(f"{where}: {problem}")
-        self.path = str(path)
-        self.field = field_name
 
 
 @dataclass(frozen=True)
@@ -46,7 +38,7 @@ class RetentionSettings:
 
 def load_retention_settings(path: Path) -> RetentionSettings:
     """Read and check the file; any wrong value is a RetentionSettingsError naming the file and field."""
-    data = _load_yaml(path)
+    data = load_yaml(path, RetentionSettingsError)
     if not isinstance(data, Mapping):
         raise RetentionSettingsError(path, None, f"must hold a mapping of settings ({', '.join(SETTINGS)})")
     unknown = sorted(str(key) for key in data if key not in SETTINGS)
@@ -70,14 +62,3 @@ def _whole(path: Path, name: str, value: Any, low: int, high: int, unit: str) ->
     if not low <= value <= high:
         raise RetentionSettingsError(path, name, f"must be between {low} and {high} {unit}, not {value}")
     return value
-
-
-def _load_yaml(path: Path) -> Any:
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RetentionSettingsError(path, None, f"cannot be read: {exc}") from exc
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise RetentionSettingsError(path, None, f"is not valid YAML: {exc}") from exc
