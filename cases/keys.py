@@ -209,7 +209,8 @@ def reseal(sealer: RecordingCipher, path: Path, sha256: str | None, *, plain_onl
         header = read_header(fh.read(HEADER.size))
     if header is not None and (plain_only or header.key_id == sealer.current_id):
         return False
-    tmp = path.with_name(path.name + ".reseal")
+    # ".part", the suffix of every file being written under the data dir: a backup never copies it.
+    tmp = path.with_name(path.name + ".part")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         with os.fdopen(fd, "wb") as out, sealer.writer(out) as writer:

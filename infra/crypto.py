@@ -33,7 +33,6 @@ class FieldCipher:
                 raise DataKeyError(f"{where} is not a Fernet key (32 url-safe base64 bytes)") from exc
         self._current = fernets[0]
         self._fernet = MultiFernet(fernets)
-        self.key_count = len(fernets)
         # Look-up hashes (short-lived: follow-up tries within the hour, staff phone codes) follow the
         # current key; a rotation starts those counts afresh.
         self._hash_key = hashlib.sha256(b"lookup:" + parts[0].encode("ascii")).digest()

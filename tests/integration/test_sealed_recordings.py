@@ -218,7 +218,7 @@ def test_db_upgrade_seals_recordings_stored_plain_and_reports_one_that_does_not_
     assert is_sealed(paths[plain_ids[0]]) and not is_sealed(paths[plain_ids[1]])
     assert RecordingCipher(config.recording_key).read_all(paths[plain_ids[0]]) == tone_wav()
     assert walk_for_plain_audio(config.data_dir) == [paths[plain_ids[1]]]
-    assert not list(config.recordings_dir.rglob("*.reseal"))
+    assert not list(config.recordings_dir.rglob("*.part"))
 
 
 # ---- the start ------------------------------------------------------------------------------------------
