@@ -330,9 +330,14 @@ def engine_choices(env: Mapping[str, str]) -> dict[str, str]:
     return choices
 
 
+def transcribers(env: Mapping[str, str]) -> int:
+    """HOTLINE_TRANSCRIBERS: recordings transcribed at once (default: one a core)."""
+    return int(_number(env, "HOTLINE_TRANSCRIBERS", os.cpu_count() or 1, 1, 64, int))
+
+
 def whisper_threads(env: Mapping[str, str]) -> int:
     """HOTLINE_WHISPER_THREADS, else the cores shared out among the transcribers (at least one each)."""
-    processes = _number(env, "HOTLINE_TRANSCRIBERS", os.cpu_count() or 1, 1, 64, int)
+    processes = transcribers(env)
     default = max(1, (os.cpu_count() or 1) // processes)
     threads: int = _number(env, "HOTLINE_WHISPER_THREADS", default, 1, 64, int)
     return threads
@@ -345,8 +350,7 @@ def whisper_jobs_per_process(env: Mapping[str, str]) -> int:
     one-job process, 650 MB for one process with two jobs), as plain faster-whisper's num_workers does
     (bench/whisper_thai.py compares them); a hang or crash there costs all its jobs a rerun, hence the cap.
     """
-    transcribers = _number(env, "HOTLINE_TRANSCRIBERS", os.cpu_count() or 1, 1, 64, int)
-    jobs: int = _number(env, "HOTLINE_WHISPER_JOBS_PER_PROCESS", min(transcribers, 4), 1, 64, int)
+    jobs: int = _number(env, "HOTLINE_WHISPER_JOBS_PER_PROCESS", min(transcribers(env), 4), 1, 64, int)
     return jobs
 
 
@@ -358,7 +362,7 @@ def _worker_settings(env: Mapping[str, str]) -> dict[str, Any]:
         "engine_choices": engine_choices(env),
         "whisper_threads": whisper_threads(env),
         "whisper_jobs_per_process": whisper_jobs_per_process(env),
-        "transcriber_processes": _number(env, "HOTLINE_TRANSCRIBERS", os.cpu_count() or 1, 1, 64, int),
+        "transcriber_processes": transcribers(env),
         "transcribe_timeout_s": _number(env, "HOTLINE_TRANSCRIBE_TIMEOUT_SECONDS", 300.0, 1.0, 7200.0, float),
         "max_audio_s": _number(env, "HOTLINE_MAX_AUDIO_SECONDS", 900.0, 10.0, 7200.0, float),
         "transcriber_max_jobs": _number(env, "HOTLINE_TRANSCRIBER_MAX_JOBS", 100, 1, 100000, int),
