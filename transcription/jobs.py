@@ -356,13 +356,6 @@ class TranscriptionJobs:
         except Exception as exc:  # the pool contains crashes; anything else must not stop the sweep
             log.exception("transcription %d failed", transcript_id)
             failure = f"internal error: {type(exc).__name__}"
-        if outcome is not None and outcome.status == "failed" and outcome.reason == "unreadable_file":
-            # The transcriber could not read the file the parent just read: still our disk, not the audio.
-            fault = copy_fault(self.media.sealer, path, size, sha) or disk_fault(
-                "cannot read", Path(path).parent, "in the transcriber"
-            )
-            self._defer(transcript_id, fault, report, ours=True)
-            return
         if failure is not None and attempts < MAX_UNEXPECTED_ATTEMPTS:
             # No verdict on the recording itself: try again later, a few times, before giving up.
             self._defer(transcript_id, failure, report, ours=False)
