@@ -166,19 +166,30 @@ def init_app(app: Flask, the_cipher: FieldCipher) -> None:
     app.after_request(_headers)
 
 
-def apply(back: str, work: Callable[[], object], done: str) -> WerkzeugResponse:
+def apply(
+    back: str,
+    work: Callable[[], object],
+    done: str | Callable[[object], str],
+    *,
+    after_refusal: Callable[[Refusal], None] | None = None,
+) -> WerkzeugResponse:
     """Run one service call in the request's write transaction; a refusal becomes a message, not a change.
 
-    Then back to the form's page: `back`, or the console page the form named in `next`.
+    `done` is the message, or makes it from what the work returned. `after_refusal` writes what a refusal
+    leaves on record (an audit row), in a transaction of its own after the rollback. Then back to the
+    form's page: `back`, or the console page the form named in `next`.
     """
     try:
-        work()
+        given = work()
         db().commit()
     except Refusal as exc:
         db().rollback()
+        if after_refusal is not None:
+            after_refusal(exc)
+            db().commit()
         flash(error_text(exc), "error")
     else:
-        flash(done, "ok")
+        flash(done(given) if callable(done) else done, "ok")
     return redirect(safe_next(request.form.get("next")) or back)
 
 

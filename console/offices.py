@@ -19,8 +19,8 @@ from cases.office_staff import DutyRefused
 from cases.staff import Committee, Role, RoleRequest, User
 from cases.texts import Refusal
 from console import queries
-from console.base import clock, db, me, require_login, safe_next
-from console.i18n import _, error_text
+from console.base import apply, clock, db, me, require_login
+from console.i18n import _
 
 bp = Blueprint("offices", __name__, url_prefix="/console")
 bp.before_request(require_login)
@@ -47,24 +47,13 @@ def _office_page(office: Office) -> str:
 
 
 def _apply(back: str, work: Callable[[], object], done: str | Callable[[object], str]) -> Response:
-    """console.base.apply, and a refusal of separated duties written to the audit trail after the rollback.
+    """console.base.apply, a refusal of separated duties written to the audit trail after the rollback."""
+    return apply(back, work, done, after_refusal=_audit_duty_refusal)
 
-    `done` is the message, or makes it from what the work returned (a role given, or only asked for).
-    """
-    try:
-        given = work()
-        db().commit()
-    except DutyRefused as exc:
-        db().rollback()
+
+def _audit_duty_refusal(exc: Refusal) -> None:
+    if isinstance(exc, DutyRefused):
         office_staff.audit_refusal(db(), me(), exc, clock)
-        db().commit()
-        flash(error_text(exc), "error")
-    except Refusal as exc:
-        db().rollback()
-        flash(error_text(exc), "error")
-    else:
-        flash(done(given) if callable(done) else done, "ok")
-    return redirect(safe_next(request.form.get("next")) or back)
 
 
 def _role() -> Role | None:
