@@ -24,7 +24,6 @@ import pytest
 import requests
 from flask import Flask
 from sqlalchemy import delete, func, select, update
-from werkzeug.serving import WSGIRequestHandler, make_server
 
 from app import get_database
 from infra.clock import utcnow
@@ -262,25 +261,6 @@ def rig(app: Flask, config: Config) -> Iterator[Rig]:
 @pytest.fixture
 def caller(new_caller: Callable[..., TwilioCaller]) -> TwilioCaller:
     return new_caller()
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        return
-
-
-@pytest.fixture
-def served_app(app: Flask) -> Iterator[str]:
-    """The app on a real threaded werkzeug server: concurrent requests really are concurrent."""
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def assert_one_private_copy(rig: Rig, sid: str, wav: bytes) -> Path:

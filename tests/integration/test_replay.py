@@ -6,19 +6,25 @@ here is signed exactly as the first time (TwilioCaller signs the same URL and fo
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
+from urllib.parse import urlsplit
 
 import pytest
+import requests
 from flask import Flask
 from sqlalchemy import update
+from werkzeug.test import TestResponse
+from werkzeug.wrappers import Response
 
 from app import get_database
 from cases.models import Call
 from infra.clock import utcnow
 from telephony.validators import speak_digits
-from tests.conftest import TwilioCaller
+from tests.conftest import PUBLIC_BASE, TwilioCaller, sign
 from tests.integration.test_webhooks import (
     FULL_CALL,
     OTHER_FORMS,
@@ -167,3 +173,56 @@ def test_an_unapplied_step_sent_long_after_the_call_ended_changes_nothing(
     assert_reveals_nothing(late, case["reference"], *number_words(case["reference"]))
     assert state_of(app, caller) == before
     assert [c["reference"] for c in export_cases(app)] == [case["reference"]]
+
+
+def _signed(step: Twiml, inp: str) -> tuple[str, dict[str, str]]:
+    """The local path and form Twilio would post for `inp` at `step` (the URL it signs is the public one)."""
+    url = step.action("Gather")
+    assert url.startswith(PUBLIC_BASE + "/twilio/"), url
+    parts = urlsplit(url)
+    return f"{parts.path}?{parts.query}", {"Digits": inp}
+
+
+def test_replays_racing_the_live_step_change_nothing_and_the_caller_goes_on(
+    caller: TwilioCaller, app: Flask, served_app: str
+) -> None:
+    """A replay of earlier steps, sent at the moment the caller presses the live key, on a threaded server."""
+    said = steps(caller, "1", "10", "1", "2")
+    readback = answer(caller, said[-1], OTHER_NUMBER)
+    live = _signed(readback, "1")  # "1: the number is right": the next step asks for the message
+    at_readback = find_call(app, caller.call_sid)
+    assert at_readback is not None
+    path_before = events_of(app, caller.call_sid)
+    replays = [_signed(said[0], "1"), _signed(said[1], "10"), _signed(said[2], "1")]
+    requests_at_once = [live, *replays, *replays]
+    start = threading.Barrier(len(requests_at_once))
+
+    def post(request: tuple[str, dict[str, str]]) -> Twiml:
+        path, form = request
+        form = caller.params(**form)
+        headers = {"X-Twilio-Signature": sign(PUBLIC_BASE + path, form)}
+        start.wait(timeout=10)
+        got = requests.post(served_app + path, data=form, headers=headers, timeout=30)
+        # Twiml reads a test client's response; a real one over HTTP has all it looks at.
+        kept = Response(got.content, status=got.status_code, content_type=got.headers["Content-Type"])
+        return Twiml(cast(TestResponse, kept))
+
+    with ThreadPoolExecutor(max_workers=len(requests_at_once)) as pool:
+        heard, *replayed = pool.map(post, requests_at_once)
+    assert "Record" in heard.verbs(), heard.body  # the caller's own key was applied, whatever came first
+    for got in replayed:
+        assert_reveals_nothing(got, *OTHER_FORMS, *number_words(OTHER_NUMBER))
+    call = find_call(app, caller.call_sid)
+    assert call is not None and call.seq == at_readback.seq + 1, (
+        at_readback.seq,
+        call.seq,
+    )  # one step on, not one per request
+    # The path grew by the live key's events only, all at the read-back's node: no replay was applied.
+    path = events_of(app, caller.call_sid)
+    assert path[: len(path_before)] == path_before
+    added = path[len(path_before) :]
+    assert added and {node for node, _kind, _detail in added} == {path_before[-1][0]}, added
+    # The caller is not disturbed: the message records and the case opens as on a quiet line.
+    confirm = answer(caller, heard, Recorded())
+    answer(caller, confirm, "1")
+    assert len(export_cases(app)) == 1

@@ -30,7 +30,6 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import MetaData, func, inspect, select, text
 from sqlalchemy.exc import DBAPIError, OperationalError
-from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.test import TestResponse
 
 from app import MIGRATIONS_DIR, create_app, get_database, upgrade_database
@@ -504,24 +503,6 @@ def test_a_twin_request_that_created_the_call_first_is_answered_alike(
     assert second.body == first.body
     assert count(app, Call) == 1
     assert [e[1] for e in events_of(app, caller.call_sid)] == ["call_started"]
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        return
-
-
-@pytest.fixture
-def served_app(app: Flask) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def test_five_identical_incoming_calls_at_once_make_one_call(served_app: str, app: Flask) -> None:
