@@ -6,10 +6,11 @@ from cases.subject.erase import (
     SubjectError,
     UnknownReference,
     erase_case,
+    erase_subject,
     find_case,
     finish,
 )
-from cases.subject.export import ExportOptions, Manifest, export_case
+from cases.subject.export import ExportOptions, Manifest, export_case, export_subject
 from cases.subject.requests import (
     approve_erasure,
     may_erase,
@@ -27,7 +28,9 @@ __all__ = [
     "UnknownReference",
     "approve_erasure",
     "erase_case",
+    "erase_subject",
     "export_case",
+    "export_subject",
     "find_case",
     "finish",
     "may_erase",

@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 from cases.reference import display_reference
 from cases.retention.sweep import RetentionSweep
 from cases.staff import User
-from cases.subject.erase import SubjectError, erase_case, find_case, finish
-from cases.subject.export import ExportOptions, export_case
+from cases.subject.erase import SubjectError, erase_subject, reference_of
+from cases.subject.export import ExportOptions, export_subject
 from infra.clock import utcnow
 from infra.crypto import FieldCipher
 from infra.db import Database
@@ -65,17 +65,16 @@ def subject_group(
     @click.option("--actor", "actor_email", required=True, help="The e-mail of the staff member doing it.")
     def erase_cmd(reference: str, reason: str, actor_email: str) -> None:
         """Erase the reporter's number, recordings, transcripts and free text; the handling record stays."""
+        with database().session() as session:
+            actor = _actor(session, actor_email)
+            actor_id = actor.id if actor else None
         try:
-            with database().writing() as session:
-                actor = _actor(session, actor_email)
-                case = find_case(session, reference)
-                erased = erase_case(
-                    session, case, actor_id=actor.id if actor else None, reason=reason, now=utcnow()
-                )
-                shown = display_reference(case.reference)
+            erased, report = erase_subject(
+                database(), reference, actor_id=actor_id, reason=reason, sweep=sweep(), now=utcnow()
+            )
         except SubjectError as exc:
             raise click.ClickException(str(exc)) from None
-        report = finish(sweep(), erased)
+        shown = display_reference(reference_of(reference))
         parts = ", ".join(erased.parts) or "nothing left to erase"
         click.echo(f"subject erase {shown}: {parts}; {report.summary()}")
         for line in report.faults:
@@ -96,20 +95,22 @@ def subject_group(
         options = ExportOptions(cipher, sealer, verified=verified, reason=reason)
         part = target.with_name(target.name + ".part")
         try:
-            with database().writing() as session:
+            out = part.open("xb")
+        except FileExistsError:
+            raise click.ClickException(f"{part} exists: another export to {path} is running") from None
+        try:
+            with out, database().writing() as session:
                 actor = _actor(session, actor_email)
-                case = find_case(session, reference)
-                with part.open("xb") as out:
-                    manifest = export_case(
-                        session, case, out, options, actor_id=actor.id if actor else None, now=utcnow()
-                    )
-                os.replace(part, target)
-                shown = display_reference(case.reference)
+                manifest = export_subject(
+                    session, reference, out, options, actor_id=actor.id if actor else None, now=utcnow()
+                )
+            os.replace(part, target)  # the zip appears whole, and only once its audit row is committed
         except SubjectError as exc:
             raise click.ClickException(str(exc)) from None
         finally:
             part.unlink(missing_ok=True)
         masked = "number unmasked (verified request)" if verified else "number masked"
+        shown = display_reference(reference_of(reference))
         click.echo(f"subject export {shown}: {len(manifest.files)} files, {masked} -> {target}")
 
     return group

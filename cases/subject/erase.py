@@ -43,8 +43,9 @@ from cases.retention.sweep import (
 )
 from cases.texts import N_
 from cases.workflow import InvalidInput
+from infra.db import Database
 from infra.sweeps import SweepReport
-from transcription.models import Recording
+from transcription.models import Recording, StorageStatus, Transcript, TranscriptStatus
 
 ERASED = "erased_on_request"  # the case event each erased part leaves (console: "Erased on request")
 PURPOSE = "subject erase"
@@ -178,6 +179,13 @@ def _recordings(session: Session, case: Case, now: datetime, stone: Stone, done:
     ).all()
     for rec in pending:
         erase_recording_content(session, rec, now, stone)
+        # A recording not yet downloaded or transcribed (a fresh case): its jobs must not bring the audio
+        # or words back. The downloader and the transcriber re-check these states before they write.
+        if rec.storage_status == StorageStatus.PENDING:
+            rec.storage_status = StorageStatus.ABSENT
+        transcript = session.scalar(select(Transcript).where(Transcript.recording_id == rec.id))
+        if transcript is not None and transcript.status == TranscriptStatus.QUEUED:
+            transcript.status, transcript.reason = TranscriptStatus.FAILED, "erased on request"
     if pending:
         done.parts.append("recording")
 
@@ -233,6 +241,15 @@ def _paths(
         tombstone(session, case.id, "call_events", now, stone)
     if pathed:
         done.parts.append("call_events")
+
+
+def erase_subject(
+    db: Database, reference: str, *, actor_id: int | None, reason: str, sweep: RetentionSweep, now: datetime
+) -> tuple[Erased, SweepReport]:
+    """Erase the case with this reference (with or without the dash): step one committed, then step two."""
+    with db.writing() as session:
+        erased = erase_case(session, find_case(session, reference), actor_id=actor_id, reason=reason, now=now)
+    return erased, finish(sweep, erased)
 
 
 def finish(sweep: RetentionSweep, erased: Erased) -> SweepReport:

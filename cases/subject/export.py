@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from cases import audit
 from cases.models import Callback, CallEvent, Case, CaseEvent, Office, TranscriptCorrection
 from cases.reference import display_reference
-from cases.subject.erase import calls_of, require_reason
+from cases.subject.erase import calls_of, find_case, require_reason
 from infra.clock import iso_utc
 from infra.crypto import FieldCipher
 from infra.sealed import RecordingCipher, RecordingKeyError, SealBroken
@@ -230,3 +230,16 @@ def _events(session: Session, case: Case) -> dict[str, Any]:
             {"at": iso_utc(e.at), "node": e.node, "kind": e.kind, "detail": e.detail} for e in path
         ],
     }
+
+
+def export_subject(
+    session: Session,
+    reference: str,
+    out: IO[bytes],
+    options: ExportOptions,
+    *,
+    actor_id: int | None,
+    now: datetime,
+) -> Manifest:
+    """Export the case with this reference (with or without the dash) to `out`; audited in `session`."""
+    return export_case(session, find_case(session, reference), out, options, actor_id=actor_id, now=now)
