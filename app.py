@@ -30,8 +30,10 @@ from cases.callbacks.settings import CallbackSettings, CallbackSettingsError, lo
 from cases.keys_cli import keys_group, seal_plain_recordings
 from cases.retention import RetentionSettings, RetentionSweep, load_retention_settings
 from cases.retention.cli import retention_group
+from cases.subject.cli import subject_group
 from console import wiring as console
 from console.proxies import trust_proxies
+from console.subject import erasure_sweep
 from infra.config import Config, ConfigError, private_folder
 from infra.crypto import FieldCipher
 from infra.db import Database, database
@@ -225,6 +227,10 @@ def _wire_console(app: Flask, cfg: Config, call_bridge: bridge.Bridge) -> None:
     )
     limits = BridgeLimits(cfg.bridge_calls_per_user_hour, cfg.bridge_calls_per_case_hour)
     console.init_app(app, cipher, dialer, staff_phones, limits)
+    # An approved erasure's recordings: files, then Twilio's copies, as the retention sweep removes them.
+    erasure_sweep.install(
+        app, lambda: RetentionSweep(get_database(app), retention_settings(app), twilio_rest(cfg))
+    )
     # Behind the README's TLS proxy every peer is the proxy: the sign-in throttle needs the real client.
     trust_proxies(app, cfg.trusted_proxies)
 
@@ -276,6 +282,12 @@ def _register_commands(app: Flask) -> None:
         keys_group(database, lambda: _ciphers(app.config["HOTLINE"])),
         backups_cli.backup_group(backup_source, lambda: database().dispose()),
         retention_group(database, lambda: retention_settings(app), retention_sweep),
+        subject_group(
+            database,
+            lambda: _ciphers(app.config["HOTLINE"]),
+            retention_sweep,
+            lambda: app.config["HOTLINE"].data_dir,
+        ),
         *cases_cli.command_groups(database, lambda: phone_policy(app.config["HOTLINE"])),
         *telephony_cli.command_groups(database),
         *transcription_cli.command_groups(engine_settings),

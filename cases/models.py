@@ -449,3 +449,21 @@ class FollowUpTry(Base):
         Index("ix_follow_up_tries_caller_at", "caller_hash", "at"),
         Index("ix_follow_up_tries_at", "at"),
     )
+
+
+class ErasureRequest(Base):
+    """An admin's request to erase a case's personal data (cases.subject), done only when a second admin
+    approves it (two-person rule, as role requests); kept when decided."""
+
+    __tablename__ = "erasure_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    # The requester's justification (the data subject's request, its date and channel): staff words only.
+    reason: Mapped[str] = mapped_column(Text)
+    requested_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # pending, approved (the erasure was done in the same transaction), rejected
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    decided_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -69,6 +69,10 @@ AUDIT_WORDS: dict[str, str] = {
     "phone_set_by_admin": N_("Phone set from the shell, without a code"),
     "legal_hold_set": N_("Set a legal hold"),
     "legal_hold_released": N_("Released a legal hold"),
+    "erasure_requested": N_("Asked for an erasure, waiting for a second admin"),
+    "erasure_rejected": N_("Rejected an erasure request"),
+    "subject_erased": N_("Erased the reporter's data on request"),
+    "subject_exported": N_("Exported what the service holds about the case"),
 }
 # Why a reveal was refused (detail "why"), and what a refused page was (detail "what").
 DETAIL_WORDS: dict[str, str] = {
@@ -85,6 +89,10 @@ DETAIL_WORDS: dict[str, str] = {
     "caller_number": N_("the reporter's number"),
     "call_events": N_("the caller's path through the menu"),
     "draft": N_("the draft's number, recordings, transcripts and menu path"),
+    "callback": N_("the open call back"),
+    "corrections": N_("staff corrections of the transcripts"),
+    "free_text": N_("free text that may repeat the reporter's words"),
+    "erasure": N_("an erasure request"),
 }
 
 

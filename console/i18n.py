@@ -78,6 +78,7 @@ EVENT_WORDS: dict[str, str] = {
     "retention_erased": N_("Erased by retention"),
     "legal_hold_set": N_("Legal hold set"),
     "legal_hold_released": N_("Legal hold released"),
+    "erased_on_request": N_("Erased at the reporter's request"),
 }
 # What a retention tombstone (CaseEvent "retention_erased", detail "what") says went.
 RETENTION_WORDS: dict[str, str] = {
@@ -85,6 +86,10 @@ RETENTION_WORDS: dict[str, str] = {
     "recording": N_("a recording and its machine transcript"),
     "call_events": N_("the caller's path through the menu"),
     "draft": N_("the draft's number, recordings, transcripts and menu path"),
+    # Erasure on request (cases.subject.erase) leaves these too.
+    "callback": N_("the open call back"),
+    "corrections": N_("staff corrections of the transcripts"),
+    "free_text": N_("free text that may repeat the reporter's words"),
 }
 # The state of a case's call back (cases.models.CallbackState).
 CALLBACK_STATE_WORDS: dict[str, str] = {

@@ -9,7 +9,8 @@ cleared on the row once gone. A run that stopped between the two steps finishes 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -43,30 +44,43 @@ class RecordingDeleter(Protocol):
         ...
 
 
-def _tombstone(session: Session, case_id: int, what: str, now: datetime, **detail: Any) -> None:
+@dataclass(frozen=True)
+class Stone:
+    """What an erasure's tombstone event names: retention's (no actor), or an erasure on request's."""
+
+    action: str = TOMBSTONE
+    actor_id: int | None = None
+
+
+BY_RETENTION = Stone()
+
+
+def tombstone(
+    session: Session, case_id: int, what: str, now: datetime, stone: Stone = BY_RETENTION, **detail: Any
+) -> None:
     session.add(
         CaseEvent(
             case_id=case_id,
             at=now,
-            actor_id=None,
-            action=TOMBSTONE,
+            actor_id=stone.actor_id,
+            action=stone.action,
             detail={"what": what, "on": now.date().isoformat(), **detail},
         )
     )
 
 
-def _erase_call_number(call: Call | None) -> None:
+def erase_call_number(call: Call | None) -> None:
     if call is not None:
         call.caller_number_enc = None
         call.caller_number_masked = None
 
 
-def erase_case_number(session: Session, case: Case, now: datetime) -> None:
+def erase_case_number(session: Session, case: Case, now: datetime, stone: Stone = BY_RETENTION) -> None:
     """The reporter's number on the case and its call."""
     case.callback_number_enc = None
     case.callback_number_masked = None
-    _erase_call_number(session.get(Call, case.call_id) if case.call_id else None)
-    _tombstone(session, case.id, "caller_number", now)
+    erase_call_number(session.get(Call, case.call_id) if case.call_id else None)
+    tombstone(session, case.id, "caller_number", now, stone)
 
 
 def _mark_recording(session: Session, rec: Recording, now: datetime) -> None:
@@ -86,19 +100,21 @@ def _clear_path(session: Session, call: Call) -> None:
     call.last_response = None
 
 
-def erase_recording_content(session: Session, rec: Recording, now: datetime) -> None:
+def erase_recording_content(
+    session: Session, rec: Recording, now: datetime, stone: Stone = BY_RETENTION
+) -> None:
     """A recording of a resolved case: step one now, the file and Twilio's copy after the commit."""
     _mark_recording(session, rec, now)
     if rec.case_id is not None:
-        _tombstone(session, rec.case_id, "recording", now, recording=rec.id)
+        tombstone(session, rec.case_id, "recording", now, stone, recording=rec.id)
 
 
-def erase_call_path(session: Session, call: Call, now: datetime) -> None:
+def erase_call_path(session: Session, call: Call, now: datetime, stone: Stone = BY_RETENTION) -> None:
     """The caller's path through the menu."""
     _clear_path(session, call)
     case_id = session.scalar(select(Case.id).where(Case.call_id == call.id))
     if case_id is not None:
-        _tombstone(session, case_id, "call_events", now)
+        tombstone(session, case_id, "call_events", now, stone)
 
 
 def erase_draft(session: Session, case: Case, now: datetime) -> None:
@@ -106,14 +122,14 @@ def erase_draft(session: Session, case: Case, now: datetime) -> None:
     case.callback_number_enc = None
     case.callback_number_masked = None
     call = session.get(Call, case.call_id) if case.call_id else None
-    _erase_call_number(call)
+    erase_call_number(call)
     for rec in session.scalars(
         select(Recording).where(Recording.case_id == case.id, Recording.erased_at.is_(None))
     ):
         _mark_recording(session, rec, now)
     if call is not None:
         _clear_path(session, call)
-    _tombstone(session, case.id, "draft", now)
+    tombstone(session, case.id, "draft", now)
 
 
 def _erase(session: Session, kind: str, query_index: int, row_id: int, now: datetime) -> None:
@@ -122,7 +138,7 @@ def _erase(session: Session, kind: str, query_index: int, row_id: int, now: date
     elif kind == "caller_numbers" and query_index == 0:
         erase_case_number(session, session.get_one(Case, row_id), now)
     elif kind == "caller_numbers":
-        _erase_call_number(session.get_one(Call, row_id))  # a call that never became a case
+        erase_call_number(session.get_one(Call, row_id))  # a call that never became a case
     elif kind == "recordings":
         erase_recording_content(session, session.get_one(Recording, row_id), now)
     elif kind == "call_events":
@@ -209,8 +225,8 @@ class RetentionSweep:
             total += len(ids)
             log.info("retention: %d %s erased", len(ids), kind)
 
-    def finish_recordings(self, report: SweepReport) -> tuple[int, int]:
-        """Step two for erased recordings, a page at a time: remove the file, then Twilio's copy.
+    def finish_recordings(self, report: SweepReport, only: Collection[int] | None = None) -> tuple[int, int]:
+        """Step two for erased recordings (or `only` these), a page at a time: the file, then Twilio's copy.
 
         No transaction is open during the file's removal or Twilio's request; each is cleared on its row
         once done, so a run stopped anywhere leaves only what the next run does again harmlessly.
@@ -227,6 +243,7 @@ class RetentionSweep:
                         Recording.deleted_at_twilio,
                     )
                     .where(Recording.erased_at.is_not(None), Recording.id > after)
+                    .where(Recording.id.in_(only) if only is not None else Recording.id.is_not(None))
                     .where((Recording.stored_path.is_not(None)) | (Recording.deleted_at_twilio.is_(None)))
                     .order_by(Recording.id)
                     .limit(self.settings.batch)
