@@ -54,7 +54,7 @@ AUDIT_WORDS: dict[str, str] = {
     "committee_removed": N_("Committee removed"),
     "committee_member_added": N_("Committee member added"),
     "committee_member_removed": N_("Committee member removed"),
-    "append_only_unlocked": N_("Audit rows opened for retention"),
+    "append_only_unlocked": N_("Protected records opened to erase personal data"),
     "role_requested": N_("Role asked for, waiting for a second admin"),
     "role_request_declined": N_("Role request declined"),
     "staff_change_refused": N_("Was refused a staff change"),
