@@ -28,14 +28,14 @@ from cases import cli as cases_cli
 from cases.callbacks.dialing import BridgeLimits
 from cases.callbacks.settings import CallbackSettings, CallbackSettingsError, load_callback_settings
 from cases.keys_cli import keys_group, seal_plain_recordings
-from cases.retention import RetentionSettings, RetentionSweep, load_retention_settings
+from cases.retention import RetentionSweep, load_retention_settings
 from cases.retention.cli import retention_group
+from cases.retention.settings import retention_settings
 from console import wiring as console
 from console.proxies import trust_proxies
 from infra.config import Config, ConfigError, private_folder
 from infra.crypto import FieldCipher
 from infra.db import Database, database
-from infra.extensions import Shared
 from infra.logs import configure_logging
 from infra.scheduler import Sweep, build_scheduler, run_once
 from infra.sealed import RecordingCipher
@@ -59,8 +59,6 @@ ROOT = Path(__file__).resolve().parent
 AUDIO_DIR = ROOT / "ivr_flows" / "audio"
 log = logging.getLogger("hotline")
 
-# The retention settings the app loaded at start (HOTLINE_RETENTION_FILE), for the worker and the commands.
-retention_settings: Shared[RetentionSettings] = Shared("hotline.retention")
 # Between two retention batches on SQLite: room for the webhooks queued on the write lock.
 RETENTION_PAUSE_S = 0.02
 

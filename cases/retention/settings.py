@@ -11,6 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from cases.settings_files import SettingsFileError, load_yaml
+from infra.extensions import Shared
 
 # Days, in the file's order; `audit` must be the longest.
 PERIODS = ("caller_numbers", "recordings", "call_events", "notifications", "audit", "drafts")
@@ -48,6 +49,10 @@ class RetentionSettings:
         if at <= local:
             at = datetime.combine(day + timedelta(days=1), self.sweep_at, tzinfo=zone)
         return at
+
+
+# The settings the app loaded at start (HOTLINE_RETENTION_FILE): the worker, the commands, the privacy page.
+retention_settings: Shared[RetentionSettings] = Shared("hotline.retention")
 
 
 def load_retention_settings(path: Path) -> RetentionSettings:

@@ -3,7 +3,8 @@
 Idempotent: every batch is one transaction that erases whole rows (a crash rolls the batch back, and the
 next run finds the same rows due); the worker runs it at the retention file's `sweep_at`, local time.
 A recording goes in two steps: its transcript's words and the `erased_at` mark in the batch's
-transaction; then, after the commit, its file and Twilio's copy, each cleared on the row once gone. A run that stopped between the two steps finishes the second next time.
+transaction; then, after the commit, its file and Twilio's copy, each cleared on the row once gone.
+A run that stopped between the two steps finishes the second next time.
 """
 
 from __future__ import annotations
