@@ -28,8 +28,9 @@ from cases import cli as cases_cli
 from cases.callbacks.dialing import BridgeLimits
 from cases.callbacks.settings import CallbackSettings, CallbackSettingsError, load_callback_settings
 from cases.keys_cli import keys_group, seal_plain_recordings
-from cases.retention import RetentionSettings, RetentionSweep, load_retention_settings
+from cases.retention import RetentionSweep, load_retention_settings
 from cases.retention.cli import retention_group
+from cases.retention.settings import retention_settings
 from cases.subject.cli import subject_group
 from console import wiring as console
 from console.proxies import trust_proxies
@@ -37,7 +38,6 @@ from console.subject import erasure_sweep
 from infra.config import Config, ConfigError, private_folder
 from infra.crypto import FieldCipher
 from infra.db import Database, database
-from infra.extensions import Shared
 from infra.logs import configure_logging
 from infra.scheduler import Sweep, build_scheduler, run_once
 from infra.sealed import RecordingCipher
@@ -61,10 +61,8 @@ ROOT = Path(__file__).resolve().parent
 AUDIO_DIR = ROOT / "ivr_flows" / "audio"
 log = logging.getLogger("hotline")
 
-# The retention settings the app loaded at start (HOTLINE_RETENTION_FILE), for the worker and the commands.
-retention_settings: Shared[RetentionSettings] = Shared("hotline.retention")
-# The retention sweep looks hourly and erases once a night (cases.retention.sweep.RetentionSweep.nightly).
-RETENTION_INTERVAL_S = 60 * 60
+# Between two retention batches on SQLite: room for the webhooks queued on the write lock.
+RETENTION_PAUSE_S = 0.02
 
 __all__ = ["MIGRATIONS_DIR", "Worker", "build_worker", "create_app", "get_database", "upgrade_database"]
 
@@ -271,8 +269,7 @@ def _register_commands(app: Flask) -> None:
         return BackupSource(cfg.database_url, cfg.data_dir, cfg.data_key)
 
     def retention_sweep() -> RetentionSweep:
-        cfg: Config = app.config["HOTLINE"]
-        return RetentionSweep(database(), retention_settings(app), twilio_rest(cfg))
+        return _retention_sweep(app)
 
     def seal_plain() -> str:
         return seal_plain_recordings(database(), _ciphers(app.config["HOTLINE"])[1])
@@ -356,7 +353,7 @@ class Worker:
         outbox: notifications.Outbox,
         reconciler: Reconciler,
         reconcile_s: float,
-        retention: RetentionSweep | None = None,
+        retention: RetentionSweep,
     ) -> None:
         self.jobs, self.pool, self.interval_s = jobs, pool, interval_s
         self.db, self.tel, self.reminders, self.outbox = db, tel, reminders, outbox
@@ -379,18 +376,8 @@ class Worker:
             Sweep.reporting("telephony.reconcile", self.reconciler.sweep, self.reconcile_s),
             Sweep("cases.reminders", self.reminders.sweep, self.interval_s),
             Sweep("cases.outbox", self.outbox.sweep, self.interval_s),
-            *(
-                [
-                    Sweep(
-                        "cases.retention",
-                        self.retention.nightly,
-                        RETENTION_INTERVAL_S,
-                        report=self.retention.sweep,
-                    )
-                ]
-                if self.retention is not None
-                else []
-            ),
+            # Once a night at the retention file's sweep_at, in HOTLINE_TIMEZONE (the scheduler's zone).
+            Sweep.daily("cases.retention", self.retention.sweep, self.retention.settings.sweep_at),
         ]
 
     def __enter__(self) -> Worker:
@@ -481,10 +468,16 @@ def build_worker(app: Flask) -> Worker:
         outbox,
         reconciler,
         cfg.twilio_reconcile_s,
-        RetentionSweep(
-            get_database(app), retention_settings(app), twilio_rest(cfg), timezone=cfg.timezone_name
-        ),
+        _retention_sweep(app),
     )
+
+
+def _retention_sweep(app: Flask) -> RetentionSweep:
+    """The worker's nightly sweep and `retention sweep` by hand: on SQLite a pause between batches lets
+    the webhooks waiting for the one write lock go first (see bench/retention_sweep.py)."""
+    cfg: Config = app.config["HOTLINE"]
+    pause_s = RETENTION_PAUSE_S if cfg.is_sqlite else 0.0
+    return RetentionSweep(get_database(app), retention_settings(app), twilio_rest(cfg), pause_s=pause_s)
 
 
 def main() -> None:  # pragma: no cover - for `python app.py`

@@ -467,3 +467,19 @@ class ErasureRequest(Base):
     status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
     decided_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class RetentionRun(Base):
+    """One finished retention sweep: when, and how many of each kind it erased (counts only, no ids).
+
+    The privacy page shows the last one; a run that stopped half-way leaves no row (its work is kept,
+    batch by batch, and the next run counts what it finishes).
+    """
+
+    __tablename__ = "retention_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    counts: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)  # kind -> rows erased
+    faults: Mapped[int] = mapped_column(Integer, default=0)

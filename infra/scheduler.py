@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import time
 from typing import Protocol
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -28,17 +29,24 @@ class Sweep:
     """A periodic job: an explicit id, a bound function that takes no arguments, an interval.
 
     `report`, when given, runs the same sweep filling a SweepReport: `worker --once` prints it.
+    `at`, when given, runs it once a day at that wall time of the scheduler's time zone instead.
     """
 
     id: str
     func: Callable[[], object]
     seconds: float
     report: Callable[[SweepReport], object] | None = None
+    at: time | None = None
 
     @classmethod
     def reporting(cls, id: str, func: ReportingFunc, seconds: float) -> Sweep:
         """A sweep whose function also fills a SweepReport: the one function serves both ways."""
         return cls(id, func, seconds, report=func)
+
+    @classmethod
+    def daily(cls, id: str, func: ReportingFunc, at: time) -> Sweep:
+        """A reporting sweep run once a day at `at` (a cron trigger in the scheduler's time zone)."""
+        return cls(id, func, 24 * 60 * 60, report=func, at=at)
 
 
 def build_scheduler(timezone: str, sweeps: list[Sweep], *, threads: int = 4) -> BlockingScheduler:
@@ -87,14 +95,12 @@ def run_once(sweeps: list[Sweep], echo: Callable[[str], None]) -> int:
 
 def add_sweeps(scheduler: BaseScheduler, sweeps: list[Sweep]) -> None:
     for sweep in sweeps:
-        scheduler.add_job(
-            _guarded(sweep),
-            "interval",
-            seconds=sweep.seconds,
-            id=sweep.id,
-            name=sweep.id,
-            replace_existing=True,
-        )
+        if sweep.at is not None:
+            # A cron trigger takes the scheduler's time zone: the wall time of HOTLINE_TIMEZONE.
+            when: dict[str, object] = {"trigger": "cron", "hour": sweep.at.hour, "minute": sweep.at.minute}
+        else:
+            when = {"trigger": "interval", "seconds": sweep.seconds}
+        scheduler.add_job(_guarded(sweep), id=sweep.id, name=sweep.id, replace_existing=True, **when)
 
 
 def _guarded(sweep: Sweep) -> Callable[[], None]:

@@ -136,6 +136,28 @@ def due_recordings(now: datetime, s: RetentionSettings) -> Due:
     )
 
 
+def due_caseless_recordings(now: datetime, s: RetentionSettings) -> Due:
+    """Recordings no case holds (the call ended before a case opened, or a message the case never took),
+    older than the drafts' period: like a draft's, they never became a report. A recording of a call
+    whose case is under legal hold stays; one still being downloaded or transcribed waits for its job.
+    """
+    cutoff = now - timedelta(days=s.drafts)
+    busy = exists().where(
+        Transcript.recording_id == Recording.id, Transcript.status == TranscriptStatus.QUEUED.value
+    )
+    held = exists().where(
+        Call.call_sid == Recording.call_sid, Case.call_id == Call.id, Case.legal_hold_at.is_not(None)
+    )
+    return select(Recording.id, literal(None, type_=Integer).label("office_id")).where(
+        Recording.case_id.is_(None),
+        Recording.erased_at.is_(None),
+        Recording.storage_status != StorageStatus.PENDING.value,
+        Recording.created_at < cutoff,
+        ~busy,
+        ~held,
+    )
+
+
 def due_call_events(now: datetime, s: RetentionSettings) -> Due:
     """Calls older than the period that still hold a menu path (events or IVR state)."""
     cutoff = now - timedelta(days=s.call_events)
@@ -178,7 +200,7 @@ def due_audit(now: datetime, s: RetentionSettings) -> Due:
 DUE = {
     "drafts": (due_drafts,),
     "caller_numbers": (due_caller_numbers, due_caseless_numbers),
-    "recordings": (due_recordings,),
+    "recordings": (due_recordings, due_caseless_recordings),
     "call_events": (due_call_events,),
     "notifications": (due_notifications,),
     "audit": (due_audit,),

@@ -1,29 +1,31 @@
 """The nightly retention sweep: what is past its period erased in short batches, resumable, with tombstones.
 
 Idempotent: every batch is one transaction that erases whole rows (a crash rolls the batch back, and the
-next run finds the same rows due). A recording goes in two steps: its transcript's words and the
-`erased_at` mark in the batch's transaction; then, after the commit, its file and Twilio's copy, each
-cleared on the row once gone. A run that stopped between the two steps finishes the second next time.
+next run finds the same rows due); the worker runs it at the retention file's `sweep_at`, local time.
+A recording goes in two steps: its transcript's words and the `erased_at` mark in the batch's
+transaction; then, after the commit, its file and Twilio's copy, each cleared on the row once gone.
+A run that stopped between the two steps finishes the second next time.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from cases.audit import unlocked
-from cases.models import Call, CallEvent, Case, CaseEvent, Notification, NotificationAttempt
+from cases.models import Call, CallEvent, Case, CaseEvent, RetentionRun
+from cases.retention import batches
+from cases.retention.batches import TOMBSTONE
 from cases.retention.rules import DUE, KINDS
 from cases.retention.settings import RetentionSettings
-from cases.staff import AuditEvent
 from infra.clock import Clock, as_utc, utcnow
 from infra.db import Database
 from infra.sweeps import SweepReport
@@ -31,9 +33,7 @@ from transcription.media import MediaFetchError
 from transcription.models import Recording, Transcript
 
 log = logging.getLogger(__name__)
-TOMBSTONE = "retention_erased"  # the case event each erasure leaves (console: "… erased by retention")
 PURPOSE = "retention"
-NIGHT = range(1, 5)  # local hours in which the nightly sweep may start: few calls, no staff at work
 
 
 class RecordingDeleter(Protocol):
@@ -132,22 +132,23 @@ def erase_draft(session: Session, case: Case, now: datetime) -> None:
     tombstone(session, case.id, "draft", now)
 
 
-def _erase(session: Session, kind: str, query_index: int, row_id: int, now: datetime) -> None:
+def _erase_batch(session: Session, kind: str, query_index: int, ids: list[int], now: datetime) -> None:
     if kind == "drafts":
-        erase_draft(session, session.get_one(Case, row_id), now)
+        batches.erase_drafts(session, ids, now)
     elif kind == "caller_numbers" and query_index == 0:
-        erase_case_number(session, session.get_one(Case, row_id), now)
+        batches.erase_case_numbers(session, ids, now)
     elif kind == "caller_numbers":
-        erase_call_number(session.get_one(Call, row_id))  # a call that never became a case
+        batches.erase_call_numbers(session, ids)  # calls that never became a case: no case to tell
+    elif kind == "recordings" and query_index == 0:
+        batches.erase_recordings(session, ids, now)
     elif kind == "recordings":
-        erase_recording_content(session, session.get_one(Recording, row_id), now)
+        batches.erase_caseless_recordings(session, ids, now)
     elif kind == "call_events":
-        erase_call_path(session, session.get_one(Call, row_id), now)
+        batches.erase_call_paths(session, ids, now)
     elif kind == "notifications":
-        session.execute(delete(NotificationAttempt).where(NotificationAttempt.notification_id == row_id))
-        session.execute(delete(Notification).where(Notification.id == row_id))
+        batches.delete_notifications(session, ids)
     elif kind == "audit":
-        session.execute(delete(AuditEvent).where(AuditEvent.id == row_id))
+        batches.delete_audit_rows(session, ids)
 
 
 # Kinds that touch append-only rows (call events, audit rows): their batches run inside `unlocked`.
@@ -155,7 +156,13 @@ UNLOCKING = frozenset({"drafts", "call_events", "audit"})
 
 
 class RetentionSweep:
-    """Erase what is past its period, `settings.batch` rows per transaction; then files and Twilio copies."""
+    """Erase what is past its period, `settings.batch` rows per transaction; then files and Twilio copies.
+
+    The due rows are found in a read-only snapshot, outside the write lock (the due queries scan whole
+    tables); each batch's short transaction then checks its own ids again by primary key (a hold set or
+    a callback reopened meanwhile keeps the row) and erases them with a few set-based statements. On
+    SQLite, `pause_s` between batches lets the webhooks waiting for the one write lock go first.
+    """
 
     def __init__(
         self,
@@ -164,28 +171,18 @@ class RetentionSweep:
         twilio: RecordingDeleter | None,
         *,
         clock: Clock = utcnow,
-        timezone: str = "Asia/Bangkok",
+        pause_s: float = 0.0,
         on_batch: Callable[[str], None] | None = None,
     ) -> None:
         self.db, self.settings, self.twilio, self.clock = db, settings, twilio, clock
-        self.zone = ZoneInfo(timezone)
+        self.pause_s = pause_s
         self.on_batch = on_batch  # tests: called in each batch's transaction (to stop a run half-way)
-        self.last_night: date | None = None
-
-    def nightly(self) -> dict[str, int] | None:
-        """The scheduler's hourly call: one sweep a night, in the service's early hours (NIGHT, local time).
-
-        Only the date of the last run is remembered, in memory: a worker restarted in the night sweeps
-        again, which finds nothing left to do.
-        """
-        local = self.clock().astimezone(self.zone)
-        if local.hour not in NIGHT or self.last_night == local.date():
-            return None
-        self.last_night = local.date()
-        return self.sweep()
 
     def sweep(self, report: SweepReport | None = None) -> dict[str, int]:
-        """One run at the clock's time: every kind due, then erased recordings' files and Twilio copies."""
+        """One run at the clock's time: every kind due, then erased recordings' files and Twilio copies.
+
+        A run that finishes leaves a RetentionRun row with its counts (the privacy page's last purge).
+        """
         report = report if report is not None else SweepReport()
         report.expect(*KINDS)
         now = self.clock()
@@ -198,32 +195,44 @@ class RetentionSweep:
         report_counts["files"], report_counts["twilio_copies"] = files, copies
         for outcome, n in report_counts.items():
             report.count(outcome, n)
+        with self.db.writing() as session:
+            session.add(
+                RetentionRun(
+                    started_at=now, finished_at=self.clock(), counts=report_counts, faults=len(report.faults)
+                )
+            )
         return report_counts
 
+    def _due(self, query: Any, now: datetime) -> list[int]:
+        session = self.db.read_session()
+        try:
+            return [row[0] for row in session.execute(query(now, self.settings))]
+        finally:
+            session.close()
+
     def _kind(self, kind: str, index: int, query: Any, now: datetime) -> int:
+        due = self._due(query, now)
         total = 0
-        seen: set[int] = set()
-        while True:
+        for start in range(0, len(due), self.settings.batch):
+            if start and self.pause_s:
+                time.sleep(self.pause_s)  # the webhooks queued on the write lock go first
+            chunk = due[start : start + self.settings.batch]
             with self.db.writing() as session:
-                ids = [
-                    row[0] for row in session.execute(query(now, self.settings).limit(self.settings.batch))
-                ]
-                if not ids:
-                    return total
-                if seen & set(ids):  # a row still due after its erasure: a bug, never loop on it
-                    raise RuntimeError(f"retention {kind}: a row is still due after its erasure")
-                seen.update(ids)
-                if kind in UNLOCKING:
-                    with unlocked(session, f"{PURPOSE} {kind}", None, clock=self.clock):
-                        for row_id in ids:
-                            _erase(session, kind, index, row_id, now)
-                else:
-                    for row_id in ids:
-                        _erase(session, kind, index, row_id, now)
+                due_now = query(now, self.settings)
+                # Still due? One read by primary key: what changed since the snapshot is left alone.
+                due_now = due_now.where(due_now.selected_columns[0].in_(chunk))
+                ids = [row[0] for row in session.execute(due_now)]
+                if ids:
+                    if kind in UNLOCKING:
+                        with unlocked(session, f"{PURPOSE} {kind}", None, clock=self.clock):
+                            _erase_batch(session, kind, index, ids, now)
+                    else:
+                        _erase_batch(session, kind, index, ids, now)
                 if self.on_batch is not None:
                     self.on_batch(kind)  # before the commit: a crash here must roll the whole batch back
             total += len(ids)
             log.info("retention: %d %s erased", len(ids), kind)
+        return total
 
     def finish_recordings(self, report: SweepReport, only: Collection[int] | None = None) -> tuple[int, int]:
         """Step two for erased recordings (or `only` these), a page at a time: the file, then Twilio's copy.
@@ -234,7 +243,8 @@ class RetentionSweep:
         files = copies = 0
         after = 0
         while True:
-            with self.db.writing() as session:
+            session = self.db.read_session()  # a read: the lock is taken only to clear each row once done
+            try:
                 rows = session.execute(
                     select(
                         Recording.id,
@@ -248,6 +258,8 @@ class RetentionSweep:
                     .order_by(Recording.id)
                     .limit(self.settings.batch)
                 ).all()
+            finally:
+                session.close()
             if not rows:
                 return files, copies
             after = rows[-1][0]
@@ -278,6 +290,12 @@ class RetentionSweep:
         with self.db.writing() as session:
             session.get_one(Recording, rec_id).deleted_at_twilio = self.clock()
         return 1
+
+
+def last_run(session: Session) -> RetentionRun | None:
+    """The last sweep that finished, with its counts by kind (None before the first)."""
+    newest = (RetentionRun.finished_at.desc(), RetentionRun.id.desc())
+    return session.scalar(select(RetentionRun).order_by(*newest))
 
 
 def last_erasure(session: Session) -> datetime | None:

@@ -213,6 +213,7 @@ ROLES = {"agent": "agent", "operator": "op50", "head": "head50", "action": "acti
 def pages(world: World) -> Iterator[str]:
     yield from ("/console/", "/console/approvals", "/console/assignments", "/console/notifications")
     yield from ("/console/notifications/failed", "/console/offices", "/console/me", "/console/worker")
+    yield "/console/privacy"  # office admins only
     for state in ("open", "draft", "routed", "proposed", "assigned", "in_action", "resolved", "all"):
         yield f"/console/?state={state}"
     for case_id in world.cases.values():

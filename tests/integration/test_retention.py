@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
+from apscheduler.triggers.cron import CronTrigger
 from cryptography.fernet import Fernet
 from flask import Flask
 from sqlalchemy import func, select
@@ -39,6 +41,7 @@ from infra.clock import utcnow
 from infra.config import Config
 from infra.crypto import FieldCipher
 from infra.db import Database
+from infra.scheduler import Sweep, build_scheduler
 from infra.sealed import new_recording_key
 from infra.sweeps import SweepReport
 from telephony.rest import TwilioRest
@@ -399,13 +402,16 @@ def test_the_plan_command_prints_counts_by_kind_and_office_and_no_personal_data(
         assert session.scalar(select(func.count()).select_from(CallEvent)) == events  # nothing changed
 
 
-def test_the_scheduler_s_hourly_call_sweeps_once_a_night_in_local_time(world: World) -> None:
-    w = world
-    sweep = w.sweep(timezone="Asia/Bangkok")
-    bangkok_midnight = datetime(2027, 3, 10, 17, 0, tzinfo=UTC)  # 00:00 on the 11th in Bangkok
-    ran = []
-    for hour in range(30):
-        w.clock.now = bangkok_midnight + timedelta(hours=hour)
-        if sweep.nightly() is not None:
-            ran.append((w.clock.now + timedelta(hours=7)).strftime("%d %H:%M"))
-    assert ran == ["11 01:00", "12 01:00"]  # the first night hour of each local day, once
+def test_the_worker_sweeps_once_a_night_at_sweep_at_in_local_time(world: World) -> None:
+    night = RetentionSettings(**{**SETTINGS.__dict__, "sweep_at": time(2, 30)})
+    sweep = RetentionSweep(world.db, night, world.twilio, clock=world.clock)
+    scheduler = build_scheduler("Asia/Bangkok", [Sweep.daily("cases.retention", sweep.sweep, night.sweep_at)])
+    job = scheduler.get_job("cases.retention")
+    assert isinstance(job.trigger, CronTrigger)
+    bangkok = ZoneInfo("Asia/Bangkok")
+    now = datetime(2027, 3, 10, 17, 0, tzinfo=UTC)  # 00:00 on the 11th in Bangkok
+    fires = [job.trigger.get_next_fire_time(None, now)]
+    for _ in range(2):
+        fires.append(job.trigger.get_next_fire_time(fires[-1], fires[-1] + timedelta(seconds=1)))
+    assert [f.astimezone(bangkok).strftime("%d %H:%M") for f in fires] == ["11 02:30", "12 02:30", "13 02:30"]
+    assert all(f == night.next_sweep(f - timedelta(minutes=1), bangkok) for f in fires)  # what the page shows

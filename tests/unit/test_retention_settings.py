@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, time
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -16,6 +18,28 @@ def test_the_shipped_defaults_load_and_keep_audit_rows_longest() -> None:
     s = load_retention_settings(DEFAULT_RETENTION_FILE)
     assert (s.caller_numbers, s.recordings, s.call_events, s.notifications, s.drafts) == (30, 90, 180, 90, 60)
     assert s.audit == 1825 and s.batch == 200
+    assert s.sweep_at == time(2, 30)
+
+
+@pytest.mark.parametrize("text", ["sweep_at: 03:05", 'sweep_at: "3:05"'])
+def test_sweep_at_is_a_local_time_of_day_also_unquoted(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "retention.yaml"
+    path.write_text(SHIPPED.replace('sweep_at: "02:30"', text), encoding="utf-8")
+    assert load_retention_settings(path).sweep_at == time(3, 5)  # not YAML 1.1's sexagesimal 185
+
+
+def test_the_next_sweep_is_tonight_s_or_tomorrow_night_s_in_local_time() -> None:
+    s = load_retention_settings(DEFAULT_RETENTION_FILE)
+    bangkok = ZoneInfo("Asia/Bangkok")
+    # 19:29 UTC on the 3rd is 02:29 on the 4th in Bangkok: a minute before the sweep.
+    assert s.next_sweep(datetime(2026, 12, 3, 19, 29, tzinfo=UTC), bangkok) == datetime(
+        2026, 12, 4, 2, 30, tzinfo=bangkok
+    )
+    # At 02:30 itself and after, the next one is the following night.
+    for minute in (30, 31):
+        assert s.next_sweep(datetime(2026, 12, 3, 19, minute, tzinfo=UTC), bangkok) == datetime(
+            2026, 12, 5, 2, 30, tzinfo=bangkok
+        )
 
 
 @pytest.mark.parametrize(
@@ -27,6 +51,9 @@ def test_the_shipped_defaults_load_and_keep_audit_rows_longest() -> None:
         (SHIPPED.replace("call_events: 180\n", ""), "call_events", "is missing"),
         (SHIPPED + "transcripts: 5\n", "transcripts", "is not a setting"),
         (SHIPPED.replace("batch: 200", "batch: true"), "batch", "whole number of rows"),
+        (SHIPPED.replace('sweep_at: "02:30"', 'sweep_at: "24:00"'), "sweep_at", "time of day HH:MM"),
+        (SHIPPED.replace('sweep_at: "02:30"', "sweep_at: 2"), "sweep_at", "time of day HH:MM"),
+        (SHIPPED.replace('sweep_at: "02:30"', 'sweep_at: "2.30"'), "sweep_at", "time of day HH:MM"),
     ],
 )
 def test_a_wrong_value_names_the_file_and_the_field(

@@ -1,6 +1,6 @@
 """subject: erasure requests waiting for a second admin's approval (issue 13, erasure on request)
 
-Revision ID: 0013_subject
+Revision ID: 0013
 Revises: 0012
 Create Date: 2026-12-03 18:30:00
 """
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0013_subject"
+revision: str = "0013"
 down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
