@@ -10,11 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,19 +24,26 @@ from typing import Any
 import pytest
 from cryptography.fernet import Fernet
 from flask import Flask
-from sqlalchemy import select
+from flask.testing import FlaskClient
+from sqlalchemy import make_url, select
 
+import app as app_module
 from app import create_app, get_database
-from cases import keys
-from cases.models import Call, Case
+from cases import accounts, keys
+from cases.models import CENTRAL_OFFICE_CODE, Call, Case, Office
+from cases.staff import Role, RoleAssignment
+from console import playback
 from infra.config import Config
 from infra.crypto import FieldCipher
 from infra.sealed import HEADER, MAGIC, RecordingCipher, is_sealed, new_recording_key, read_header
 from telephony import jobs as telephony_jobs
 from telephony import spool, webhooks
-from tests.conftest import ACCOUNT_SID
+from telephony.simulator.audio import generate_wav
+from tests.conftest import ACCOUNT_SID, TwilioCaller, _migrated_with_offices, make_config
 from tests.integration import test_console, test_ingestion
-from tests.integration.test_console import World
+from tests.integration.test_console import World, fetch, login
+from tests.integration.test_ingestion import Rig, completed
+from tests.integration.test_webhooks import FULL_CALL, hang_up, walk
 from tests.support.seed import tone_wav
 from transcription.models import Recording, StorageStatus
 
@@ -285,3 +294,85 @@ def test_a_rotation_killed_part_way_is_resumed_and_then_needs_only_the_new_keys(
     assert last.startswith("keys rotate: ") and last.endswith(", 0 failed"), out
     assert_only_the_new_keys_needed(app, config, new, before)
     assert len(stored_recordings(app)) == 17
+
+
+# ---- a call's recording: never plain on disk, played by range after a rotation --------------------------
+
+PASSWORD = "a long enough password"
+
+
+def call_centre_agent(app: Flask) -> FlaskClient:
+    """A signed-in agent of the central office (a draft case is the call centre's until it is routed)."""
+    with get_database(app).session() as session:
+        user = accounts.create_user(session, "agent", "สมหญิง รับสาย", PASSWORD)
+        central = session.scalars(select(Office.id).where(Office.code == CENTRAL_OFFICE_CODE)).one()
+        session.add(RoleAssignment(user_id=user.id, office_id=central, role=Role.AGENT))
+        session.commit()
+    client = app.test_client()
+    assert login(client, "agent", PASSWORD).status_code == 302
+    return client
+
+
+def test_a_calls_recording_is_never_plain_on_disk_and_plays_by_range_after_rotation(
+    app: Flask, config: Config, rig: Rig, caller: TwilioCaller
+) -> None:
+    rec = rig.hosted(6.0)  # 96 KB: two sealed chunks
+    walk(caller, *FULL_CALL, rec, "1")  # the message is sent: a draft case holds it
+    assert completed(caller, rec) == 200
+    hang_up(caller)
+    assert rig.jobs().sweep_downloads() == 1
+    with get_database(app).session() as session:
+        row = session.scalars(select(Recording).where(Recording.recording_sid == rec.sid)).one()
+        rec_id, case_id, stored = row.id, row.case_id, Path(str(row.stored_path))
+    assert case_id is not None and stored.is_relative_to(config.data_dir)
+    assert [p for p in config.data_dir.rglob("*") if p.is_file()]  # the walk below walks something
+    assert plain_audio(config.data_dir) == [] and sealed_files(config.data_dir) == [stored]
+    wav = generate_wav(6.0)
+
+    new = NewKeys(config)
+    result = instance(config, **new.rotating).test_cli_runner().invoke(args=["keys", "rotate"])
+    assert result.exit_code == 0, result.output
+    assert sealed_with(stored) == RecordingCipher(new.recording).current_id
+    assert plain_audio(config.data_dir) == [] and not list(config.data_dir.rglob("*.part"))
+
+    client = call_centre_agent(instance(config, **new.alone))  # the old keys are gone
+    url = f"/console/recordings/{rec_id}/audio"
+    whole = fetch(client, url)
+    assert whole.status_code == 200 and whole.data == wav
+    part = fetch(client, url, Range="bytes=70000-70999")  # past the first 64 KiB chunk: a seek
+    assert part.status_code == 206 and part.data == wav[70000:71000]
+    assert part.headers["Content-Range"] == f"bytes 70000-70999/{len(wav)}"
+    tail = fetch(client, url, Range="bytes=-100")
+    assert tail.status_code == 206 and tail.data == wav[-100:]
+    assert fetch(client, url, Range=f"bytes={len(wav)}-").status_code == 416
+
+
+# ---- the keys are parsed once ------------------------------------------------------------------------
+
+
+def test_the_keys_are_parsed_once_for_the_app_its_checks_and_commands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built: Counter[str] = Counter()
+    for cls in (FieldCipher, RecordingCipher):
+        original = cls.__init__
+
+        def counting(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> None:
+            built[type(self).__name__] += 1
+            _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "__init__", counting)
+    config = make_config(tmp_path)
+    if config.is_sqlite:  # migrated with the offices, as the app fixture makes it
+        shutil.copyfile(_migrated_with_offices(), Path(str(make_url(config.database_url).database)))
+    assert built == {"FieldCipher": 1, "RecordingCipher": 1}  # from_env's check of each variable
+
+    app = create_app(config)
+    app.testing = True
+    app_module._check_keys(app)  # as the entry point does
+    assert app.test_cli_runner().invoke(args=["keys", "rotate"]).exit_code == 0
+    assert app.test_cli_runner().invoke(args=["db", "upgrade"]).exit_code == 0
+    assert built == {"FieldCipher": 1, "RecordingCipher": 1}
+    assert webhooks.telephony(app).cipher is config.cipher
+    assert playback.sealer(app) is config.sealer
+    get_database(app).dispose()
