@@ -106,6 +106,7 @@ class Stall:
     def wait(self) -> None:
         self.say(f"rotation stalled ({STALL_VARIABLE})")
         time.sleep(600)  # the test kills it long before
+        raise SystemExit(f"{STALL_VARIABLE}: the stalled rotation was never killed")
 
 
 # ---- numbers -------------------------------------------------------------------------------------------
@@ -314,8 +315,10 @@ def rotate_sealed_files(
         try:
             with path.open("rb") as fh:
                 header = read_header(fh.read(HEADER.size))
-            if header is None or header.key_id == sealer.current_id:
-                current += header is not None
+            if header is None:
+                continue  # not sealed: the spool's JSON, a plain recording (db upgrade's, with its row)
+            if header.key_id == sealer.current_id:
+                current += 1
                 continue
             reseal(sealer, path, None)
             rotated += 1

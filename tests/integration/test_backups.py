@@ -356,6 +356,7 @@ def _instance(config: Config, tmp_path: Path, name: str, **keys: str) -> Flask:
     """Another instance with these keys; on PostgreSQL its database is the backup's pg_dump, restored."""
     env = {}
     if on_postgresql():
+        make_private_dirs(tmp_path / name)
         env["DATABASE_URL"] = _pg_dump_into_a_new_database(config.database_url, tmp_path / name)
     return create_app(make_config(tmp_path / name, env=env, **keys))
 

@@ -17,7 +17,7 @@ import sys
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,11 +68,24 @@ class NewKeys:
         self.alone = {"data_key": self.data, "recording_key": self.recording}
 
 
-def instance(config: Config, **keys_: str) -> Flask:
-    """The same database and data dir under other keys."""
-    app = create_app(config.with_overrides(**keys_))
-    app.testing = True
-    return app
+Instance = Callable[..., Flask]
+
+
+@pytest.fixture
+def instance(config: Config) -> Iterator[Instance]:
+    """Apps on the same database and data dir under other keys (`instance(data_key=…, recording_key=…)`),
+    their connections closed after the test."""
+    made: list[Flask] = []
+
+    def make(**keys_: str) -> Flask:
+        app = create_app(config.with_overrides(**keys_))
+        app.testing = True
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:
+        get_database(app).dispose()
 
 
 def sealed_files(data_dir: Path) -> list[Path]:
@@ -174,7 +187,7 @@ def spool_entry(path: Path) -> dict[str, Any]:
 
 
 def test_rotation_reseals_the_spool_and_every_sealed_file_under_the_data_dir(
-    app: Flask, config: Config, world: World
+    app: Flask, config: Config, world: World, instance: Instance
 ) -> None:
     kept = spool_message(app)
     # A download stored as its row was being written: on disk, sealed, named by no row.
@@ -187,7 +200,7 @@ def test_rotation_reseals_the_spool_and_every_sealed_file_under_the_data_dir(
     before = sorted(config.cipher.decrypt(t) for t in numbers(app))
 
     new = NewKeys(config)
-    result = instance(config, **new.rotating).test_cli_runner().invoke(args=["keys", "rotate"])
+    result = instance(**new.rotating).test_cli_runner().invoke(args=["keys", "rotate"])
     assert result.exit_code == 0, result.output
     assert "numbers: spool files: 1 re-encrypted, 0 already current" in result.output
     assert "other sealed files: 1 sealed anew, 5 already current" in result.output
@@ -196,14 +209,13 @@ def test_rotation_reseals_the_spool_and_every_sealed_file_under_the_data_dir(
     assert_only_the_new_keys_needed(app, config, new, before)
 
     # The spool replays under the new key alone: its call keeps the caller's number.
-    alone = instance(config, **new.alone)
+    alone = instance(**new.alone)
     assert telephony_jobs.replay_spool(get_database(alone), webhooks.telephony(alone)) == 1
     assert not kept.exists()
     with get_database(alone).session() as session:
         call = session.scalars(select(Call).order_by(Call.id.desc())).first()
         assert call is not None and call.caller_number_enc is not None
         assert FieldCipher(new.data).decrypt(call.caller_number_enc) == "+66812345678"
-    get_database(alone).dispose()
 
 
 # ---- a rotation killed and run again -------------------------------------------------------------------
@@ -314,7 +326,7 @@ def call_centre_agent(app: Flask) -> FlaskClient:
 
 
 def test_a_calls_recording_is_never_plain_on_disk_and_plays_by_range_after_rotation(
-    app: Flask, config: Config, rig: Rig, caller: TwilioCaller
+    app: Flask, config: Config, rig: Rig, caller: TwilioCaller, instance: Instance
 ) -> None:
     rec = rig.hosted(6.0)  # 96 KB: two sealed chunks
     walk(caller, *FULL_CALL, rec, "1")  # the message is sent: a draft case holds it
@@ -330,12 +342,12 @@ def test_a_calls_recording_is_never_plain_on_disk_and_plays_by_range_after_rotat
     wav = generate_wav(6.0)
 
     new = NewKeys(config)
-    result = instance(config, **new.rotating).test_cli_runner().invoke(args=["keys", "rotate"])
+    result = instance(**new.rotating).test_cli_runner().invoke(args=["keys", "rotate"])
     assert result.exit_code == 0, result.output
     assert sealed_with(stored) == RecordingCipher(new.recording).current_id
     assert plain_audio(config.data_dir) == [] and not list(config.data_dir.rglob("*.part"))
 
-    client = call_centre_agent(instance(config, **new.alone))  # the old keys are gone
+    client = call_centre_agent(instance(**new.alone))  # the old keys are gone
     url = f"/console/recordings/{rec_id}/audio"
     whole = fetch(client, url)
     assert whole.status_code == 200 and whole.data == wav
