@@ -36,14 +36,12 @@ from console import wiring as console
 from console.proxies import trust_proxies
 from console.subject import erasure_sweep
 from infra.config import Config, ConfigError, private_folder
-from infra.crypto import FieldCipher
 from infra.db import Database, database
 from infra.logs import configure_logging
 from infra.scheduler import Sweep, build_scheduler, run_once
-from infra.sealed import RecordingCipher
 from migrations import MIGRATIONS_DIR, upgrade_database
 from migrations.cli import db_group
-from telephony import bridge, bridge_webhooks, twiml, webhooks
+from telephony import bridge, bridge_webhooks, spool, twiml, webhooks
 from telephony import cli as telephony_cli
 from telephony import jobs as telephony_jobs
 from telephony.flow import Flow, FlowError, load_flow
@@ -145,15 +143,12 @@ def _create_app(cfg: Config) -> Flask:
     return app
 
 
-def _ciphers(cfg: Config) -> tuple[FieldCipher, RecordingCipher]:
-    return FieldCipher(cfg.data_key), RecordingCipher(cfg.recording_key)
-
-
 def _check_keys(app: Flask) -> None:
     """The configured keys must open the oldest and newest stored numbers and recordings (cases.keys)."""
     db = get_database(app)
     try:
-        keys.check_keys(db, *_ciphers(app.config["HOTLINE"]))
+        cfg: Config = app.config["HOTLINE"]
+        keys.check_keys(db, cfg.cipher, cfg.sealer)
     except keys.KeyCheckFailed as exc:
         raise ConfigError(str(exc)) from exc
     finally:
@@ -196,7 +191,7 @@ def _wire_telephony(
     tel = Telephony(
         flow=flow,
         voices=twiml.Voices(cfg.public_base_url, cfg.voice_th, cfg.voice_en),
-        cipher=FieldCipher(cfg.data_key),
+        cipher=cfg.cipher,
         transfer_number=cfg.transfer_number,
         spool_dir=cfg.spool_dir,
         callbacks=callback_settings,
@@ -218,7 +213,7 @@ def _wire_console(app: Flask, cfg: Config, call_bridge: bridge.Bridge) -> None:
     csrf.exempt(webhooks.bp)
     csrf.exempt(bridge_webhooks.bp)
     dialer = bridge.TwilioDialer(twilio_rest(cfg), call_bridge.url, cfg.hotline_number)
-    cipher = FieldCipher(cfg.data_key)
+    cipher = cfg.cipher
     # Codes that verify staff phones go by SMS from HOTLINE_SMS_FROM, else from the hotline's number.
     staff_phones = phones.PhoneSetup(
         phone_policy(cfg), cipher, twilio_rest(cfg), cfg.sms_from or cfg.hotline_number
@@ -266,17 +261,22 @@ def _register_commands(app: Flask) -> None:
 
     def backup_source() -> BackupSource:
         cfg: Config = app.config["HOTLINE"]
-        return BackupSource(cfg.database_url, cfg.data_dir, cfg.data_key)
+        return BackupSource(cfg.database_url, cfg.data_dir, cfg.data_key, cfg.cipher, cfg.sealer)
 
     def retention_sweep() -> RetentionSweep:
         return _retention_sweep(app)
 
     def seal_plain() -> str:
-        return seal_plain_recordings(database(), _ciphers(app.config["HOTLINE"])[1])
+        return seal_plain_recordings(database(), app.config["HOTLINE"].sealer)
 
     for command in (
         db_group(database_url, seal_plain),
-        keys_group(database, lambda: _ciphers(app.config["HOTLINE"])),
+        keys_group(
+            database,
+            lambda: (app.config["HOTLINE"].cipher, app.config["HOTLINE"].sealer),
+            lambda: app.config["HOTLINE"].data_dir,
+            [lambda c, r, p: spool.rotate_numbers(app.config["HOTLINE"].spool_dir, c, r, p)],
+        ),
         backups_cli.backup_group(backup_source, lambda: database().dispose()),
         retention_group(database, lambda: retention_settings(app), retention_sweep),
         subject_group(
@@ -432,7 +432,7 @@ def build_worker(app: Flask) -> Worker:
         jobs_per_process=cfg.whisper_jobs_per_process,
     )
     # telephony's client behind transcription's RecordingMedia; recordings are sealed as they arrive.
-    media = MediaClient(twilio_rest(cfg), RecordingCipher(cfg.recording_key))
+    media = MediaClient(twilio_rest(cfg), cfg.sealer)
     settings = JobSettings(
         download_attempts=cfg.download_attempts,
         backoff_base_s=cfg.download_backoff_s,

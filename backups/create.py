@@ -7,13 +7,14 @@ import secrets
 import shutil
 import sqlite3
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import make_url
 
 from backups import schema
+from backups.keys import sealed_key_id
 from backups.manifest import (
     DATA_FOLDER,
     DATABASE_FILE,
@@ -26,7 +27,9 @@ from backups.manifest import (
     write_private,
 )
 from infra.config import LOCAL_SECRETS_FILE
+from infra.crypto import FieldCipher
 from infra.files import SQLITE_COMPANIONS, disk_fault, make_private_dirs, private_sqlite_file
+from infra.sealed import RecordingCipher
 
 # Under the data dir but never in a backup: the joined Whisper model is rebuilt from its wheels by the
 # worker (145 MB of no one's data); a `.part` file is a download still being written.
@@ -37,11 +40,14 @@ SQLITE_BUSY_MS = 30_000
 
 @dataclass(frozen=True)
 class Source:
-    """What is backed up: the database URL, the data dir and the data key (only its fingerprint)."""
+    """An instance: the database URL, the data dir and the data key (only its fingerprint is written);
+    a restore checks that its ciphers open the backup's numbers and recordings (None: not checked)."""
 
     database_url: str
     data_dir: Path
     data_key: str
+    cipher: FieldCipher | None = field(default=None, repr=False)
+    sealer: RecordingCipher | None = field(default=None, repr=False)
 
     @property
     def sqlite_path(self) -> Path | None:
@@ -99,12 +105,17 @@ def _fill(source: Source, folder: Path) -> Manifest:
         manifest.schema_revision = schema.database_revision(source.database_url)
         manifest.database = {"kind": "postgresql", "included": False, "how": "pg_dump -Fc (README Backups)"}
     skip = _never_copied(source)
+    key_ids: dict[str, int] = {}
+    manifest.recording_key_ids = key_ids
     for src, rel in _data_files(source.data_dir.resolve(), skip):
         try:
             size, sha = copy_private(src, folder / DATA_FOLDER / rel)
         except FileNotFoundError:
             continue  # removed while we walked (retention, erasure): it is gone, as in the database
         manifest.files[f"{DATA_FOLDER}/{rel}"] = {"size": size, "sha256": sha}
+        kid = sealed_key_id(folder / DATA_FOLDER / rel)  # the copy: what the backup holds
+        if kid is not None:
+            key_ids[kid] = key_ids.get(kid, 0) + 1
     return manifest
 
 

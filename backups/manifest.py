@@ -39,6 +39,9 @@ class Manifest:
     source_data_dir: str
     data_key_fingerprint: str | None
     files: dict[str, dict[str, Any]] = field(default_factory=dict)  # relative path -> size, sha256
+    # The recording keys the sealed files need: key id (hex, as infra.sealed names it) -> files sealed
+    # with it. None in a backup made before it was recorded.
+    recording_key_ids: dict[str, int] | None = None
 
     def to_json(self) -> str:
         body = {"format": FORMAT, **self.__dict__}

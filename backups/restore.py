@@ -17,6 +17,7 @@ from sqlalchemy import Text, create_engine, func, inspect, literal, select, text
 
 from backups import schema
 from backups.create import SKIPPED_FOLDERS, Source
+from backups.keys import check_keys
 from backups.manifest import DATA_FOLDER, BackupError, Manifest, copy_private, verify
 from infra.config import LOCAL_SECRETS_FILE
 from infra.files import SQLITE_COMPANIONS, make_private_dirs
@@ -61,9 +62,13 @@ def restore_backup(
             f"backup {folder} holds a {kind} instance's data; DATABASE_URL here is not {kind}"
             + (" (PostgreSQL: pg_dump/pg_restore, README Backups)" if kind == "postgresql" else "")
         )
+    # This instance's keys must open what the backup holds: restored, it would not start otherwise.
+    warnings = check_keys(
+        folder, manifest, target.data_key, target.cipher, target.sealer, target.database_url
+    )
     if not force:
         _refuse_if_in_use(target)
-    done = Restored(warnings=_key_warnings(manifest, target))
+    done = Restored(warnings=warnings)
     if sqlite_path is not None:
         release()
         _put_database(folder / manifest.database["file"], sqlite_path, manifest)
@@ -113,16 +118,6 @@ def _first_table_in_use(url: str) -> str | None:
     finally:
         engine.dispose()
     return None
-
-
-def _key_warnings(manifest: Manifest, target: Source) -> list[str]:
-    wanted = manifest.data_key_fingerprint
-    if wanted and wanted not in schema.key_fingerprints(target.data_key):
-        return [
-            f"the backup was made under another HOTLINE_DATA_KEY (fingerprint {wanted}): reporters' "
-            "numbers stay unreadable until that key is configured (README Backups)"
-        ]
-    return []
 
 
 def _put_database(copy: Path, live: Path, manifest: Manifest) -> None:

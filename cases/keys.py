@@ -5,7 +5,9 @@ recordings are sealed files under HOTLINE_RECORDING_KEY (infra.sealed). Either v
 keys, newest first: the first encrypts, every one decrypts. `rotate` re-encrypts everything under the
 first key, in batches, each committed on its own: a run that is stopped (killed, a fault) is resumed by
 running it again, which skips what is already under the first key. It also seals any recording still
-stored as plain audio (from before sealing existed), so `db upgrade` runs it for the recordings.
+stored as plain audio (from before sealing existed), so `db upgrade` runs it for the recordings. Every
+other sealed file under the data dir (one no row names yet: a download stored as its row was being
+written) is sealed anew too; the spool's numbers are telephony's (app.py hands that step in).
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +37,15 @@ from transcription.models import Recording, StorageStatus
 ENCRYPTED = "enc:"
 BATCH = 200
 Progress = Callable[[str], None]
+# The temporary file of a file being sealed anew: a `.part` (backups skip it), named apart from a
+# download's own `.part` so that a rotation's leftover (a run killed mid-file) is known as one.
+ROTATING = ".rotate.part"
+# Under the data dir but holding nobody's recordings: the joined Whisper model (backups skip it too).
+NOT_DATA = ("models",)
+# A test's fixed point to kill a rotation at (tests/integration/test_rotation_kill.py): "numbers:N" stops
+# once N numbers are re-encrypted and committed, "recordings:N" with the next recording's new file half
+# written. Unset, as it always is outside that test, it changes nothing.
+STALL_VARIABLE = "HOTLINE_TEST_ROTATE_STALL"
 
 # Columns holding one Fernet token each; the calls' state and last answer hold "enc:"-marked ones.
 TOKEN_COLUMNS: tuple[Any, ...] = (
@@ -60,6 +72,41 @@ class RotationReport:
     def add(self, kind: str, rotated: int, current: int) -> None:
         self.done[kind] = self.done.get(kind, 0) + rotated
         self.current[kind] = self.current.get(kind, 0) + current
+
+
+@dataclass(frozen=True)
+class Stall:
+    """Where a test stops a rotation for good (STALL_VARIABLE): it says so on stdout, then waits to be
+    killed. Never set in service."""
+
+    kind: str
+    after: int
+    say: Progress
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], say: Progress) -> Stall | None:
+        kind, _, after = env.get(STALL_VARIABLE, "").partition(":")
+        if kind not in ("numbers", "recordings") or not after.isdigit():
+            return None
+        return cls(kind, int(after), say)
+
+    def at(self, kind: str, done: int) -> bool:
+        return kind == self.kind and done >= self.after
+
+    def after_each(self, progress: Progress, report: RotationReport) -> Progress:
+        """`progress`, which stalls once the numbers done reach `after` (it is told after each commit)."""
+
+        def told(line: str) -> None:
+            progress(line)
+            if self.at("numbers", sum(report.done.values())):
+                self.wait()
+
+        return told
+
+    def wait(self) -> None:
+        self.say(f"rotation stalled ({STALL_VARIABLE})")
+        time.sleep(600)  # the test kills it long before
+        raise SystemExit(f"{STALL_VARIABLE}: the stalled rotation was never killed")
 
 
 # ---- numbers -------------------------------------------------------------------------------------------
@@ -113,8 +160,12 @@ def _batches(db: Database, table: Table, columns: list[Any]) -> Iterator[list[An
         yield list(rows)
 
 
-def rotate_numbers(db: Database, cipher: FieldCipher, report: RotationReport, progress: Progress) -> None:
+def rotate_numbers(
+    db: Database, cipher: FieldCipher, report: RotationReport, progress: Progress, stall: Stall | None = None
+) -> None:
     """Re-encrypt every number token (and the calls' encrypted state) under HOTLINE_DATA_KEY's first key."""
+    if stall is not None:
+        progress = stall.after_each(progress, report)
     for column in TOKEN_COLUMNS:
         _rotate_column(db, cipher, column, report, progress)
     kind = "calls.ivr_state/last_response"
@@ -171,6 +222,7 @@ def rotate_recordings(
     progress: Progress,
     *,
     plain_only: bool = False,
+    stall: Stall | None = None,
 ) -> None:
     """Seal every stored recording under HOTLINE_RECORDING_KEY's first key (plain ones too), one file at
     a time, each replaced atomically: a run stopped half-way leaves every file whole under one key.
@@ -190,8 +242,10 @@ def rotate_recordings(
         last = rows[-1].id
         rotated = current = 0
         for rec_id, stored, sha256 in rows:
+            done = report.done.get(kind, 0) + rotated
+            midway = stall.wait if stall is not None and stall.at("recordings", done) else None
             try:
-                if reseal(sealer, Path(str(stored)), sha256, plain_only=plain_only):
+                if reseal(sealer, Path(str(stored)), sha256, plain_only=plain_only, midway=midway):
                     rotated += 1
                 else:
                     current += 1
@@ -202,15 +256,23 @@ def rotate_recordings(
         progress(f"recordings: {report.done[kind]} sealed anew, {report.current[kind]} already current")
 
 
-def reseal(sealer: RecordingCipher, path: Path, sha256: str | None, *, plain_only: bool = False) -> bool:
+def reseal(
+    sealer: RecordingCipher,
+    path: Path,
+    sha256: str | None,
+    *,
+    plain_only: bool = False,
+    midway: Callable[[], None] | None = None,
+) -> bool:
     """Seal the file at `path` with the current key (a plain one is checked against `sha256` first);
-    False when it already is. The new file replaces the old one whole (write, fsync, rename)."""
+    False when it already is. The new file replaces the old one whole (write, fsync, rename).
+    `midway` is called with the new file begun on disk (Stall)."""
     with path.open("rb") as fh:
         header = read_header(fh.read(HEADER.size))
     if header is not None and (plain_only or header.key_id == sealer.current_id):
         return False
     # ".part", the suffix of every file being written under the data dir: a backup never copies it.
-    tmp = path.with_name(path.name + ".part")
+    tmp = path.with_name(path.name + ROTATING)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         with os.fdopen(fd, "wb") as out, sealer.writer(out) as writer:
@@ -223,6 +285,9 @@ def reseal(sealer: RecordingCipher, path: Path, sha256: str | None, *, plain_onl
                 with sealer.open(path) as sealed:
                     for chunk in sealed.chunks(0, sealed.plain_size):
                         writer.write(chunk)
+            if midway is not None:
+                out.flush()
+                midway()
             writer.close()
             out.flush()
             os.fsync(out.fileno())
@@ -231,6 +296,54 @@ def reseal(sealer: RecordingCipher, path: Path, sha256: str | None, *, plain_onl
         tmp.unlink(missing_ok=True)
         raise
     return True
+
+
+def rotate_sealed_files(
+    data_dir: Path, sealer: RecordingCipher, report: RotationReport, progress: Progress
+) -> None:
+    """Seal anew every other sealed file under the data dir (after rotate_recordings, which did those the
+    rows name): a recording stored while its row was not yet written, anything sealed outside a row.
+    A rotation's own leftover from a run that was killed is removed first."""
+    kind = "other sealed files"
+    rotated = current = 0
+    for path in _data_files(data_dir):
+        if path.name.endswith(ROTATING):
+            path.unlink(missing_ok=True)  # one rotation at a time: this one is a killed run's
+            continue
+        if path.name.endswith(".part"):
+            continue  # a download being written (sealed as it arrives, under the worker's key)
+        try:
+            with path.open("rb") as fh:
+                header = read_header(fh.read(HEADER.size))
+            if header is None:
+                continue  # not sealed: the spool's JSON, a plain recording (db upgrade's, with its row)
+            if header.key_id == sealer.current_id:
+                current += 1
+                continue
+            reseal(sealer, path, None)
+            rotated += 1
+        except FileNotFoundError:
+            continue  # erased meanwhile (retention, erasure)
+        except (OSError, SealBroken, RecordingKeyError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+            report.failed.append(f"{path.relative_to(data_dir)}: {reason}")
+    report.add(kind, rotated, current)
+    progress(f"{kind}: {report.done[kind]} sealed anew, {report.current[kind]} already current")
+
+
+def _data_files(data_dir: Path) -> Iterator[Path]:
+    """The data dir's regular files, the model folder left out, no symlink followed."""
+    if not data_dir.is_dir():
+        return
+    for root, dirs, names in os.walk(data_dir):
+        here = Path(root)
+        if here == data_dir:
+            dirs[:] = [d for d in dirs if d not in NOT_DATA]
+        dirs.sort()
+        for name in sorted(names):
+            path = here / name
+            if not path.is_symlink() and path.is_file():
+                yield path
 
 
 # ---- the start's check --------------------------------------------------------------------------------
@@ -242,21 +355,36 @@ def check_keys(db: Database, cipher: FieldCipher, sealer: RecordingCipher) -> No
     (before `db upgrade`) or not there at all has nothing to check."""
     try:
         with db.read_session() as session:
-            for column in TOKEN_COLUMNS:
-                for token in _ends(session, column):
-                    try:
-                        cipher.decrypt(token)
-                    except DataKeyError:
-                        table = column.table.name
-                        raise KeyCheckFailed(
-                            f"HOTLINE_DATA_KEY cannot decrypt the numbers stored in {table}.{column.name}: "
-                            "the key that encrypted them is missing or wrong"
-                        ) from None
+            where = unreadable_numbers(session, cipher)
+            if where is not None:
+                raise KeyCheckFailed(
+                    f"HOTLINE_DATA_KEY cannot decrypt the numbers stored in {where}: "
+                    "the key that encrypted them is missing or wrong"
+                )
             paths = _ends(session, Recording.__table__.c.stored_path)
     except DBAPIError:
         return
     for stored in paths:
         _check_recording(sealer, Path(stored))
+
+
+def unreadable_numbers(session: Session, cipher: FieldCipher, *, tolerant: bool = False) -> str | None:
+    """The first `table.column` whose oldest or newest number `cipher` cannot decrypt; None if all open.
+    `tolerant` passes over a column the database lacks (a backup of an older schema)."""
+    for column in TOKEN_COLUMNS:
+        try:
+            tokens = _ends(session, column)
+        except DBAPIError:
+            if not tolerant:
+                raise
+            session.rollback()
+            continue
+        for token in tokens:
+            try:
+                cipher.decrypt(token)
+            except DataKeyError:
+                return f"{column.table.name}.{column.name}"
+    return None
 
 
 def _ends(session: Session, column: Any) -> list[str]:

@@ -9,19 +9,15 @@ from pathlib import Path
 from flask import Flask, Response, abort, current_app, request
 
 from infra.config import Config
-from infra.extensions import Shared
 from infra.sealed import RecordingCipher, RecordingKeyError, SealBroken, SealedFile
 
 log = logging.getLogger(__name__)
-recording_cipher: Shared[RecordingCipher] = Shared("hotline.recording_cipher")
 
 
 def sealer(app: Flask) -> RecordingCipher:
-    """The app's recording cipher (HOTLINE_RECORDING_KEY), made once."""
-    if recording_cipher.key not in app.extensions:
-        cfg: Config = app.config["HOTLINE"]
-        recording_cipher.install(app, RecordingCipher(cfg.recording_key))
-    return recording_cipher(app)
+    """The app's recording cipher (HOTLINE_RECORDING_KEY), made once with its configuration."""
+    cfg: Config = app.config["HOTLINE"]
+    return cfg.sealer
 
 
 def sealed_audio(path: Path, etag: str | None, mimetype: str = "audio/wav") -> Response:

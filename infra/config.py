@@ -11,6 +11,7 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from email.utils import parseaddr
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,7 +21,7 @@ import phonenumbers
 
 from infra.crypto import DataKeyError, FieldCipher
 from infra.files import make_private_dirs, tighten
-from infra.sealed import RecordingCipher, RecordingKeyError, new_recording_key
+from infra.sealed import RecordingCipher, RecordingKeyError, new_recording_key, parse_keys
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_FLOW_FILE = ROOT / "ivr_flows" / "hotline.yaml"
@@ -163,6 +164,18 @@ class Config:
     def spool_dir(self) -> Path:
         return self.data_dir / "spool"
 
+    # The keys are parsed once per Config (from_env's check hands in what it built): the app, its start's
+    # key check, the worker and the commands all use these two objects.
+    @cached_property
+    def cipher(self) -> FieldCipher:
+        """The numbers' cipher (HOTLINE_DATA_KEY)."""
+        return FieldCipher(self.data_key)
+
+    @cached_property
+    def sealer(self) -> RecordingCipher:
+        """The recordings' cipher (HOTLINE_RECORDING_KEY)."""
+        return RecordingCipher(self.recording_key)
+
     def with_overrides(self, **changes: Any) -> Config:
         return replace(self, **changes)
 
@@ -176,20 +189,29 @@ class Config:
         instance_dir = _folder("HOTLINE_INSTANCE_DIR", Path(env.get("HOTLINE_INSTANCE_DIR", "instance")))
         data_dir = _folder("HOTLINE_DATA_DIR", data_dir_from_env(env))
         local = _secrets_source(env, production, instance_dir)
+        data_key, cipher = _data_key(env.get("HOTLINE_DATA_KEY"), local, instance_dir)
+        recording_key, sealer = _recording_key(env.get("HOTLINE_RECORDING_KEY"), local, instance_dir)
         config = cls(
             instance_dir=instance_dir,
             data_dir=data_dir,
             database_url=_database_url(env, instance_dir),
             timezone_name=_timezone(env),
             secret_key=env.get("HOTLINE_SECRET_KEY") or local.get("secret_key", ""),
-            data_key=_data_key(env.get("HOTLINE_DATA_KEY"), local, instance_dir),
-            recording_key=_recording_key(env.get("HOTLINE_RECORDING_KEY"), local, instance_dir),
+            data_key=data_key,
+            recording_key=recording_key,
             production=production,
             **_telephony_settings(env, local, production),
             **_worker_settings(env),
             **_staff_settings(env),
         )
-        return replace(config, **overrides) if overrides else config
+        if overrides:
+            return replace(config, **overrides)  # a new Config: its ciphers are built from its own keys
+        # The checks' ciphers become the Config's (cached_property reads the instance's __dict__ first).
+        if cipher is not None:
+            config.__dict__["cipher"] = cipher
+        if sealer is not None:
+            config.__dict__["sealer"] = sealer
+        return config
 
 
 _PRODUCTION_NEEDS = (
@@ -240,32 +262,39 @@ def private_folder(name: str, path: Path) -> None:
         ) from exc
 
 
-def _data_key(value: str | None, local: Mapping[str, str], instance_dir: Path) -> str:
-    """HOTLINE_DATA_KEY, else the generated one; either must be a Fernet key."""
+def _data_key(
+    value: str | None, local: Mapping[str, str], instance_dir: Path
+) -> tuple[str, FieldCipher | None]:
+    """HOTLINE_DATA_KEY, else the generated one; either must be a Fernet key. With its cipher (None: none)."""
     key = value or local.get("data_key", "")
     if not key:
-        return key  # only production has no local key, and it refuses the start before this
+        return key, None  # only production has no local key, and it refuses the start before this
     try:
-        FieldCipher(key)
+        return key, FieldCipher(key)
     except DataKeyError as exc:
         if value:
             raise ConfigError(str(exc)) from exc
         where = f"{instance_dir / LOCAL_SECRETS_FILE}: data_key"
         raise ConfigError(f"{where} is not a Fernet key (32 url-safe base64 bytes)") from exc
-    return key
 
 
-def _recording_key(value: str | None, local: Mapping[str, str], instance_dir: Path) -> str:
-    """HOTLINE_RECORDING_KEY, else the generated one: 32-byte AES keys, url-safe base64, comma-separated."""
+def _recording_key(
+    value: str | None, local: Mapping[str, str], instance_dir: Path
+) -> tuple[str, RecordingCipher | None]:
+    """HOTLINE_RECORDING_KEY, else the generated one: 32-byte AES keys, url-safe base64, comma-separated.
+    With its cipher (None: no key)."""
     key = value or local.get("recording_key", "")
     if not key:
-        return key  # only production has no local key, and it refuses the start before this
-    where = "HOTLINE_RECORDING_KEY" if value else f"{instance_dir / LOCAL_SECRETS_FILE}: recording_key"
+        return key, None  # only production has no local key, and it refuses the start before this
     try:
-        RecordingCipher(key, where)
-    except RecordingKeyError as exc:
-        raise ConfigError(str(exc)) from exc
-    return key
+        return key, RecordingCipher(key)
+    except RecordingKeyError:
+        where = "HOTLINE_RECORDING_KEY" if value else f"{instance_dir / LOCAL_SECRETS_FILE}: recording_key"
+        try:
+            parse_keys(key, where)  # the same fault again, named where the key came from
+        except RecordingKeyError as exc:
+            raise ConfigError(str(exc)) from exc
+        raise
 
 
 def _timezone(env: Mapping[str, str]) -> str:

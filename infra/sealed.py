@@ -108,6 +108,12 @@ class RecordingCipher:
     def knows(self, kid: bytes) -> bool:
         return kid in self._by_id
 
+    @property
+    def key_ids(self) -> list[str]:
+        """The configured keys' ids (hex, as a sealed file's header and a backup's manifest name them),
+        the sealing one first."""
+        return [kid.hex() for kid in self._by_id]
+
     # ---- sealing ------------------------------------------------------------------------------------
 
     def writer(self, out: BinaryIO) -> SealWriter:

@@ -19,9 +19,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from cases.keys import Progress, RotationReport
 from cases.models import Call
 from infra.clock import utcnow
-from infra.crypto import mask_phone
+from infra.crypto import FieldCipher, mask_phone
 from infra.db import Database
 from infra.files import make_private_dirs
 from infra.sweeps import SweepReport
@@ -81,6 +82,41 @@ def _write(spool_dir: Path, kind: str, entry: Mapping[str, str]) -> Path:
 
 def files(spool_dir: Path) -> list[Path]:
     return sorted(spool_dir.glob("*.json")) if spool_dir.is_dir() else []
+
+
+def rotate_numbers(spool_dir: Path, cipher: FieldCipher, report: RotationReport, progress: Progress) -> None:
+    """`keys rotate`'s step for the spool: each file's caller number under HOTLINE_DATA_KEY's first key.
+
+    A file is rewritten whole (as `_write` does) and only while it is still there: one the worker replays
+    meanwhile is gone, and a replay of either version gives the same result.
+    """
+    kind, rotated, current = "spool files", 0, 0
+    for path in files(spool_dir):
+        try:
+            entry: Any = json.loads(path.read_text(encoding="utf-8"))
+            token = entry.get("caller_enc") if isinstance(entry, dict) else None
+            if not isinstance(token, str) or cipher.is_current(token):
+                current += 1
+                continue
+            entry["caller_enc"] = cipher.rotate(token)
+            part = path.with_name(f".{path.name}.part")
+            fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, stat.S_IRUSR | stat.S_IWUSR)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(entry, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            if path.exists():
+                os.replace(part, path)
+                rotated += 1
+            else:
+                part.unlink(missing_ok=True)
+        except FileNotFoundError:
+            continue  # replayed and removed meanwhile
+        except (OSError, ValueError) as exc:  # DataKeyError is a ValueError, as is bad JSON
+            why = exc.strerror if isinstance(exc, OSError) else str(exc)
+            report.failed.append(f"spool file {path.name}: {why}")
+    report.add(kind, rotated, current)
+    progress(f"numbers: {kind}: {report.done[kind]} re-encrypted, {report.current[kind]} already current")
 
 
 def replay(db: Database, tel: Telephony, report: SweepReport | None = None) -> int:

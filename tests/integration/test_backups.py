@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
 from flask import Flask
 from sqlalchemy import make_url, select
 
@@ -25,7 +26,7 @@ from cases.models import Case
 from infra.config import LOCAL_SECRETS_FILE, Config
 from infra.crypto import FieldCipher
 from infra.files import make_private_dirs
-from infra.sealed import RecordingCipher
+from infra.sealed import RecordingCipher, new_recording_key
 from tests.conftest import _created_databases, _pg_admin, make_config, on_postgresql
 from tests.integration.test_console import login
 from tests.support.seed import SEED_PASSWORD, seed_bulk_cases, seed_console, tone_wav
@@ -351,17 +352,71 @@ def test_a_backup_of_an_older_schema_is_migrated_when_restored(config: Config, t
     get_database(fresh).dispose()
 
 
-def test_a_restore_under_another_data_key_warns_naming_the_key(
+def _instance(config: Config, tmp_path: Path, name: str, **keys: str) -> Flask:
+    """Another instance with these keys; on PostgreSQL its database is the backup's pg_dump, restored."""
+    env = {}
+    if on_postgresql():
+        make_private_dirs(tmp_path / name)
+        env["DATABASE_URL"] = _pg_dump_into_a_new_database(config.database_url, tmp_path / name)
+    return create_app(make_config(tmp_path / name, env=env, **keys))
+
+
+def test_a_restore_under_another_data_key_is_refused_naming_the_key(
     backup: Path, config: Config, tmp_path: Path
 ) -> None:
-    other = create_app(make_config(tmp_path / "other"))  # a fresh instance's own generated key
-    assert other.config["HOTLINE"].data_key != config.data_key
+    """Restored, its numbers would not open and the instance would not start: nothing is written."""
+    other_key = Fernet.generate_key().decode()
+    other = _instance(config, tmp_path, "other", data_key=other_key, recording_key=config.recording_key)
     result = cli(other, "backup", "restore", str(backup))
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output
+    [line] = result.output.strip().splitlines()
     fingerprint = key_fingerprints(config.data_key)[0]
-    assert f"another HOTLINE_DATA_KEY (fingerprint {fingerprint})" in result.output
-    assert config.data_key not in result.output
+    assert "HOTLINE_DATA_KEY here cannot decrypt its numbers in calls.caller_number_enc" in line
+    assert f"another HOTLINE_DATA_KEY (fingerprint {fingerprint})" in line
+    assert config.data_key not in result.output and other_key not in result.output
+    _untouched(other)
     get_database(other).dispose()
+
+    # The backup's key listed after the instance's own: restored, every number opens.
+    both = f"{other_key},{config.data_key}"
+    rotating = _instance(config, tmp_path, "rotating", data_key=both, recording_key=config.recording_key)
+    result = cli(rotating, "backup", "restore", str(backup))
+    assert result.exit_code == 0 and "warning" not in result.output, result.output
+    with get_database(rotating).session() as session:
+        tokens = [t for t in session.scalars(select(Case.callback_number_enc)) if t]
+    assert tokens and all(FieldCipher(both).decrypt(t).startswith("+66") for t in tokens)
+    get_database(rotating).dispose()
+
+
+def test_a_restore_under_another_recording_key_is_refused_naming_the_key_id(
+    backup: Path, app: Flask, config: Config, tmp_path: Path
+) -> None:
+    """The manifest lists the recording keys the backup's files need; a restore without one is refused
+    before anything is written, naming its id (never the key); with it listed, every recording opens."""
+    manifest = json.loads((backup / "manifest.json").read_text())
+    [needed] = RecordingCipher(config.recording_key).key_ids
+    assert manifest["recording_key_ids"] == {needed: 5}
+
+    other_key = new_recording_key()
+    other = _instance(config, tmp_path, "other", data_key=config.data_key, recording_key=other_key)
+    result = cli(other, "backup", "restore", str(backup))
+    assert result.exit_code == 1, result.output
+    [line] = result.output.strip().splitlines()
+    assert f"sealed with the HOTLINE_RECORDING_KEY key id {needed} (5 files)" in line
+    assert f"(ids {RecordingCipher(other_key).key_ids[0]})" in line
+    assert config.recording_key not in result.output and other_key not in result.output
+    _untouched(other)
+    get_database(other).dispose()
+
+    both = f"{other_key},{config.recording_key}"
+    rotating = _instance(config, tmp_path, "rotating", data_key=config.data_key, recording_key=both)
+    result = cli(rotating, "backup", "restore", str(backup))
+    assert result.exit_code == 0, result.output
+    assert _contents(rotating) == _contents(app)
+    cfg: Config = rotating.config["HOTLINE"]
+    opened = [cfg.sealer.read_all(p) for p in cfg.recordings_dir.rglob("*.sealed")]
+    assert len(opened) == 5 and all(audio == tone_wav() for audio in opened)
+    get_database(rotating).dispose()
 
 
 def test_a_manifest_naming_a_file_outside_the_backup_is_refused(backup: Path, fresh: Flask) -> None:
