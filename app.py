@@ -281,7 +281,7 @@ def _register_commands(app: Flask) -> None:
         retention_group(database, lambda: retention_settings(app), retention_sweep),
         subject_group(
             database,
-            lambda: _ciphers(app.config["HOTLINE"]),
+            lambda: (app.config["HOTLINE"].cipher, app.config["HOTLINE"].sealer),
             retention_sweep,
             lambda: app.config["HOTLINE"].data_dir,
         ),
