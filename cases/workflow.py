@@ -177,9 +177,8 @@ def route_case(
 ) -> Office:
     """A call-centre agent sends a case from the phone line to a provincial or district office.
 
-    An office without an SC-Operator is refused, or replaced by the nearest one above that has one
-    (`without_operator`, see cases.coverage); the office the case went to is returned.
-    """
+    An office without an SC-Operator is refused, or replaced by the nearest one above with one
+    (`without_operator`, cases.coverage); returns the office the case went to."""
     central = central_office_id(session)
     assert central is not None
     _require(session, actor, central, Role.AGENT, N_("route cases from the phone line"))
@@ -508,8 +507,7 @@ def resolve(
     outcome = outcome.strip()
     if not outcome:
         raise InvalidInput(N_("Record the outcome before resolving the case."))
-    # Imported here: cases.callbacks builds on this module (its errors and who-may rules).
-    from cases.callbacks.promise import close_before_resolving
+    from cases.callbacks.promise import close_before_resolving  # here: cases.callbacks builds on us
 
     close_before_resolving(session, case, actor, close_callback_reason, clock())
     case.outcome = outcome
