@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from cases import audit
+from cases import audit, coverage
 from cases.access import (
     active_assignment,
     assignees,
@@ -172,9 +172,13 @@ def route_case(
     office: Office,
     *,
     category: HazardGroup | None = None,
+    without_operator: str = coverage.OFFER,
     clock: Clock = utcnow,
-) -> None:
-    """A call-centre agent sends a case from the phone line to a provincial or district office."""
+) -> Office:
+    """A call-centre agent sends a case from the phone line to a provincial or district office.
+
+    An office without an SC-Operator is refused, or replaced by the nearest one above with one
+    (`without_operator`, cases.coverage); returns the office the case went to."""
     central = central_office_id(session)
     assert central is not None
     _require(session, actor, central, Role.AGENT, N_("route cases from the phone line"))
@@ -184,7 +188,10 @@ def route_case(
         )
     if (CaseStatus(case.status), Move.ROUTE) not in TRANSITIONS:
         raise IllegalMove(Move.ROUTE, CaseStatus(case.status))
+    chosen, office = office, coverage.routing_target(session, office, without_operator)
     detail: dict[str, Any] = {"office": office.code}
+    if office.id != chosen.id:
+        detail["no_operator_at"] = chosen.code
     if category is not None and category != case.category:
         detail["category"] = {"from": str(case.category), "to": str(category)}
         case.category = category
@@ -193,6 +200,7 @@ def route_case(
     case.forwarded_from_office_id = None  # routed afresh: an earlier forwarding office no longer holds it
     _move(session, case, actor, Move.ROUTE, detail=detail, clock=clock)
     _callback_follows(session, case, clock)
+    return office
 
 
 def correct_transcript(
@@ -298,6 +306,8 @@ def propose_forwarding(
         raise InvalidInput(
             N_("A case can be forwarded only to a district office under this provincial office.")
         )
+    if to_office is not None:
+        coverage.require_covered_district(session, to_office, office)
     proposal = ForwardingProposal(
         case_id=case.id,
         office_id=office.id,
@@ -390,6 +400,7 @@ def decide_proposal(
         # Forwarded to a district: it arrives there as a routed case; the province keeps sight of it.
         district = session.get(Office, proposal.to_office_id)
         assert district is not None
+        coverage.require_covered_district(session, district, case.office)  # its operators may have left since
         from_office = case.office_id
         case.forwarded_from_office_id = from_office
         case.office_id = district.id
@@ -480,13 +491,25 @@ def record_action(
     return action
 
 
-def resolve(session: Session, case: Case, actor: User, outcome: str, *, clock: Clock = utcnow) -> None:
+def resolve(
+    session: Session,
+    case: Case,
+    actor: User,
+    outcome: str,
+    *,
+    close_callback_reason: str | None = None,
+    clock: Clock = utcnow,
+) -> None:
+    """Resolve with an outcome; an open callback must be closed first, or in this step with a reason."""
     if (CaseStatus(case.status), Move.RESOLVE) not in TRANSITIONS:
         raise IllegalMove(Move.RESOLVE, CaseStatus(case.status))
     _require_acknowledged(session, case, actor)
     outcome = outcome.strip()
     if not outcome:
         raise InvalidInput(N_("Record the outcome before resolving the case."))
+    from cases.callbacks.promise import close_before_resolving  # here: cases.callbacks builds on us
+
+    close_before_resolving(session, case, actor, close_callback_reason, clock())
     case.outcome = outcome
     _move(session, case, actor, Move.RESOLVE, detail={"outcome": outcome[:200]}, clock=clock)
 

@@ -9,6 +9,7 @@ write transaction (see console.base.db).
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +27,13 @@ from flask import (
 from werkzeug.wrappers import Response
 
 from cases import audit as case_audit
-from cases import callbacks, workflow
-from cases.models import ForwardingProposal, HazardGroup, Office
+from cases import callbacks, coverage, workflow
+from cases.callbacks.promise import CallbackStillOpen
+from cases.models import ForwardingProposal, HazardGroup, Office, OfficeKind
 from cases.retention import hold as retention_hold
 from cases.staff import Committee, User
 from cases.workflow import WorkflowError
-from console import i18n, playback, queries
+from console import i18n, playback, queries, queue_order
 from console.audit import CaseHistory, note_read
 from console.base import (
     apply,
@@ -93,6 +95,9 @@ def queue() -> str:
         hazards=list(HazardGroup),
         states=queries.STATE_FILTERS,
         now=now,
+        # "Due soon" is the callbacks file's remind_before: the row stands out when the reminder goes.
+        soon=timedelta(minutes=callbacks.callback_settings(current_app).remind_before_minutes),
+        preview=queue_order.preview,
     )
 
 
@@ -107,8 +112,21 @@ def case(case_id: int) -> str:
     history.names_into(view.names, db())
     note_read("case_viewed", found.id)
     return render_template(
-        "console/case.html", nav="queue", v=view, history=history, hazards=list(HazardGroup), now=clock()
+        "console/case.html",
+        nav="queue",
+        v=view,
+        history=history,
+        hazards=list(HazardGroup),
+        now=clock(),
+        offered=_offered_office(),
     )
+
+
+def _offered_office() -> Office | None:
+    """The office a refused routing offered instead (?offer=id), shown as a one-click routing."""
+    value = request.args.get("offer", "")
+    office = db().get(Office, int(value)) if value.isdigit() and len(value) < 9 else None
+    return office if office is not None and office.kind != OfficeKind.CENTRAL else None
 
 
 @bp.get("/approvals")
@@ -171,11 +189,34 @@ def route(case_id: int) -> Response:
         flash(_("Choose a province, and if you give a district, one of that province."), "error")
         return redirect(url_for("console.case", case_id=case_id, _anchor="routing"))
     category = _hazard(request.form.get("category"))
-    return apply(
-        _case_page(case_id, "routing"),
-        lambda: workflow.route_case(db(), found, me(), office, category=category, clock=clock),
-        _("The case was sent to %(office)s.", office=i18n.office_name(office)),
-    )
+    policy = current_app.config["HOTLINE"].route_without_operator
+    try:
+        sent = workflow.route_case(
+            db(), found, me(), office, category=category, without_operator=policy, clock=clock
+        )
+        db().commit()
+    except coverage.NoOperatorThere as exc:
+        db().rollback()
+        flash(error_text(exc), "error")
+        # The case page offers the office above as a one-click routing (?offer=…).
+        offer = exc.offered.id if exc.offered is not None else None
+        return redirect(url_for("console.case", case_id=case_id, offer=offer, _anchor="routing"))
+    except WorkflowError as exc:
+        db().rollback()
+        flash(error_text(exc), "error")
+        return redirect(_case_page(case_id, "routing"))
+    if sent.id != office.id:
+        flash(
+            _(
+                "%(office)s has no SC-Operator: the case was sent to %(offered)s instead.",
+                office=i18n.office_name(office),
+                offered=i18n.office_name(sent),
+            ),
+            "warning",
+        )
+    else:
+        flash(_("The case was sent to %(office)s.", office=i18n.office_name(office)), "ok")
+    return redirect(_case_page(case_id, "routing"))
 
 
 @bp.post("/cases/<int:case_id>/recordings/<int:recording_id>/correction")
@@ -289,11 +330,23 @@ def record_action(case_id: int) -> Response:
 def resolve(case_id: int) -> Response:
     found = case_or_404(case_id)
     outcome = _text("outcome")
-    return apply(
-        _case_page(case_id, "actions"),
-        lambda: workflow.resolve(db(), found, me(), outcome, clock=clock),
-        _("The case was resolved."),
-    )
+    # The form offers closing an open call back in the same step: ticked, with the reason for it.
+    reason = _text("callback_reason", 2000) if request.form.get("close_callback") else None
+    try:
+        workflow.resolve(db(), found, me(), outcome, close_callback_reason=reason, clock=clock)
+        db().commit()
+    except CallbackStillOpen as exc:
+        db().rollback()
+        flash(error_text(exc), "error")
+        return redirect(_case_page(case_id, "callback"))  # the call back card: call, or close it
+    except WorkflowError as exc:
+        db().rollback()
+        flash(error_text(exc), "error")
+        return redirect(_case_page(case_id, "actions"))
+    flash(_("The case was resolved."), "ok")
+    if reason:
+        flash(_("The call back was closed without calling."), "ok")
+    return redirect(_case_page(case_id, "actions"))
 
 
 # ---- the call back -----------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from flask import Flask, current_app, session
 from flask_login import current_user
 
 from cases.accounts import LOCALES
+from cases.coverage import NoOperatorThere
 from cases.models import Office
 from cases.reference import display_reference
 from cases.texts import N_, Refusal, Text
@@ -73,6 +74,7 @@ EVENT_WORDS: dict[str, str] = {
     "callback_gave_up": N_("Call back given up after the last attempt"),
     "callback_operator_unreachable": N_("Call back not started: the operator's phone did not answer"),
     "callback_cancelled": N_("Call back closed without calling"),
+    "reminder_escalated": N_("Nobody at the office to remind: the reminder went to the office above"),
     "follow_up_message": N_("The reporter called again and left a further message"),
     "message_added": N_("A further message from the same call joined the case"),
     "retention_erased": N_("Erased by retention"),
@@ -195,6 +197,10 @@ def translate(text: Text) -> str:
 
 def error_text(exc: Exception) -> str:
     """A refusal's message in the reader's language (English as written when not catalogued)."""
+    if isinstance(exc, NoOperatorThere):
+        # The domain names the offices in English; here they are named in the reader's language.
+        names = {"office": office_name(exc.office), "offered": office_name(exc.offered)}
+        return _(exc.text.msgid, **{k: v for k, v in names.items() if k in exc.text.params})
     if isinstance(exc, Refusal):
         return translate(exc.text)
     return _(str(exc))

@@ -28,6 +28,7 @@ KIND_WORDS: dict[str, str] = {
     "at_due": N_("Call-back due now"),
     "escalate_head": N_("Call-back overdue (to the head)"),
     "escalate_parent": N_("Call-back overdue (to the parent office)"),
+    "no_recipient": N_("Call-back reminder with nobody to hear it (to the office above)"),
     "callback_retry": N_("Call-back to try again"),
     "callback_gave_up": N_("Call-back given up"),
     "follow_up_message": N_("Follow-up message"),

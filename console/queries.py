@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, or_, select, true
@@ -39,6 +39,7 @@ from cases.models import (
 from cases.retention import hold as retention_hold
 from cases.staff import Committee, CommitteeMember, Role, RoleAssignment, User
 from cases.workflow import TRANSITIONS, Move
+from console import queue_order
 from infra.clock import utcnow
 from transcription.models import Recording, StorageStatus, Transcript
 
@@ -46,7 +47,7 @@ PER_PAGE = 50
 OPEN_STATES = tuple(s for s in CaseStatus if s != CaseStatus.RESOLVED)
 STATE_FILTERS = ("open", "all", *(str(s) for s in CaseStatus))
 CALLBACK_FILTERS = ("all", "with", "anonymous", "overdue")
-ORDERS = ("oldest", "newest")
+ORDERS = queue_order.ORDERS
 
 
 # ---- the queue --------------------------------------------------------------------------------------------
@@ -60,7 +61,8 @@ class QueueFilter:
     callback: str = (
         "all"  # all | with (a number to call back) | anonymous | overdue (an open call back past due)
     )
-    order: str = "oldest"  # by age: oldest first (the default: the longest-waiting case on top) | newest
+    # due (the default: the open call back due soonest on top) | hazard | oldest | newest (queue_order)
+    order: str = queue_order.DEFAULT_ORDER
     page: int = 1
 
     @classmethod
@@ -69,7 +71,7 @@ class QueueFilter:
         state = args.get("state", "open")
         hazard = args.get("hazard", "")
         callback = args.get("callback", "all")
-        order = args.get("order", "oldest")
+        order = args.get("order", queue_order.DEFAULT_ORDER)
         office = args.get("office", "")
         page = args.get("page", "1")
         return cls(
@@ -77,7 +79,7 @@ class QueueFilter:
             hazard=hazard if hazard in {str(h) for h in HazardGroup} else "",
             office_id=int(office) if office.isdigit() else None,
             callback=callback if callback in CALLBACK_FILTERS else "all",
-            order=order if order in ORDERS else "oldest",
+            order=order if order in ORDERS else queue_order.DEFAULT_ORDER,
             page=max(int(page), 1) if page.isdigit() and len(page) < 7 else 1,
         )
 
@@ -89,7 +91,7 @@ class QueueFilter:
             "hazard": f.hazard,
             "office": str(f.office_id) if f.office_id else "",
             "callback": f.callback if f.callback != "all" else "",
-            "order": f.order if f.order != "oldest" else "",
+            "order": f.order if f.order != queue_order.DEFAULT_ORDER else "",
             "page": str(f.page) if f.page != 1 else "",
         }
         return {k: v for k, v in out.items() if v}
@@ -117,6 +119,10 @@ class QueuePage:
 
     def overdue(self, callback: Callback, now: datetime) -> bool:
         return callback.state in OPEN_CALLBACK_STATES and callback.due_at < now
+
+    def urgency(self, case_id: int, now: datetime, soon: timedelta = queue_order.DUE_SOON) -> str:
+        """ "overdue", "soon" or "" for a row of the page (queue_order.urgency)."""
+        return queue_order.urgency(self.callbacks.get(case_id), now, soon)
 
 
 def _queue_conditions(
@@ -161,18 +167,11 @@ def queue(
     total = sum(counts.get(s, 0) for s in states)
     pages = max(math.ceil(total / per_page), 1)
     page = min(f.page, pages)
-    order = (
-        (Case.created_at.asc(), Case.id.asc())
-        if f.order == "oldest"
-        else (Case.created_at.desc(), Case.id.desc())
-    )
     state_condition = Case.status.in_(states) if f.state != "all" else true()
     # Pick the page's ids first (an index-only scan, even 50,000 rows deep), then load those rows.
     ids = list(
         session.scalars(
-            select(Case.id)
-            .where(*conditions, state_condition)
-            .order_by(*order)
+            queue_order.sorted_ids(select(Case.id).where(*conditions, state_condition), f.order)
             .limit(per_page)
             .offset((page - 1) * per_page)
         )

@@ -133,6 +133,9 @@ class Config:
     staff_phone_countries: frozenset[int] = frozenset({66})
     bridge_calls_per_user_hour: int = 5
     bridge_calls_per_case_hour: int = 3
+    # HOTLINE_ROUTE_WITHOUT_OPERATOR: routing a case to an office without an SC-Operator is refused with
+    # the nearest office above offered ("offer"), or goes to that office with a warning ("parent").
+    route_without_operator: str = "offer"
     # E-mail: an SMTP relay; e-mail reminders are off while smtp_host is unset.
     smtp_host: str | None = None
     smtp_port: int = 25
@@ -423,7 +426,18 @@ def _staff_settings(env: Mapping[str, str]) -> dict[str, Any]:
         "bridge_calls_per_user_hour": _number(env, "HOTLINE_BRIDGE_CALLS_PER_USER_HOUR", 5, 1, 100, int),
         "bridge_calls_per_case_hour": _number(env, "HOTLINE_BRIDGE_CALLS_PER_CASE_HOUR", 3, 1, 100, int),
         "notify_backoff_s": _number(env, "HOTLINE_NOTIFY_BACKOFF_SECONDS", 30.0, 0.0, 86400.0, float),
+        "route_without_operator": _choice(env, "HOTLINE_ROUTE_WITHOUT_OPERATOR", ("offer", "parent")),
     }
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    """One of a few words; the first is the default."""
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return choices[0]
+    if raw.strip().lower() not in choices:
+        raise ConfigError(f"{name}={raw!r} must be one of: {', '.join(choices)}")
+    return raw.strip().lower()
 
 
 def _trusted_proxies(env: Mapping[str, str]) -> int | tuple[ProxyNetwork, ...]:

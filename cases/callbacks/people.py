@@ -99,6 +99,27 @@ def heads_up_the_line(session: Session, office: Office) -> list[User]:
     return []
 
 
+def someone_above(session: Session, office: Office) -> tuple[list[User], Office] | None:
+    """Who hears a reminder nobody at `office` can: the first office above with anyone to remind.
+
+    There its heads, else its SC-Operators (at the central office its call-centre agents too); the
+    central office itself when nothing above it is left. None only when nobody anywhere up the line.
+    """
+    seen: set[int] = {office.id}
+    current = session.get(Office, office.parent_id) if office.parent_id is not None else None
+    while current is not None and current.id not in seen:
+        seen.add(current.id)
+        found = heads(session, current) or responsible_users(session, current)
+        if found:
+            return found, current
+        current = session.get(Office, current.parent_id) if current.parent_id is not None else None
+    if office.parent_id is None:  # the central office's own head reminder: its SC-Operators and agents
+        found = responsible_users(session, office)
+        if found:
+            return found, office
+    return None
+
+
 def case_link(case: Case) -> str:
     """The console page of a case (notify() makes it absolute for e-mail, SMS and LINE)."""
     return f"/console/cases/{case.id}"

@@ -143,7 +143,8 @@ def cancel_callback(session: Session, case: Case, actor: User, reason: str, now:
     """Close an open callback without calling (the reporter called in again, …): the reason is kept.
 
     Resolving a case never does this by itself: a promise to call a child back stands until someone
-    keeps it or decides, by hand and with a reason, that it no longer can be.
+    keeps it or decides, by hand and with a reason, that it no longer can be (the resolve form asks for
+    that reason in the same step: close_before_resolving).
     """
     require_may_call_back(session, actor, case)
     reason = reason.strip()[:NOTE_LIMIT]
@@ -153,6 +154,33 @@ def cancel_callback(session: Session, case: Case, actor: User, reason: str, now:
     close_callback(session, callback, CallbackState.CANCELLED, actor.id, now)
     callback_event(session, case, actor, "callback_cancelled", now, {"reason": reason[:200]})
     session.flush()
+
+
+class CallbackStillOpen(InvalidInput):
+    """Resolving was asked while the reporter still waits for a call back and no reason to close it came."""
+
+
+def close_before_resolving(
+    session: Session, case: Case, actor: User, reason: str | None, now: datetime
+) -> None:
+    """Before a case is resolved its callback must be closed: kept, given up, or closed here by hand.
+
+    With a reason (the resolve form offers it in the same step) the open callback is closed as
+    cancel_callback does, by someone who may call back; without one the resolving is refused.
+    """
+    callback_id = session.scalar(
+        select(Callback.id).where(Callback.case_id == case.id, Callback.state.in_(OPEN_CALLBACK_STATES))
+    )
+    if callback_id is None:
+        return
+    if not (reason or "").strip():
+        raise CallbackStillOpen(
+            N_(
+                "The reporter is still waiting for a call back. Call them back first, or close the "
+                "call back with a reason before resolving the case."
+            )
+        )
+    cancel_callback(session, case, actor, reason or "", now)
 
 
 def require_may_call_back(session: Session, actor: User, case: Case) -> None:

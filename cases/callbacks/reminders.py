@@ -27,8 +27,9 @@ from cases.callbacks.people import (
     holding_office,
     operators_for,
     responsible_users,
+    someone_above,
 )
-from cases.callbacks.promise import NOTE_LIMIT
+from cases.callbacks.promise import NOTE_LIMIT, callback_event
 from cases.callbacks.settings import CallbackSettings
 from cases.models import (
     OPEN_CALLBACK_STATES,
@@ -36,6 +37,7 @@ from cases.models import (
     Callback,
     CallbackAttempt,
     Case,
+    Office,
     Reminder,
     ReminderKind,
 )
@@ -45,6 +47,8 @@ from infra.db import Database
 
 log = logging.getLogger(__name__)
 MIN_WAIT_S = 0.05
+# The message of a reminder that found nobody at its office (cases.notifications.texts).
+NO_RECIPIENT = "no_recipient"
 
 # ---- the sweep --------------------------------------------------------------------------------------------
 
@@ -56,6 +60,7 @@ class SweepStats:
     sent: int = 0
     late: int = 0
     skipped: int = 0  # due rows whose callback had closed: cancelled instead of sent
+    escalated: int = 0  # rows nobody at their office could hear: sent at once to the office above
     batches: int = 0
     busy_s: float = 0.0  # time spent in the batches' transactions (not waiting for what falls due)
 
@@ -233,12 +238,16 @@ class ReminderSweep:
                 if key not in people:
                     people[key] = heads_up_the_line(session, office)
                 users = people[key]
+            message_kind = str(kind)
+            if not users:
+                users = self._escalate(session, case, reminder, office, now)
+                message_kind = NO_RECIPIENT
             behind = math.floor((now - reminder.due_at).total_seconds() / 60)
             extra = {"late": "1" if late else "", "late_minutes": str(behind)}
             notifications.notify(
                 session,
                 dedupe=f"reminder:{reminder.id}",
-                kind=str(kind),
+                kind=message_kind,
                 case=case,
                 users=users,
                 office=office,
@@ -251,6 +260,27 @@ class ReminderSweep:
             self.stats.sent += 1
             self.stats.late += late
         session.flush()
+
+    def _escalate(
+        self, session: Session, case: Case, reminder: Reminder, office: Office, now: datetime
+    ) -> list[User]:
+        """Nobody at the office to remind: the reminder goes at once to the office above, not nowhere.
+
+        A case at an office whose SC-Operators all left (or that never had one) would otherwise have its
+        reminders "sent" to nobody. The escalation is written on the case's timeline.
+        """
+        found = someone_above(session, office)
+        to_office = found[1].code if found is not None else None
+        detail = {"kind": str(reminder.kind), "office": office.code, "to_office": to_office}
+        callback_event(session, case, None, "reminder_escalated", now, detail)
+        self.stats.escalated += 1
+        if found is None:
+            log.warning("reminder %d of case %d: nobody up the line to remind", reminder.id, case.id)
+            return []
+        log.info(
+            "reminder %d: nobody to remind at office %s, escalated to %s", reminder.id, office.code, to_office
+        )
+        return found[0]
 
 
 def _by_id(session: Session, model: Any, ids: Iterable[int]) -> dict[int, Any]:

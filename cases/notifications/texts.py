@@ -79,6 +79,20 @@ TEMPLATES: dict[str, dict[str, tuple[str, str]]] = {
             "Please follow up so that the reporter is called back.",
         ),
     },
+    "no_recipient": {
+        "th": (
+            "ไม่มีผู้รับแจ้งเตือนโทรกลับ: เรื่อง {reference}",
+            "เรื่อง {reference} ของ{office} ต้องโทรกลับผู้แจ้งภายใน {due} "
+            "แต่สำนักงานนั้นไม่มี SC-Operator ที่จะรับการแจ้งเตือน\n"
+            "กรุณาดูแลให้มีการโทรกลับผู้แจ้ง และให้สำนักงานนั้นมี SC-Operator",
+        ),
+        "en": (
+            "Nobody to remind about a call-back: case {reference}",
+            "Case {reference} at {office} must be called back by {due}, "
+            "but that office has no SC-Operator to remind.\n"
+            "Please see that the reporter is called back, and that the office has an SC-Operator.",
+        ),
+    },
     "callback_retry": {
         "th": (
             "โทรกลับไม่สำเร็จ ต้องโทรอีกครั้ง: เรื่อง {reference}",

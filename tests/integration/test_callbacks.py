@@ -503,7 +503,8 @@ def test_staff_log_a_callback_by_hand_or_close_it_with_a_reason(hotline: Hotline
     assert hotline.events(cancelled)[-1] == "callback_cancelled"
 
 
-def test_resolving_a_case_leaves_its_callback_open(hotline: Hotline) -> None:
+def test_resolving_never_closes_a_callback_by_itself(hotline: Hotline) -> None:
+    """Resolving with the callback open is refused (issue 14): the promise stands until closed by hand."""
     case_id = hotline.open_case(at=bkk(25, 10))
     hotline.route(case_id, "50")
     with get_database(hotline.app).session() as s:
@@ -515,8 +516,9 @@ def test_resolving_a_case_leaves_its_callback_open(hotline: Hotline) -> None:
         p = workflow.propose_forwarding(s, case, op50, to_user=action50, clock=at)
         workflow.decide_proposal(s, p, head50, approve=True, clock=at)
         workflow.acknowledge(s, case, action50, clock=at)
-        workflow.resolve(s, case, action50, "ดำเนินการแล้ว", clock=at)
-        assert case.status == CaseStatus.RESOLVED
+        with pytest.raises(InvalidInput, match="still waiting for a call back"):
+            workflow.resolve(s, case, action50, "ดำเนินการแล้ว", clock=at)
+        assert case.status == CaseStatus.IN_ACTION
     assert hotline.callback(case_id).state == CallbackState.PENDING
     assert len(hotline.pending(case_id)) == 4
     hotline.sweep(bkk(25, 11))

@@ -92,6 +92,7 @@ BAD: dict[str, str | Callable[[Path], str]] = {
     "HOTLINE_DOWNLOAD_ATTEMPTS": "0",
     "HOTLINE_DOWNLOAD_BACKOFF_SECONDS": "-5",
     "HOTLINE_SESSION_IDLE_MINUTES": "0",
+    "HOTLINE_ROUTE_WITHOUT_OPERATOR": "nearest",
     "HOTLINE_SESSION_MAX_HOURS": "1000",
     "HOTLINE_CALLBACKS_FILE": non_utf8_yaml,
     "HOTLINE_HOLIDAYS_FILE": impossible_holiday,

@@ -397,13 +397,13 @@ def test_a_category_change_at_routing_is_recorded_in_the_event(w: World, cast: C
 
 def test_an_agent_may_route_again_while_routed_but_not_once_proposed(w: World, cast: Cast) -> None:
     case = w.draft("50")
+    w.grant(cast.op57, "5701", Role.OPERATOR)  # a district with an SC-Operator to receive it
     wf.route_case(w.s, case, cast.agent, w.office("50"))
     wf.route_case(w.s, case, cast.agent, w.office("5701"))
 
     assert (case.status, case.office_id, case.province_code) == (S.ROUTED, w.office("5701").id, "57")
     assert [e[2:] for e in w.events(case)] == [("draft", "routed"), ("routed", "routed")]
 
-    w.grant(cast.op57, "5701", Role.OPERATOR)
     wf.summarise(w.s, case, cast.op57, "Bullying at a district school.", HazardGroup.VIOLENCE)
     wf.propose_forwarding(w.s, case, cast.op57, to_user=cast.op57)
     before = snapshot(case)
