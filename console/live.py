@@ -14,7 +14,7 @@ from flask_login import current_user
 from werkzeug.wrappers import Response
 
 from cases import notifications
-from console.base import reader, who
+from console.base import reader
 from console.i18n import _
 
 # How often an open console page asks (seconds). Short enough that a routed case shows within the
@@ -34,7 +34,8 @@ def _signed_in_only() -> Any:
 
 @bp.get("/live")
 def counts() -> Response:
-    found = notifications.live_counts(reader(), who().user)
+    # The user Flask-Login loaded (one query by primary key), and the one count query: nothing more.
+    found = notifications.live_counts(reader(), current_user.user)
     # The badge's spoken label comes along, in the user's language, as base.html writes it.
     label = _("%(n)d unread", n=found.unread)
     return jsonify(unread=found.unread, latest=found.latest, unread_label=label)

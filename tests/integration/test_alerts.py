@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import event, select
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from app import get_database
@@ -406,3 +407,21 @@ def test_polling_the_live_counts_does_not_keep_an_idle_session_alive(
     assert client.get("/console/live").status_code == 302  # ... is idle all the same after 30 minutes
     response = client.get("/console/")
     assert response.status_code == 302 and response.headers["Location"].startswith("/console/login")
+
+
+def test_the_live_counts_cost_two_queries(app: Flask, world: World) -> None:
+    client = app.test_client()
+    assert login(client, "op50", world.password).status_code == 302
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", seen)
+    try:
+        assert client.get("/console/live").status_code == 200
+    finally:
+        event.remove(Engine, "before_cursor_execute", seen)
+    queries = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    assert len(queries) == 2, statements  # the signed-in user by id, and the one count over their rows
+    assert "notifications.user_id" in queries[1]
