@@ -190,12 +190,14 @@ def route_case(
     if category is not None and category != case.category:
         detail["category"] = {"from": str(case.category), "to": str(category)}
         case.category = category
+    arrives = case.status == CaseStatus.DRAFT or case.office_id != office.id  # not a mere correction
     case.office_id = office.id
     case.province_code = office.province_code
     case.forwarded_from_office_id = None  # routed afresh: an earlier forwarding office no longer holds it
     event = _move(session, case, actor, Move.ROUTE, detail=detail, clock=clock)
     _callback_follows(session, case, clock)
-    alerts.case_routed(session, event, case, actor)
+    if arrives:
+        alerts.case_routed(session, event, case, actor)
 
 
 def correct_transcript(

@@ -162,6 +162,19 @@ def test_a_routed_case_alerts_the_offices_sc_operators_once_but_not_the_agent_wh
     assert_no_personal_data(world)
 
 
+def test_a_rerouting_alerts_the_new_office_and_a_correction_in_place_alerts_nobody(world: World) -> None:
+    with world.db.session() as session:
+        agent = user(session, world, "agent")
+        case = case_of(session, world, "routed_50")
+        chiang_mai = session.get(Office, world.offices[PROVINCE])
+        bangkok = session.get(Office, world.offices["10"])
+        assert chiang_mai is not None and bangkok is not None
+        workflow.route_case(session, case, agent, chiang_mai, category=HazardGroup.ACCIDENT)
+        assert alerts_in(session) == []  # the same office, a corrected hazard group: nothing new for it
+        workflow.route_case(session, case, agent, bangkok)
+    assert recipients(world, "case_routed") == {"op10": 1}
+
+
 def test_a_move_rolled_back_leaves_no_alert(world: World) -> None:
     with world.db.session() as session:
         office = session.get(Office, world.offices[PROVINCE])
