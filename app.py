@@ -127,7 +127,12 @@ def _create_app(cfg: Config) -> Flask:
     callbacks.callback_settings.install(app, callback_settings)
     retention_settings.install(app, retention)
     # What notify() may queue on: the channels configured here and the offices' LINE groups.
-    notifications.install_targets(db, notifications.DeliveryTargets.from_config(cfg, callback_settings.line))
+    notifications.install_targets(
+        db,
+        notifications.DeliveryTargets.from_config(
+            cfg, callback_settings.line, callback_settings.alert_channels
+        ),
+    )
     call_bridge = _wire_telephony(app, cfg, flow, callback_settings)
     _wire_console(app, cfg, call_bridge)
 
@@ -454,7 +459,12 @@ def build_worker(app: Flask) -> Worker:
     )
     sms = twilio_rest(cfg) if cfg.sms_from else None
     outbox = notifications.build_outbox(
-        cfg, get_database(app), callback_settings.line, sms, worker_id=f"{socket.gethostname()}:{os.getpid()}"
+        cfg,
+        get_database(app),
+        callback_settings.line,
+        sms,
+        worker_id=f"{socket.gethostname()}:{os.getpid()}",
+        alerts=callback_settings.alert_channels,
     )
     tel = webhooks.telephony(app)
     reconciler = Reconciler(get_database(app), tel, twilio_rest(cfg), ReconcileSettings())

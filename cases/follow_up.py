@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from cases import notifications
 from cases.callbacks import case_link, holding_office, responsible_users
-from cases.models import Case, CaseEvent, CaseStatus, Channel, FollowUpTry
+from cases.models import Case, CaseEvent, CaseStatus, FollowUpTry
 from cases.reference import is_valid_reference
 from transcription.models import Recording
 
@@ -112,7 +112,7 @@ def attach_follow_up_message(
         case=case,
         users=responsible_users(session, office),
         office=office,
-        channels=(Channel.CONSOLE,),
+        channels=notifications.delivery_targets(session).alerts,  # as every workflow alert
         params={"reference": case.reference},
         link=case_link(case),
         now=now,

@@ -34,6 +34,7 @@ from cases.models import (
     SummaryVersion,
     TranscriptCorrection,
 )
+from cases.notifications import alerts
 from cases.offices import central_office_id
 from cases.staff import AuditEvent, Committee, Role, RoleAssignment, User
 from cases.texts import N_, Refusal, Text
@@ -119,16 +120,17 @@ def _move(
     to: CaseStatus | None = None,
     detail: dict[str, Any] | None = None,
     clock: Clock = utcnow,
-) -> None:
+) -> CaseEvent:
     current = CaseStatus(case.status)
     target = TRANSITIONS.get((current, move))
     if target is None:
         raise IllegalMove(move, current)
     new = to or target
-    _event(session, case, actor, move.value, current, new, detail or {}, clock)
+    event = _event(session, case, actor, move.value, current, new, detail or {}, clock)
     case.status = new
     case.updated_at = clock()
     session.flush()
+    return event
 
 
 def _event(
@@ -140,18 +142,18 @@ def _event(
     to_status: CaseStatus | None,
     detail: dict[str, Any],
     clock: Clock = utcnow,
-) -> None:
-    session.add(
-        CaseEvent(
-            case_id=case.id,
-            at=clock(),
-            actor_id=actor.id if actor else None,
-            action=action,
-            from_status=str(from_status) if from_status else None,
-            to_status=str(to_status) if to_status else None,
-            detail=detail,
-        )
+) -> CaseEvent:
+    event = CaseEvent(
+        case_id=case.id,
+        at=clock(),
+        actor_id=actor.id if actor else None,
+        action=action,
+        from_status=str(from_status) if from_status else None,
+        to_status=str(to_status) if to_status else None,
+        detail=detail,
     )
+    session.add(event)
+    return event
 
 
 def _callback_follows(session: Session, case: Case, clock: Clock) -> None:
@@ -195,11 +197,14 @@ def route_case(
     if category is not None and category != case.category:
         detail["category"] = {"from": str(case.category), "to": str(category)}
         case.category = category
+    arrives = case.status == CaseStatus.DRAFT or case.office_id != office.id  # not a mere correction
     case.office_id = office.id
     case.province_code = office.province_code
     case.forwarded_from_office_id = None  # routed afresh: an earlier forwarding office no longer holds it
-    _move(session, case, actor, Move.ROUTE, detail=detail, clock=clock)
+    event = _move(session, case, actor, Move.ROUTE, detail=detail, clock=clock)
     _callback_follows(session, case, clock)
+    if arrives:
+        alerts.case_routed(session, event, case, actor)
     return office
 
 
@@ -322,7 +327,10 @@ def propose_forwarding(
     session.add(proposal)
     session.flush()
     target = _target_words(to_user, to_committee, to_office)
-    _move(session, case, actor, Move.PROPOSE, detail={"proposal": proposal.id, "to": target}, clock=clock)
+    event = _move(
+        session, case, actor, Move.PROPOSE, detail={"proposal": proposal.id, "to": target}, clock=clock
+    )
+    alerts.proposal_waiting(session, event, case, proposal, approvers_office_id(session, proposal))
     return proposal
 
 
@@ -391,9 +399,10 @@ def decide_proposal(
     proposal.decided_by, proposal.decided_at = actor.id, clock()
     if not approve:
         proposal.status, proposal.reason = "rejected", reason
-        _move(
+        event = _move(
             session, case, actor, Move.REJECT, detail={"proposal": proposal.id, "reason": reason}, clock=clock
         )
+        alerts.proposal_decided(session, event, case, proposal, actor)
         return
     proposal.status = "approved"
     if proposal.to_office_id is not None:
@@ -404,7 +413,7 @@ def decide_proposal(
         from_office = case.office_id
         case.forwarded_from_office_id = from_office
         case.office_id = district.id
-        _move(
+        event = _move(
             session,
             case,
             actor,
@@ -414,6 +423,8 @@ def decide_proposal(
             clock=clock,
         )
         _callback_follows(session, case, clock)
+        alerts.proposal_decided(session, event, case, proposal, actor)
+        alerts.case_routed(session, event, case, actor)
         return
     for old in session.scalars(select(Assignment).where(Assignment.case_id == case.id, Assignment.active)):
         old.active = False
@@ -427,7 +438,9 @@ def decide_proposal(
             active=True,
         )
     )
-    _move(session, case, actor, Move.APPROVE, detail={"proposal": proposal.id}, clock=clock)
+    event = _move(session, case, actor, Move.APPROVE, detail={"proposal": proposal.id}, clock=clock)
+    alerts.proposal_decided(session, event, case, proposal, actor)
+    alerts.case_assigned(session, event, case, proposal, actor)
 
 
 # ---- SC-Action -------------------------------------------------------------------------------------------

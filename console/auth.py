@@ -105,7 +105,8 @@ def _enforce_lifetimes() -> Response | None:
             session["locale"] = locale
         flash(_("Your session has ended. Please sign in again."), "info")
         return redirect(url_for("auth.login", next=request.path if request.method == "GET" else None))
-    if now - seen >= SEEN_RESOLUTION_S:
+    # A page's own polling (console.live) is not the person at work: it must not keep the session alive.
+    if now - seen >= SEEN_RESOLUTION_S and request.endpoint != "live.counts":
         session["seen"] = now
     return None
 

@@ -32,6 +32,12 @@ KIND_WORDS: dict[str, str] = {
     "callback_retry": N_("Call-back to try again"),
     "callback_gave_up": N_("Call-back given up"),
     "follow_up_message": N_("Follow-up message"),
+    "case_routed": N_("New case for your office"),
+    "proposal_waiting": N_("Forwarding proposal waiting"),
+    "proposal_approved": N_("Your proposal was approved"),
+    "proposal_rejected": N_("Your proposal was rejected"),
+    "case_assigned": N_("You were assigned a case"),
+    "committee_assigned": N_("Your committee was assigned a case"),
 }
 CHANNEL_WORDS: dict[str, str] = {
     Channel.CONSOLE: N_("Console"),
@@ -109,8 +115,10 @@ def _nav_counts() -> dict[str, Any]:
         return {}
     user = who().user  # read-only, also on a POST that renders a page
     failed_count = notifications.failed_count(reader(), user)
+    live = notifications.live_counts(reader(), user)
     return {
-        "notifications_unread": notifications.unread_count(reader(), user),
+        "notifications_unread": live.unread,
+        "notifications_latest": live.latest,  # console.live: the page notices a newer one
         "deliveries_failed": failed_count or 0,
         "sees_failed_deliveries": failed_count is not None,
     }

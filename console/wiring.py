@@ -18,6 +18,7 @@ from console import (
     calls,
     cases,
     i18n,
+    live,
     notifications,
     offices,
     privacy,
@@ -81,6 +82,7 @@ def init_app(
     app.register_blueprint(offices.bp)
     profile.init_app(app, staff_phones)
     notifications.init_app(app)
+    live.init_app(app)
     worker.init_app(app)
     calls.init_app(app, dialer, limits)
     audit.init_app(app)

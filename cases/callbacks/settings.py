@@ -15,6 +15,7 @@ import geothai
 
 from cases.callbacks.schedule import WorkingCalendar, WorkingHours
 from cases.models import CENTRAL_OFFICE_CODE, Channel, HazardGroup, ReminderKind
+from cases.notifications.outbox import ALERT_CHANNELS
 from cases.settings_files import SettingsFileError, load_yaml
 from infra.config import ConfigError
 from infra.extensions import Shared
@@ -35,6 +36,7 @@ SETTINGS = (
     "retry_after",
     "late_after_seconds",
     "channels",
+    "alerts",
     "hours",
     "offices",
 )
@@ -70,6 +72,8 @@ class CallbackSettings:
     office_hours: Mapping[str, WorkingHours]  # by office code ("central", "10", "1001")
     line: Mapping[str, LineTarget]  # by office code
     holidays: frozenset[date]
+    # How workflow alerts (routed, proposed, decided, assigned, follow-up) reach people.
+    alert_channels: tuple[Channel, ...] = ALERT_CHANNELS
     _calendars: dict[WorkingHours, WorkingCalendar] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -139,6 +143,7 @@ def load_callback_settings(
         office_hours=office_hours,
         line=line,
         holidays=holidays,
+        alert_channels=r.channels("alerts", r.get("alerts", list(ALERT_CHANNELS))),
     )
 
 

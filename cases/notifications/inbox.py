@@ -39,6 +39,25 @@ def unread_count(session: Session, user: User) -> int:
     )
 
 
+@dataclass(frozen=True)
+class LiveCounts:
+    """What a console page polls: the user's unread console notifications, and the newest one's id."""
+
+    unread: int
+    latest: int  # 0 when none: a new alert for the user changes it even when they have read the rest
+
+
+def live_counts(session: Session, user: User) -> LiveCounts:
+    """One query on the user's console rows (notifications.user_id is indexed): cheap enough to poll."""
+    unread, latest = session.execute(
+        select(
+            func.count(Notification.id).filter(Notification.read_at.is_(None)),
+            func.max(Notification.id),
+        ).where(Notification.user_id == user.id, Notification.channel == Channel.CONSOLE)
+    ).one()
+    return LiveCounts(unread=int(unread or 0), latest=int(latest or 0))
+
+
 def mark_read(session: Session, user: User, now: datetime, notification_id: int | None = None) -> int:
     """Mark one (or every) unread console notification of `user` read; returns how many changed."""
     stmt = update(Notification).where(

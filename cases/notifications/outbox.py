@@ -57,6 +57,9 @@ from infra.db import Database
 
 log = logging.getLogger(__name__)
 TARGETS_KEY = "hotline.delivery_targets"  # in Session.info: see install_targets
+# Workflow alerts (cases.notifications.alerts) unless the callbacks file's `alerts` says otherwise: SMS is
+# left out by default, as a text message for every routed case would drown the ones that matter.
+ALERT_CHANNELS = (Channel.CONSOLE, Channel.EMAIL, Channel.LINE)
 
 
 @dataclass(frozen=True)
@@ -68,15 +71,22 @@ class DeliveryTargets:
     line: Mapping[str, LineTarget] = field(default_factory=dict)  # by office code
     public_base_url: str = ""
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Asia/Bangkok"))
+    alerts: tuple[Channel, ...] = ALERT_CHANNELS  # the channels of workflow alerts
 
     @classmethod
-    def from_config(cls, cfg: Config, line: Mapping[str, LineTarget] | None) -> DeliveryTargets:
+    def from_config(
+        cls,
+        cfg: Config,
+        line: Mapping[str, LineTarget] | None,
+        alerts: Sequence[Channel] = ALERT_CHANNELS,
+    ) -> DeliveryTargets:
         return cls(
             email=bool(cfg.smtp_host),
             sms=bool(cfg.sms_from),
             line=dict(line or {}),
             public_base_url=cfg.public_base_url,
             timezone=cfg.timezone,
+            alerts=tuple(alerts),
         )
 
     def configured(self, channel: Channel) -> bool:
@@ -387,9 +397,10 @@ def build_outbox(
     worker_id: str,
     *,
     clock: Clock = utcnow,
+    alerts: Sequence[Channel] = ALERT_CHANNELS,
 ) -> Outbox:
     """The worker's outbox with a sender for each configured channel; installs the targets on `db` too."""
-    install_targets(db, DeliveryTargets.from_config(cfg, line))
+    install_targets(db, DeliveryTargets.from_config(cfg, line, alerts))
     senders: dict[Channel, Sender] = {}
     if cfg.smtp_host:
         senders[Channel.EMAIL] = EmailSender(

@@ -130,6 +130,71 @@ TEMPLATES: dict[str, dict[str, tuple[str, str]]] = {
             "Listen to it in the console.",
         ),
     },
+    # Workflow alerts (cases.notifications.alerts): the reference and, where it helps, the office only.
+    "case_routed": {
+        "th": (
+            "มีเรื่องใหม่ส่งถึงสำนักงาน: เรื่อง {reference}",
+            "เรื่อง {reference} ได้ส่งถึง{office}แล้ว\nกรุณาสรุปเหตุการณ์และเสนอส่งต่อในระบบ",
+        ),
+        "en": (
+            "New case for your office: case {reference}",
+            "Case {reference} has been sent to {office}.\n"
+            "Please summarise it and propose where to forward it in the console.",
+        ),
+    },
+    "proposal_waiting": {
+        "th": (
+            "มีข้อเสนอส่งต่อรอท่านอนุมัติ: เรื่อง {reference}",
+            "มีข้อเสนอส่งต่อเรื่อง {reference} รอหัวหน้า SC-Operator อนุมัติหรือไม่อนุมัติ\nกรุณาพิจารณาในระบบ",
+        ),
+        "en": (
+            "A forwarding proposal awaits you: case {reference}",
+            "A proposal to forward case {reference} awaits a head SC-Operator's decision.\n"
+            "Please decide in the console.",
+        ),
+    },
+    "proposal_approved": {
+        "th": (
+            "ข้อเสนอส่งต่อของท่านได้รับอนุมัติ: เรื่อง {reference}",
+            "ข้อเสนอส่งต่อเรื่อง {reference} ของท่านได้รับอนุมัติแล้ว",
+        ),
+        "en": (
+            "Your forwarding proposal was approved: case {reference}",
+            "Your proposal to forward case {reference} was approved.",
+        ),
+    },
+    "proposal_rejected": {
+        "th": (
+            "ข้อเสนอส่งต่อของท่านไม่ได้รับอนุมัติ: เรื่อง {reference}",
+            "ข้อเสนอส่งต่อเรื่อง {reference} ของท่านไม่ได้รับอนุมัติ\nดูเหตุผลและเสนอใหม่ได้ในระบบ",
+        ),
+        "en": (
+            "Your forwarding proposal was rejected: case {reference}",
+            "Your proposal to forward case {reference} was rejected.\n"
+            "See the reason and propose again in the console.",
+        ),
+    },
+    "case_assigned": {
+        "th": (
+            "ท่านได้รับมอบหมายเรื่อง {reference}",
+            "ท่านได้รับมอบหมายให้ดำเนินการเรื่อง {reference}\nกรุณารับทราบและดำเนินการในระบบ",
+        ),
+        "en": (
+            "You were assigned case {reference}",
+            "You were assigned case {reference} to act on.\nPlease acknowledge it and act in the console.",
+        ),
+    },
+    "committee_assigned": {
+        "th": (
+            "คณะทำงานของท่านได้รับมอบหมายเรื่อง {reference}",
+            "คณะทำงานที่ท่านเป็นสมาชิกได้รับมอบหมายให้ดำเนินการเรื่อง {reference}\nกรุณารับทราบและดำเนินการในระบบ",
+        ),
+        "en": (
+            "Your committee was assigned case {reference}",
+            "A committee you sit on was assigned case {reference} to act on.\n"
+            "Please acknowledge it and act in the console.",
+        ),
+    },
 }
 KINDS = tuple(TEMPLATES)
 # Put before the body of a reminder sent late (params["late"]; the worker was down when it fell due).

@@ -52,6 +52,7 @@ from cases.models import (
     Reminder,
     ReminderKind,
 )
+from cases.notifications.alerts import ALERT_KINDS
 from cases.service import DraftReport, open_draft_case
 from cases.staff import Role, RoleAssignment, User
 from cases.workflow import InvalidInput, NotPermitted
@@ -152,10 +153,13 @@ class Hotline:
         return sweeper
 
     def notifications(self, case_id: int) -> list[Notification]:
+        """The case's callback notifications (routing it also alerted its office: see test_alerts)."""
         with self.session() as s:
             return list(
                 s.scalars(
-                    select(Notification).where(Notification.case_id == case_id).order_by(Notification.id)
+                    select(Notification)
+                    .where(Notification.case_id == case_id, Notification.kind.not_in(ALERT_KINDS))
+                    .order_by(Notification.id)
                 )
             )
 
