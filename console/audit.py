@@ -69,6 +69,7 @@ AUDIT_WORDS: dict[str, str] = {
     "phone_set_by_admin": N_("Phone set from the shell, without a code"),
     "legal_hold_set": N_("Set a legal hold"),
     "legal_hold_released": N_("Released a legal hold"),
+    "search_by_number": N_("Searched cases by a phone number's digits"),
 }
 # Why a reveal was refused (detail "why"), and what a refused page was (detail "what").
 DETAIL_WORDS: dict[str, str] = {

@@ -11,7 +11,7 @@ from flask_wtf.csrf import CSRFError
 from cases import phones, workflow
 from cases.callbacks import dialing
 from cases.staff import Role
-from console import audit, auth, base, calls, cases, i18n, notifications, offices, profile, worker
+from console import audit, auth, base, calls, cases, i18n, notifications, offices, profile, search, worker
 from console.base import CONSOLE_BLUEPRINTS, reader, who
 from console.i18n import _
 from infra.crypto import FieldCipher
@@ -71,6 +71,7 @@ def init_app(
     worker.init_app(app)
     calls.init_app(app, dialer, limits)
     audit.init_app(app)
+    search.init_app(app)
     app.context_processor(_nav_counts)
     app.register_error_handler(CSRFError, _on_csrf_error)
     app.register_error_handler(404, _not_found)

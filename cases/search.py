@@ -1,0 +1,138 @@
+"""Finding cases: by reference, by a number's last digits (keyed hashes) and by words of their texts.
+
+Every search is limited to the cases the user may see (cases.access.visibility), newest first, a page
+at a time. What the index holds, and when it is written, is cases.search_index.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, literal_column, or_, select
+from sqlalchemy import text as sql_text
+from sqlalchemy.orm import Session, joinedload
+
+from cases.access import visibility
+from cases.models import Call, Case, SearchText
+from cases.reference import LENGTH
+from cases.search_index import DIGITS, index_words
+from cases.staff import User
+from infra.crypto import DataKeyError, FieldCipher
+
+PER_PAGE = 20
+MAX_QUERY = 200  # characters of a word search kept (and segmented)
+MAX_WORDS = 12  # words of a query matched; the rest are dropped
+# A longer tail of digits is checked by decrypting the cases whose last 4 digits match: at most this many
+# (about 10 per 100,000 cases for one key; more would mean something is wrong, not a bigger page).
+MAX_CANDIDATES = 2_000
+
+
+@dataclass
+class Found:
+    """A page of results: the cases, how many matched in all, which page of how many."""
+
+    cases: list[Case] = field(default_factory=list)
+    total: int = 0
+    page: int = 1
+    per_page: int = PER_PAGE
+
+    @property
+    def pages(self) -> int:
+        return max(1, math.ceil(self.total / self.per_page))
+
+
+def as_reference(query: str) -> str | None:
+    """'1234-5678', '1234 5678' or '12345678' -> '12345678'; None when it is not 8 digits."""
+    compact = "".join(query.split()).replace("-", "")
+    return compact if len(compact) == LENGTH and compact.isdigit() else None
+
+
+def as_digits(query: str) -> str | None:
+    """The digits of a number typed with spaces, dashes or a leading +; None unless DIGITS or more."""
+    kept = "".join(ch for ch in query if ch not in " -+()")
+    return kept if len(kept) >= DIGITS and kept.isdigit() else None
+
+
+def _page(session: Session, user: User, where: ColumnElement[bool], page: int, per_page: int) -> Found:
+    scope = visibility(session, user)
+    total = session.scalar(select(func.count(Case.id)).where(where, scope)) or 0
+    page = max(1, min(page, math.ceil(total / per_page) or 1))
+    cases = session.scalars(
+        select(Case)
+        .options(joinedload(Case.office))
+        .where(where, scope)
+        .order_by(Case.created_at.desc(), Case.id.desc())
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+    ).all()
+    return Found(list(cases), total, page, per_page)
+
+
+def by_reference(session: Session, user: User, reference: str) -> Found:
+    return _page(session, user, Case.reference == reference, 1, PER_PAGE)
+
+
+def by_digits(
+    session: Session, user: User, cipher: FieldCipher, digits: str, page: int = 1, per_page: int = PER_PAGE
+) -> Found:
+    """Cases whose callback number or calling number ends in `digits` (DIGITS or more).
+
+    The last DIGITS digits are matched by their keyed hash under each configured key (indexed); with more
+    digits, only those candidates are decrypted to compare the rest.
+    """
+    digits = "".join(ch for ch in digits if ch.isdigit())
+    if len(digits) < DIGITS:
+        return Found(per_page=per_page)
+    hashes = cipher.digits_hashes(digits[-DIGITS:])
+    where = or_(Case.callback_digits_hash.in_(hashes), Case.caller_digits_hash.in_(hashes))
+    if len(digits) == DIGITS:
+        return _page(session, user, where, page, per_page)
+    rows = session.execute(
+        select(Case.id, Case.callback_number_enc, Call.caller_number_enc)
+        .outerjoin(Call, Call.id == Case.call_id)
+        .where(where, visibility(session, user))
+        .limit(MAX_CANDIDATES)
+    ).all()
+    ids = [row[0] for row in rows if any(_ends_with(cipher, token, digits) for token in row[1:])]
+    return _page(session, user, Case.id.in_(ids), page, per_page)
+
+
+def _ends_with(cipher: FieldCipher, token: str | None, digits: str) -> bool:
+    if not token:
+        return False
+    try:
+        number = cipher.decrypt(token)
+    except DataKeyError:
+        return False
+    return "".join(ch for ch in number if ch.isdigit()).endswith(digits)
+
+
+def query_words(query: str) -> list[str]:
+    """A query's words, split as the index was (Thai segmented by newmm), at most MAX_WORDS."""
+    return index_words(query[:MAX_QUERY], "th").split()[:MAX_WORDS]
+
+
+_FTS_ROWIDS = "SELECT rowid FROM search_fts WHERE search_fts MATCH :match"  # FTS_TABLE
+
+
+def _text_match(session: Session, words: list[str]) -> Any:
+    """The ids of the cases with a text holding every one of `words`."""
+    if session.get_bind().dialect.name == "sqlite":
+        # FTS5 query syntax: each word a quoted string (a quote doubled), all of them required.
+        match = " AND ".join('"' + word.replace('"', '""') + '"' for word in words)
+        rowids = sql_text(_FTS_ROWIDS).bindparams(match=match)
+        return select(SearchText.case_id).where(SearchText.id.in_(rowids.columns(literal_column("rowid"))))
+    # The same expression as migration 0013's GIN index, so the planner uses it ('simple' as a constant).
+    simple: ColumnElement[str] = literal_column("'simple'")
+    vector = func.to_tsvector(simple, SearchText.words)
+    return select(SearchText.case_id).where(vector.op("@@")(func.plainto_tsquery(simple, " ".join(words))))
+
+
+def by_words(session: Session, user: User, query: str, page: int = 1, per_page: int = PER_PAGE) -> Found:
+    """Cases whose summary, transcript or corrected transcript has every word of `query`."""
+    words = query_words(query)
+    if not words:
+        return Found(per_page=per_page)
+    return _page(session, user, Case.id.in_(_text_match(session, words)), page, per_page)
