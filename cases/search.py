@@ -22,6 +22,9 @@ from cases.staff import User
 from infra.crypto import DataKeyError, FieldCipher
 
 PER_PAGE = 20
+# Matches counted at most: a common word matches thousands of cases, and counting them all would cost
+# more than the page itself. Past this the page says "more than" and asks for another word.
+MAX_RESULTS = 500
 MAX_QUERY = 200  # characters of a word search kept (and segmented)
 MAX_WORDS = 12  # words of a query matched; the rest are dropped
 # A longer tail of digits is checked by decrypting the cases whose last 4 digits match: at most this many
@@ -34,9 +37,10 @@ class Found:
     """A page of results: the cases, how many matched in all, which page of how many."""
 
     cases: list[Case] = field(default_factory=list)
-    total: int = 0
+    total: int = 0  # at most MAX_RESULTS
     page: int = 1
     per_page: int = PER_PAGE
+    more: bool = False  # more than MAX_RESULTS matched
 
     @property
     def pages(self) -> int:
@@ -57,17 +61,19 @@ def as_digits(query: str) -> str | None:
 
 def _page(session: Session, user: User, where: ColumnElement[bool], page: int, per_page: int) -> Found:
     scope = visibility(session, user)
-    total = session.scalar(select(func.count(Case.id)).where(where, scope)) or 0
+    matched = select(Case.id).where(where, scope).limit(MAX_RESULTS + 1).subquery()
+    total = session.scalar(select(func.count()).select_from(matched)) or 0
+    more, total = total > MAX_RESULTS, min(total, MAX_RESULTS)
     page = max(1, min(page, math.ceil(total / per_page) or 1))
     cases = session.scalars(
         select(Case)
         .options(joinedload(Case.office))
         .where(where, scope)
         .order_by(Case.created_at.desc(), Case.id.desc())
-        .limit(per_page)
+        .limit(max(0, min(per_page, total - (page - 1) * per_page)))  # not past the counted ones
         .offset((page - 1) * per_page)
     ).all()
-    return Found(list(cases), total, page, per_page)
+    return Found(list(cases), total, page, per_page, more)
 
 
 def by_reference(session: Session, user: User, reference: str) -> Found:

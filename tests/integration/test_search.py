@@ -190,7 +190,7 @@ def test_db_upgrade_makes_the_hashes_of_numbers_stored_before_them(
         assert search.by_digits(session, op, cipher, number).total == 1
 
 
-def test_results_come_a_page_at_a_time(app: Flask, world: World) -> None:
+def test_results_come_a_page_at_a_time(app: Flask, world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     db = get_database(app)
     with db.read_session() as session:
         centre = session.get_one(User, world.users["agent"])
@@ -199,7 +199,15 @@ def test_results_come_a_page_at_a_time(app: Flask, world: World) -> None:
         last = search.by_words(session, centre, "รุ่นพี่", page=99, per_page=2)
     assert first.total == 5 and first.pages == 3 and len(first.cases) == 2
     assert {c.id for c in first.cases}.isdisjoint({c.id for c in second.cases})
-    assert last.page == 3 and len(last.cases) == 1
+    assert last.page == 3 and len(last.cases) == 1 and not last.more
+    # Past MAX_RESULTS the count stops, and the page says there are more.
+    monkeypatch.setattr(search, "MAX_RESULTS", 3)
+    with db.read_session() as session:
+        centre = session.get_one(User, world.users["agent"])
+        capped = search.by_words(session, centre, "รุ่นพี่", page=9, per_page=2)
+    assert (capped.total, capped.more, capped.pages, capped.page, len(capped.cases)) == (3, True, 2, 2, 1)
+    page = text(fetch(as_user(app, world, "agent"), "/console/search/?q=รุ่นพี่"))
+    assert "มากกว่า 3 เรื่อง" in page
 
 
 def test_summaries_stay_in_step(app: Flask, world: World) -> None:
