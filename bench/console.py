@@ -22,6 +22,7 @@ Usage (from the repo root)::
 
     .venv/bin/python bench/console.py                        # 100,000 cases on SQLite
     .venv/bin/python bench/console.py --cases 20000 --samples 30
+    .venv/bin/python bench/console.py --reuse /tmp/search-100k.db   # seeds once, then copies the file
     .venv/bin/python bench/console.py --pg postgresql+psycopg://postgres@127.0.0.1:5454/bench  # an empty db
 """
 
@@ -306,18 +307,37 @@ def user_timings(app: Flask, user: str, samples: int) -> list[dict[str, Any]]:
 Timing = Callable[[Flask, int], list[dict[str, Any]]]
 
 
-def run(database_url: str | None, cases: int, samples: int, extra: Sequence[Timing] = ()) -> dict[str, Any]:
-    """Seed an empty database (a throwaway SQLite file when None) and time the searches and `extra`."""
+def run(
+    database_url: str | None,
+    cases: int,
+    samples: int,
+    extra: Sequence[Timing] = (),
+    reuse: Path | None = None,
+) -> dict[str, Any]:
+    """Seed an empty database (a throwaway SQLite file when None) and time the searches and `extra`.
+
+    `reuse` (SQLite): a seeded file copied instead of seeding when it is there, kept there otherwise.
+    """
     instance_dir = Path(tempfile.mkdtemp(prefix="hotline-bench-search-"))
-    url = database_url or f"sqlite:///{instance_dir / 'hotline.db'}"
+    sqlite_file = instance_dir / "hotline.db"
+    url = database_url or f"sqlite:///{sqlite_file}"
     report: dict[str, Any] = {"database": url.split(":", 1)[0], "load_at_start": os.getloadavg()}
     app = None
     try:
+        reused = database_url is None and reuse is not None and reuse.exists()
+        if reused and reuse is not None:
+            shutil.copyfile(reuse, sqlite_file)
         upgrade_database(url)
         app = create_app(make_config(instance_dir, url))
         app.testing = True
-        log(f"seeding {cases:,} cases in {report['database']} ...")
-        report["seed"] = seed(app, cases)
+        if reused:
+            report["seed"] = {"reused": str(reuse)}
+        else:
+            log(f"seeding {cases:,} cases in {report['database']} ...")
+            report["seed"] = seed(app, cases)
+            if database_url is None and reuse is not None:
+                get_database(app).dispose()  # the last connection's close checkpoints the WAL into the file
+                shutil.copyfile(sqlite_file, reuse)
         report["timings"] = search_timings(app, samples)
         for timing in extra:
             report["timings"] += timing(app, samples)
@@ -345,8 +365,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--samples", type=int, default=100, help="timed requests per search and user [100]")
     p.add_argument("--pg", metavar="URL", help="also on this empty PostgreSQL database")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument("--reuse", type=Path, help="SQLite: copy the seeded database from/to this file")
     args = p.parse_args(argv)
-    reports = [run(None, args.cases, args.samples)]
+    reports = [run(None, args.cases, args.samples, reuse=args.reuse)]
     if args.pg:
         reports.append(run(args.pg, args.cases, args.samples))
     if args.json:

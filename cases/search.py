@@ -1,7 +1,7 @@
 """Finding cases: by reference, by a number's last digits (keyed hashes) and by words of their texts.
 
 Every search is limited to the cases the user may see (cases.access.visibility), newest first, a page
-at a time. What the index holds, and when it is written, is cases.search_index.
+at a time, counting at most MAX_RESULTS matches. What the index holds, and when it is written, is cases.search_index.
 """
 
 from __future__ import annotations
@@ -69,7 +69,9 @@ def _page(session: Session, user: User, where: ColumnElement[bool], page: int, p
         select(Case)
         .options(joinedload(Case.office))
         .where(where, scope)
-        .order_by(Case.created_at.desc(), Case.id.desc())
+        # Newest first by id (cases are numbered as they are opened): SQLite then walks the matched ids
+        # in order and stops at the page, where ordering by created_at read and sorted every match.
+        .order_by(Case.id.desc())
         .limit(max(0, min(per_page, total - (page - 1) * per_page)))  # not past the counted ones
         .offset((page - 1) * per_page)
     ).all()
