@@ -1,7 +1,8 @@
 """Finding cases: by reference, by a number's last digits (keyed hashes) and by words of their texts.
 
 Every search is limited to the cases the user may see (cases.access.visibility), newest first, a page
-at a time, counting at most MAX_RESULTS matches. What the index holds, and when it is written, is cases.search_index.
+at a time, counting at most MAX_RESULTS matches. What the index holds, and when it is written, is
+cases.search_index.
 """
 
 from __future__ import annotations
