@@ -66,7 +66,7 @@ def clear_number_hashes(case: Case) -> None:
     case.caller_digits_hash = None
 
 
-def _decrypt(cipher: FieldCipher, token: str | None) -> str | None:
+def decrypted(cipher: FieldCipher, token: str | None) -> str | None:
     if not token:
         return None
     try:
@@ -110,8 +110,8 @@ def fill_digit_hashes(db: Database, cipher: FieldCipher, *, only_missing: bool) 
         with db.session() as session:
             for case_id, callback_enc, caller_enc in rows:
                 values = {
-                    "callback_digits_hash": digits_hash(cipher, _decrypt(cipher, callback_enc)),
-                    "caller_digits_hash": digits_hash(cipher, _decrypt(cipher, caller_enc)),
+                    "callback_digits_hash": digits_hash(cipher, decrypted(cipher, callback_enc)),
+                    "caller_digits_hash": digits_hash(cipher, decrypted(cipher, caller_enc)),
                 }
                 # The case's updated_at stays: a key change is not a change of the case.
                 result = session.execute(

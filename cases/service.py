@@ -68,7 +68,8 @@ def open_draft_case(
     elif report.callback == CallbackChoice.CALLER and call.caller_number_enc:
         number_enc, number_masked = call.caller_number_enc, call.caller_number_masked
     # The search hashes need the numbers in the clear once, here where they are stored with the case.
-    caller_number = cipher.decrypt(call.caller_number_enc) if call.caller_number_enc else None
+    # A number no key opens is only left unsearchable: the report itself must never be lost for it.
+    caller_number = search_index.decrypted(cipher, call.caller_number_enc)
     callback_number = report.callback_number if report.callback == CallbackChoice.OTHER else caller_number
     if report.anonymous:
         # Anonymous: the caller's number is kept neither with the case nor with the call.
