@@ -24,7 +24,7 @@ from infra.crypto import DataKeyError, FieldCipher
 PER_PAGE = 20
 # Matches counted at most: a common word matches thousands of cases, and counting them all would cost
 # more than the page itself. Past this the page says "more than" and asks for another word.
-MAX_RESULTS = 500
+MAX_RESULTS = 200
 MAX_QUERY = 200  # characters of a word search kept (and segmented)
 MAX_WORDS = 12  # words of a query matched; the rest are dropped
 # A longer tail of digits is checked by decrypting the cases whose last 4 digits match: at most this many
