@@ -8,6 +8,7 @@ cases.search_index.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 from sqlalchemy import ColumnElement, func, literal_column, or_, select
@@ -115,6 +116,15 @@ def _ends_with(cipher: FieldCipher, token: str | None, digits: str) -> bool:
     except DataKeyError:
         return False
     return "".join(ch for ch in number if ch.isdigit()).endswith(digits)
+
+
+# Digits (with spaces, dashes or dots between them) that look like part of a phone number.
+_NUMBER_LIKE = re.compile(rf"\d(?:[\s.\-]?\d){{{DIGITS},}}")
+
+
+def holds_number(query: str) -> bool:
+    """Whether a query holds DIGITS+1 or more digits in a row (a phone number, not a word or a year)."""
+    return _NUMBER_LIKE.search(query) is not None
 
 
 def query_words(query: str) -> list[str]:

@@ -40,7 +40,7 @@ def search_page() -> str:
     reference = search.as_reference(query)
     if reference is not None:
         return _render(search.by_reference(reader(), me(), reference), query=query)
-    if search.as_digits(query) is not None:
+    if search.as_digits(query) is not None or search.holds_number(query):
         # Not looked up: the number form (POST) keeps digits out of addresses, histories and logs.
         return _render(None, note=_("To find a case by phone number, use the phone number form below."))
     return _render(search.by_words(reader(), me(), query, page), query=query)

@@ -88,6 +88,9 @@ def test_digits_never_travel_in_an_address(app: Flask, config: Config, world: Wo
     # Typed into the address form anyway: not looked up, and the page points to the number form.
     page = _words_page(operator, number[-6:])
     assert "แบบฟอร์มหมายเลขโทรศัพท์" in page and "ตรงเงื่อนไข" not in page
+    # Nor inside words: a number among them is not searched for either.
+    assert "แบบฟอร์มหมายเลขโทรศัพท์" in _words_page(operator, f"โทร {number[-9:-6]} {number[-6:]}")
+    assert "ตรงเงื่อนไข" in _words_page(operator, "ม.2 ปี 2567")  # a class or a year is not a number
     assert audits(app, "search_by_number") == []
     # The queue's number form posts (CSRF), and its result pages post too.
     queue = text(fetch(operator, "/console/"))
