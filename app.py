@@ -23,7 +23,7 @@ from sqlalchemy import text
 
 from backups import cli as backups_cli
 from backups.create import Source as BackupSource
-from cases import callbacks, keys, notifications, phones
+from cases import callbacks, keys, notifications, phones, search_index
 from cases import cli as cases_cli
 from cases.callbacks.dialing import BridgeLimits
 from cases.callbacks.settings import CallbackSettings, CallbackSettingsError, load_callback_settings
@@ -272,7 +272,10 @@ def _register_commands(app: Flask) -> None:
         return _retention_sweep(app)
 
     def seal_plain() -> str:
-        return seal_plain_recordings(database(), app.config["HOTLINE"].sealer)
+        cfg = app.config["HOTLINE"]
+        # Also the search hashes of numbers stored before them (a migration has no key to make them).
+        hashed = search_index.fill_digit_hashes(database(), cfg.cipher, only_missing=True)
+        return f"{seal_plain_recordings(database(), cfg.sealer)}\nsearch: {hashed} cases' number hashes made"
 
     for command in (
         db_group(database_url, seal_plain),
@@ -445,7 +448,9 @@ def build_worker(app: Flask) -> Worker:
         transcribe_parallel=cfg.transcriber_processes,
         batch=max(4, cfg.transcriber_processes * 2),
     )
-    jobs = TranscriptionJobs(get_database(app), media, pool, cfg.recordings_dir, settings)
+    jobs = TranscriptionJobs(
+        get_database(app), media, pool, cfg.recordings_dir, settings, on_transcript=search_index.on_transcript
+    )
     callback_settings = callbacks.callback_settings(app)
     reminders = callbacks.ReminderSweep(
         get_database(app),

@@ -25,6 +25,7 @@ from sqlalchemy import Table, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from cases import search_index
 from cases.models import Call, CallbackAttempt, Case
 from cases.staff import PhoneVerification
 from infra.crypto import DataKeyError, FieldCipher
@@ -185,6 +186,10 @@ def rotate_numbers(
                     rotated += 1
         report.add(kind, rotated, len(rows) - rotated)
         progress(f"numbers: {kind}: {report.done[kind]} re-encrypted, {report.current[kind]} already current")
+    # The search hashes of the numbers' last digits are keyed by the first key too: made anew under it
+    # (until then a search also looks for the older keys' hashes).
+    rehashed = search_index.fill_digit_hashes(db, cipher, only_missing=False)
+    progress(f"numbers: search hashes: {rehashed} made under the first key")
 
 
 def _rotate_column(

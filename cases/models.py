@@ -176,6 +176,11 @@ class Case(Base):
     callback_choice: Mapped[CallbackChoice] = mapped_column(String(8))
     callback_number_enc: Mapped[str | None] = mapped_column(Text)
     callback_number_masked: Mapped[str | None] = mapped_column(String(32))
+    # Keyed hashes of the last 4 digits of the callback number and of the number that called
+    # (cases.search_index): the console finds a case by them without decrypting every number. Erased with
+    # the numbers.
+    callback_digits_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    caller_digits_hash: Mapped[str | None] = mapped_column(String(64), index=True)
     call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id"))
     # Why the case was opened without the caller pressing "send", if so.
     opened_by: Mapped[str] = mapped_column(String(32), default="caller")
@@ -293,6 +298,24 @@ class TranscriptCorrection(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     text: Mapped[str] = mapped_column(Text)
+
+
+class SearchText(Base):
+    """A text of a case made searchable: its words segmented (Thai by PyThaiNLP), lowercased, one space apart.
+
+    One row per summary (the latest), machine transcript and latest correction of a recording. SQLite
+    keeps the FTS5 table `search_fts` in step by triggers; PostgreSQL has a GIN index on
+    to_tsvector('simple', words). Both are made by migration 0015 (cases.search_index).
+    """
+
+    __tablename__ = "search_texts"
+    __table_args__ = (UniqueConstraint("kind", "source_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # summary | transcript | correction
+    source_id: Mapped[int] = mapped_column(Integer)  # the case's id (summary) or the recording's
+    words: Mapped[str] = mapped_column(Text)
 
 
 class SummaryVersion(Base):

@@ -8,6 +8,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from cases import search_index
 from cases.callbacks import open_callback
 from cases.callbacks.settings import CallbackSettings
 from cases.models import Call, CallbackChoice, Case, HazardGroup
@@ -66,6 +67,10 @@ def open_draft_case(
         number_enc, number_masked = cipher.encrypt(report.callback_number), mask_phone(report.callback_number)
     elif report.callback == CallbackChoice.CALLER and call.caller_number_enc:
         number_enc, number_masked = call.caller_number_enc, call.caller_number_masked
+    # The search hashes need the numbers in the clear once, here where they are stored with the case.
+    # A number no key opens is only left unsearchable: the report itself must never be lost for it.
+    caller_number = search_index.decrypted(cipher, call.caller_number_enc)
+    callback_number = report.callback_number if report.callback == CallbackChoice.OTHER else caller_number
     if report.anonymous:
         # Anonymous: the caller's number is kept neither with the case nor with the call.
         call.caller_number_enc = None
@@ -94,6 +99,9 @@ def open_draft_case(
             created_at=now,
             updated_at=now,
         )
+        search_index.set_number_hashes(
+            case, cipher, callback_number if number_enc else None, None if report.anonymous else caller_number
+        )
         try:
             with session.begin_nested():
                 session.add(case)
@@ -116,3 +124,6 @@ def _link_recording(session: Session, case: Case, recording_sid: str | None) -> 
             .values(case_id=case.id)
         )
         session.flush()
+        rec_id = session.scalar(select(Recording.id).where(Recording.recording_sid == recording_sid))
+        if rec_id is not None:
+            search_index.index_recording(session, rec_id)

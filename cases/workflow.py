@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from cases import audit, coverage
+from cases import audit, coverage, search_index
 from cases.access import (
     active_assignment,
     assignees,
@@ -228,6 +228,7 @@ def correct_transcript(
         case_id=case.id, recording_id=recording.id, user_id=actor.id, text=text, at=clock()
     )
     session.add(correction)
+    search_index.index_correction(session, case, recording.id, text)
     detail = {"recording": recording.recording_sid, "version": (earlier or 0) + 1}
     _event(session, case, actor, "transcript_corrected", None, None, detail, clock)
     session.flush()
@@ -278,6 +279,7 @@ def summarise(
     session.add(
         SummaryVersion(case_id=case.id, user_id=actor.id, at=clock(), text=summary, category=category)
     )
+    search_index.index_summary(session, case)
     _event(session, case, actor, "summarised", None, None, detail, clock)
     session.flush()
 

@@ -74,6 +74,7 @@ AUDIT_WORDS: dict[str, str] = {
     "subject_erased": N_("Erased the reporter's data on request"),
     "subject_exported": N_("Exported what the service holds about the case"),
     "retention_erased": N_("Erased by retention"),  # a recording no case held (cases.retention)
+    "search_by_number": N_("Searched cases by a phone number's digits"),
 }
 # Why a reveal was refused (detail "why"), and what a refused page was (detail "what").
 DETAIL_WORDS: dict[str, str] = {

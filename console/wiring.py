@@ -23,6 +23,7 @@ from console import (
     offices,
     privacy,
     profile,
+    search,
     subject,
     worker,
 )
@@ -88,6 +89,7 @@ def init_app(
     audit.init_app(app)
     subject.init_app(app)
     privacy.init_app(app)
+    search.init_app(app)
     app.context_processor(_nav_counts)
     app.register_error_handler(CSRFError, _on_csrf_error)
     app.register_error_handler(404, _not_found)

@@ -36,6 +36,9 @@ class FieldCipher:
         # Look-up hashes (short-lived: follow-up tries within the hour, staff phone codes) follow the
         # current key; a rotation starts those counts afresh.
         self._hash_key = hashlib.sha256(b"lookup:" + parts[0].encode("ascii")).digest()
+        # Search hashes of a number's last digits are kept with cases for as long as the number: one key
+        # per configured key, so rows hashed under a key not yet rotated away are still found.
+        self._digits_keys = [hashlib.sha256(b"digits:" + part.encode("ascii")).digest() for part in parts]
 
     def encrypt(self, value: str) -> str:
         return self._current.encrypt(value.encode("utf-8")).decode("ascii")
@@ -64,6 +67,14 @@ class FieldCipher:
     def lookup_hash(self, value: str) -> str:
         """A keyed hash to find records by a personal value without storing it in the clear."""
         return hmac.new(self._hash_key, value.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    def digits_hash(self, digits: str) -> str:
+        """The keyed hash of a number's last digits under the current key (what is stored)."""
+        return hmac.new(self._digits_keys[0], digits.encode("ascii"), hashlib.sha256).hexdigest()
+
+    def digits_hashes(self, digits: str) -> list[str]:
+        """The hashes of `digits` under every configured key (what a search looks for)."""
+        return [hmac.new(k, digits.encode("ascii"), hashlib.sha256).hexdigest() for k in self._digits_keys]
 
 
 def mask_phone(e164: str | None) -> str | None:

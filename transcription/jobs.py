@@ -17,6 +17,7 @@ import hashlib
 import logging
 import os
 import socket
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -88,8 +89,12 @@ class TranscriptionJobs:
         *,
         clock: Clock = utcnow,
         worker_id: str | None = None,
+        on_transcript: Callable[[Session, Transcript], None] | None = None,
     ) -> None:
         self.db = db
+        # Called in the transaction that stores a finished transcript (app.py hands in the cases' search
+        # index: transcription does not import cases).
+        self.on_transcript = on_transcript
         self.media = media
         self.transcriber = transcriber
         self.recordings_dir = recordings_dir
@@ -388,6 +393,8 @@ class TranscriptionJobs:
                 row.status, row.reason = TranscriptStatus.FAILED, failure
             else:
                 _apply_outcome(row, outcome, started, row.finished_at)
+                if self.on_transcript is not None:
+                    self.on_transcript(session, row)
             rec = row.recording
             if rec.last_error and rec.last_error.startswith(COPY_FAULTS):
                 rec.last_error = None  # our copy was read whole this time

@@ -16,7 +16,8 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from cases import audit
-from cases.models import Call, CallEvent, Case, CaseEvent, Notification, NotificationAttempt
+from cases.models import Call, CallEvent, Case, CaseEvent, Notification, NotificationAttempt, SearchText
+from cases.search_index import TRANSCRIPT
 from cases.staff import AuditEvent
 from transcription.models import Recording, Transcript
 
@@ -47,7 +48,13 @@ def _numbers_of_cases(session: Session, case_ids: Sequence[int]) -> None:
     session.execute(
         update(Case)
         .where(Case.id.in_(case_ids))
-        .values(callback_number_enc=None, callback_number_masked=None)
+        # The keyed hashes of the last digits (cases.search_index) go with the numbers.
+        .values(
+            callback_number_enc=None,
+            callback_number_masked=None,
+            callback_digits_hash=None,
+            caller_digits_hash=None,
+        )
         .execution_options(**NO_SYNC)
     )
     erase_call_numbers(session, select(Case.call_id).where(Case.id.in_(case_ids)).scalar_subquery())
@@ -83,6 +90,11 @@ def mark_recordings(session: Session, recording_ids: Sequence[int], now: datetim
         update(Recording)
         .where(Recording.id.in_(recording_ids))
         .values(erased_at=now)
+        .execution_options(**NO_SYNC)
+    )
+    session.execute(  # the transcripts' words leave the search index with them
+        delete(SearchText)
+        .where(SearchText.kind == TRANSCRIPT, SearchText.source_id.in_(recording_ids))
         .execution_options(**NO_SYNC)
     )
 
@@ -143,6 +155,8 @@ def erase_drafts(session: Session, case_ids: Sequence[int], now: datetime) -> No
     )
     mark_recordings(session, recordings, now)
     _clear_paths(session, select(Case.call_id).where(Case.id.in_(case_ids)).scalar_subquery())
+    # Whatever of the draft was made searchable (a transcript, an agent's correction) goes with it.
+    session.execute(delete(SearchText).where(SearchText.case_id.in_(case_ids)).execution_options(**NO_SYNC))
     tombstones(session, ((c, {}) for c in case_ids), "draft", now)
 
 

@@ -26,6 +26,7 @@ from cases.retention import batches
 from cases.retention.batches import TOMBSTONE
 from cases.retention.rules import DUE, KINDS
 from cases.retention.settings import RetentionSettings
+from cases.search_index import TRANSCRIPT, clear_number_hashes, forget_text
 from infra.clock import Clock, as_utc, utcnow
 from infra.db import Database
 from infra.sweeps import SweepReport
@@ -79,6 +80,7 @@ def erase_case_number(session: Session, case: Case, now: datetime, stone: Stone 
     """The reporter's number on the case and its call."""
     case.callback_number_enc = None
     case.callback_number_masked = None
+    clear_number_hashes(case)
     erase_call_number(session.get(Call, case.call_id) if case.call_id else None)
     tombstone(session, case.id, "caller_number", now, stone)
 
@@ -90,6 +92,7 @@ def _mark_recording(session: Session, rec: Recording, now: datetime) -> None:
         transcript.text = None
         transcript.words = None
         transcript.mean_confidence = None
+    forget_text(session, TRANSCRIPT, rec.id)  # its words leave the search index with it
     rec.erased_at = now
 
 
@@ -121,6 +124,7 @@ def erase_draft(session: Session, case: Case, now: datetime) -> None:
     """A case that never left draft: its number, recordings, transcripts and menu path."""
     case.callback_number_enc = None
     case.callback_number_masked = None
+    clear_number_hashes(case)
     call = session.get(Call, case.call_id) if case.call_id else None
     erase_call_number(call)
     for rec in session.scalars(

@@ -17,7 +17,7 @@ from datetime import datetime
 from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session
 
-from cases import audit
+from cases import audit, search_index
 from cases.callbacks.promise import close_callback, locked
 from cases.models import (
     OPEN_CALLBACK_STATES,
@@ -198,6 +198,7 @@ def _corrections(session: Session, case: Case, now: datetime, stone: Stone, done
     ).all()
     for correction in changed:
         correction.text = ""  # the row (who corrected, when) stays: it is part of the handling record
+        search_index.forget_text(session, search_index.CORRECTION, correction.recording_id)
     if changed:
         tombstone(session, case.id, "corrections", now, stone)
         done.parts.append("corrections")

@@ -33,6 +33,7 @@ from sqlalchemy import func, select
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from app import create_app, get_database, upgrade_database
+from cases.models import SearchText
 from cases.offices import load_offices
 from infra.clock import utcnow
 from infra.config import Config
@@ -353,6 +354,10 @@ def test_a_korean_message_is_downloaded_transcribed_and_exported(
     [case] = [c for c in json.loads(exported.stdout) if c["recording_sid"] == rec.sid]
     assert (case["recording_status"], case["transcript_status"]) == ("stored", "done")
     assert case["transcript_text"] == transcript.text
+    # The worker put the transcript's words in the search index (app.py hands it cases.search_index).
+    with get_database(hotline.app).session() as session:
+        indexed = session.scalar(select(SearchText.words).where(SearchText.source_id == row.id))
+    assert indexed and KO_WORDS & set(indexed.split()), indexed
 
 
 def test_a_thai_call_is_stored_and_exported_with_no_model(hotline: Hotline) -> None:

@@ -1,0 +1,389 @@
+"""Benchmark: the console's search at 100,000 cases, on SQLite and (with --pg URL) PostgreSQL.
+
+What one run does (in-process through the Flask test client; nothing listens on a port):
+
+1. ``seed(app, n)``: the offices, ``tests.support.seed.seed_console`` (its staff and nine linked cases)
+   and ``n`` bulk cases (``seed_bulk_cases``: 85 % at the centre and provinces, 10 % in Chiang Mai (50),
+   5 % over the districts), then for each bulk case a callback number of its own (encrypted, with its
+   search hash) and, for 40 % of them, a Thai summary of 6-14 words (written without spaces, kept in
+   the search index as its words), all by bulk statements.
+2. ``search_timings(app, samples)``: signed in as ``agent`` (the centre: every case) and ``op50``
+   (an SC-Operator of Chiang Mai), each search timed with ``timed(label, fn, n)``: a reference (with
+   the dash), the last 4 digits of a number (POST with the CSRF token), the last 7 digits, one Thai word
+   and two Thai words; every answer is checked for 200 and a result.
+
+Another timing (a dashboard page) is added as a function taking the seeded app and returning
+``timed(...)`` rows, passed to ``run(..., extra=[...])``; ``seed`` and ``timed`` are the shared parts.
+
+Printed: p50, p95 and max per search and user, PASS/FAIL against issue 14's 150 ms p95 (SQLite), and
+the load average before and after (other sessions share the CPU: a busy machine inflates the figures).
+
+Usage (from the repo root)::
+
+    .venv/bin/python bench/console.py                        # 100,000 cases on SQLite
+    .venv/bin/python bench/console.py --cases 20000 --samples 30
+    .venv/bin/python bench/console.py --reuse /tmp/search-100k.db   # seeds once, then copies the file
+    .venv/bin/python bench/console.py --pg postgresql+psycopg://postgres@127.0.0.1:5454/bench  # an empty db
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = Path(__file__).resolve().parent
+# This file's name is the console package's: bench/ goes last on the path, so `console` is the package
+# and only figures/console_pages come from here.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]
+sys.path.insert(0, str(ROOT))
+sys.path.append(str(BENCH))
+
+from console_pages import make_config, office_codes, signed_in  # noqa: E402  (bench/console_pages.py)
+from figures import log, percentile  # noqa: E402
+from flask import Flask  # noqa: E402
+from flask.testing import FlaskClient  # noqa: E402
+from sqlalchemy import func, insert, select, text, update  # noqa: E402
+from sqlalchemy.orm import Session  # noqa: E402
+
+from app import create_app, get_database, upgrade_database  # noqa: E402
+from cases.models import CENTRAL_OFFICE_CODE, Case, Office, OfficeKind, SearchText  # noqa: E402
+from cases.offices import load_offices  # noqa: E402
+from cases.reference import display_reference  # noqa: E402
+from cases.search_index import SUMMARY, digits_hash  # noqa: E402
+from infra.config import Config  # noqa: E402
+from infra.crypto import FieldCipher, mask_phone  # noqa: E402
+from tests.support.seed import PROVINCE, seed_bulk_cases, seed_console  # noqa: E402
+
+TARGET_P95_MS = 150.0
+TEXT_SHARE = 0.4  # bulk cases with a summary
+BATCH = 2000
+# Words of the summaries (newmm keeps each whole), from everyday reports of the hotline.
+VOCAB = [
+    "นักเรียน",
+    "ครู",
+    "โรงเรียน",
+    "รุ่นพี่",
+    "รังแก",
+    "ทำร้าย",
+    "ร่างกาย",
+    "ห้องเรียน",
+    "สนามฟุตบอล",
+    "รถรับส่ง",
+    "อุบัติเหตุ",
+    "บาดเจ็บ",
+    "ผู้ปกครอง",
+    "ข่มขู่",
+    "ถ่ายรูป",
+    "โทรศัพท์",
+    "ออนไลน์",
+    "ซึมเศร้า",
+    "เครียด",
+    "ร้องไห้",
+    "ไม่กล้า",
+    "บอก",
+    "เพื่อน",
+    "ตี",
+    "ด่า",
+    "ล้อเลียน",
+    "ขโมย",
+    "เงิน",
+    "ค่าขนม",
+    "ห้องน้ำ",
+    "โรงอาหาร",
+    "ประตู",
+    "หน้าต่าง",
+    "ไฟไหม้",
+    "น้ำท่วม",
+    "หกล้ม",
+    "ขาหัก",
+    "ศีรษะ",
+    "โรงพยาบาล",
+    "ยาเสพติด",
+    "บุหรี่",
+    "ไฟฟ้า",
+    "สุรา",
+    "การพนัน",
+    "ทะเลาะ",
+    "วิวาท",
+    "อาวุธ",
+    "มีด",
+    "กลางคืน",
+    "เลิกเรียน",
+    "ตอนเช้า",
+    "ทุกวัน",
+    "หอพัก",
+    "รถจักรยานยนต์",
+    "ถนน",
+    "ผู้อำนวยการ",
+    "ติดต่อ",
+    "กลับ",
+    "แจ้ง",
+    "เหตุ",
+    "ช่วยเหลือ",
+    "ด่วน",
+]
+
+
+# --------------------------------------------------------------------------------------------------
+# Seeding
+# --------------------------------------------------------------------------------------------------
+
+
+def seed(app: Flask, cases: int, *, events: int = 1) -> dict[str, Any]:
+    """The offices, the console tests' staff and cases, and `cases` bulk cases with numbers and texts."""
+    cfg: Config = app.config["HOTLINE"]
+    cipher = FieldCipher(cfg.data_key)
+    t0 = time.perf_counter()
+    with get_database(app).session() as session:
+        load_offices(session)
+        seed_console(
+            session, cipher=cipher, recordings_dir=cfg.recordings_dir, recording_key=cfg.recording_key
+        )
+        central_and_provinces = office_codes(
+            session, (Office.kind == OfficeKind.PROVINCE) | (Office.code == CENTRAL_OFFICE_CODE)
+        )
+        chiang_mai = office_codes(session, Office.province_code == PROVINCE)
+        districts = office_codes(session, Office.kind == OfficeKind.DISTRICT)
+        start = 0
+        shares = [(central_and_provinces, 0.85), (chiang_mai, 0.10), (districts, 0.05)]
+        for i, (codes, share) in enumerate(shares):
+            n = cases - start if i == len(shares) - 1 else round(cases * share)
+            seed_bulk_cases(
+                session, n, start=start, office_codes=codes, events_per_case=events, rng=random.Random(i)
+            )
+            start += n
+        log(f"  {cases:,} bulk cases ({time.perf_counter() - t0:.0f} s)")
+        texts = numbers_and_texts(session, cipher, random.Random(7))
+        log(f"  numbers and {texts:,} summaries ({time.perf_counter() - t0:.0f} s)")
+    return {"seconds": round(time.perf_counter() - t0, 1), "bulk_cases": cases, "summaries": texts}
+
+
+def numbers_and_texts(session: Session, cipher: FieldCipher, rng: random.Random) -> int:
+    """A number of its own (and its hash) for every case without one, and a summary for TEXT_SHARE."""
+    last, texts = 0, 0
+    while True:
+        rows = session.execute(
+            select(Case.id, Case.callback_choice)
+            .where(Case.callback_number_enc.is_(None), Case.id > last)
+            .order_by(Case.id)
+            .limit(BATCH)
+        ).all()
+        if not rows:
+            return texts
+        last = rows[-1].id
+        changes, summaries = [], []
+        for case_id, choice in rows:
+            change: dict[str, Any] = {"id": case_id}
+            if choice != "none":
+                number = "+668" + "".join(rng.choice("0123456789") for _ in range(8))
+                change.update(
+                    callback_number_enc=cipher.encrypt(number),
+                    callback_number_masked=mask_phone(number),
+                    callback_digits_hash=digits_hash(cipher, number),
+                    caller_digits_hash=digits_hash(cipher, number),
+                )
+            if rng.random() < TEXT_SHARE:
+                words = [rng.choice(VOCAB) for _ in range(rng.randint(6, 14))]
+                change["summary"] = "".join(words)
+                summaries.append(
+                    {"case_id": case_id, "kind": SUMMARY, "source_id": case_id, "words": " ".join(words)}
+                )
+            changes.append(change)
+        # Grouped by keys: an executemany UPDATE needs the same columns in every row.
+        for keys in {tuple(sorted(c)) for c in changes}:
+            group = [c for c in changes if tuple(sorted(c)) == keys]
+            if len(keys) > 1:
+                session.execute(update(Case), group)
+        if summaries:
+            session.execute(insert(SearchText), summaries)
+        texts += len(summaries)
+
+
+# --------------------------------------------------------------------------------------------------
+# Timing
+# --------------------------------------------------------------------------------------------------
+
+
+def timed(label: str, fn: Callable[[int], None], n: int, *, warmup: int = 3) -> dict[str, Any]:
+    """Run fn(i) `warmup` times untimed, then n times timed; p50, p95, max in ms and PASS/FAIL."""
+    for i in range(warmup):
+        fn(i)
+    times = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        fn(i)
+        times.append((time.perf_counter() - t0) * 1000)
+    p95 = percentile(times, 95)
+    return {
+        "label": label,
+        "requests": n,
+        "p50_ms": round(percentile(times, 50), 1),
+        "p95_ms": round(p95, 1),
+        "max_ms": round(max(times), 1),
+        "pass": p95 < TARGET_P95_MS,
+    }
+
+
+def _csrf(client: FlaskClient) -> str:
+    page = client.get("/console/search/").get_data(as_text=True)
+    match = re.search(r'name="csrf-token" content="([^"]+)"', page)
+    if match is None:
+        raise RuntimeError("no CSRF token on the search page")
+    return match.group(1)
+
+
+def _check(label: str, response: Any, expect: str | None) -> None:
+    body = response.get_data(as_text=True)
+    if response.status_code != 200 or (expect is not None and expect not in body):
+        raise RuntimeError(f"{label}: answered {response.status_code} without {expect!r}")
+
+
+def _samples(app: Flask, user: str) -> tuple[list[str], list[str]]:
+    """References and numbers of bulk cases the user sees (op50: Chiang Mai's, not drafts)."""
+    cipher = FieldCipher(app.config["HOTLINE"].data_key)
+    with get_database(app).session() as session:
+        stmt = select(Case.reference, Case.callback_number_enc).where(
+            Case.id > 9, Case.callback_number_enc.is_not(None)
+        )
+        if user == "op50":
+            cm50 = session.scalar(select(Office.id).where(Office.code == PROVINCE))
+            stmt = stmt.where(Case.office_id == cm50, Case.status != "draft")
+        rows = session.execute(stmt.order_by(func.random()).limit(50)).all()
+    return [r[0] for r in rows], [cipher.decrypt(r[1]) for r in rows]
+
+
+def search_timings(app: Flask, samples: int) -> list[dict[str, Any]]:
+    """The searches, as the centre (agent) and as an SC-Operator of one province (op50)."""
+    rows = []
+    for user in ("agent", "op50"):
+        rows += user_timings(app, user, samples)
+        for row in rows[-5:]:
+            log(f"  {row['label']}: p50 {row['p50_ms']} ms, p95 {row['p95_ms']} ms")
+    return rows
+
+
+def user_timings(app: Flask, user: str, samples: int) -> list[dict[str, Any]]:
+    client = signed_in(app, user)
+    token = _csrf(client)
+    references, numbers = _samples(app, user)
+
+    def by_reference(i: int) -> None:
+        shown = display_reference(references[i % len(references)])
+        _check("reference", client.get(f"/console/search/?q={shown}"), shown)
+
+    def by_digits(i: int, count: int) -> None:
+        digits = numbers[i % len(numbers)][-count:]
+        response = client.post("/console/search/number", data={"digits": digits, "csrf_token": token})
+        _check("digits", response, "/console/cases/")
+
+    def by_words(i: int, n_words: int) -> None:
+        words = " ".join(VOCAB[(i * 7 + k * 13) % len(VOCAB)] for k in range(n_words))
+        _check("words", client.get(f"/console/search/?q={words}"), None)
+
+    return [
+        timed(f"reference, {user}", by_reference, samples),
+        timed(f"last 4 digits, {user}", lambda i: by_digits(i, 4), samples),
+        timed(f"last 7 digits, {user}", lambda i: by_digits(i, 7), samples),
+        timed(f"one Thai word, {user}", lambda i: by_words(i, 1), samples),
+        timed(f"two Thai words, {user}", lambda i: by_words(i, 2), samples),
+    ]
+
+
+# --------------------------------------------------------------------------------------------------
+# A run
+# --------------------------------------------------------------------------------------------------
+
+Timing = Callable[[Flask, int], list[dict[str, Any]]]
+
+
+def run(
+    database_url: str | None,
+    cases: int,
+    samples: int,
+    extra: Sequence[Timing] = (),
+    reuse: Path | None = None,
+) -> dict[str, Any]:
+    """Seed an empty database (a throwaway SQLite file when None) and time the searches and `extra`.
+
+    `reuse` (SQLite): a seeded file copied instead of seeding when it is there, kept there otherwise.
+    """
+    instance_dir = Path(tempfile.mkdtemp(prefix="hotline-bench-search-"))
+    sqlite_file = instance_dir / "hotline.db"
+    url = database_url or f"sqlite:///{sqlite_file}"
+    report: dict[str, Any] = {"database": url.split(":", 1)[0], "load_at_start": os.getloadavg()}
+    app = None
+    try:
+        reused = database_url is None and reuse is not None and reuse.exists()
+        if reused and reuse is not None:
+            shutil.copyfile(reuse, sqlite_file)
+        upgrade_database(url)
+        app = create_app(make_config(instance_dir, url))
+        app.testing = True
+        with get_database(app).session() as session:
+            seeded = session.scalar(select(func.count(Case.id))) or 0
+        if reused or (database_url is not None and seeded):
+            # PostgreSQL: a database seeded by an earlier run (same fixed keys) is measured again.
+            report["seed"] = {"reused": str(reuse) if reused else "the PostgreSQL database", "cases": seeded}
+        else:
+            log(f"seeding {cases:,} cases in {report['database']} ...")
+            report["seed"] = seed(app, cases)
+            if database_url is not None:
+                with get_database(app).session() as session:
+                    session.execute(text("ANALYZE"))  # the planner's statistics of the bulk-loaded tables
+            if database_url is None and reuse is not None:
+                get_database(app).dispose()  # the last connection's close checkpoints the WAL into the file
+                shutil.copyfile(sqlite_file, reuse)
+        report["timings"] = search_timings(app, samples)
+        for timing in extra:
+            report["timings"] += timing(app, samples)
+        report["load_at_end"] = os.getloadavg()
+    finally:
+        if app is not None:
+            get_database(app).dispose()
+        shutil.rmtree(instance_dir, ignore_errors=True)
+    return report
+
+
+def print_report(report: dict[str, Any]) -> None:
+    print(f"\n{report['database']}: {report['seed']}")
+    loads = f"load average at start {report['load_at_start']}, at end {report['load_at_end']}"
+    print(f"{loads}, cpus {os.cpu_count()}")
+    print(f"{'search':36} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
+    for row in report["timings"]:
+        verdict = "PASS" if row["pass"] else "FAIL"
+        print(f"{row['label']:36} {row['p50_ms']:8.1f} {row['p95_ms']:8.1f} {row['max_ms']:8.1f}  {verdict}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="The console's search at many cases (issue 14).")
+    p.add_argument("--cases", type=int, default=100_000, help="bulk cases to seed [100000]")
+    p.add_argument("--samples", type=int, default=100, help="timed requests per search and user [100]")
+    p.add_argument("--pg", metavar="URL", help="also on this empty PostgreSQL database")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument("--reuse", type=Path, help="SQLite: copy the seeded database from/to this file")
+    args = p.parse_args(argv)
+    reports = [run(None, args.cases, args.samples, reuse=args.reuse)]
+    if args.pg:
+        reports.append(run(args.pg, args.cases, args.samples))
+    if args.json:
+        print(json.dumps(reports, indent=2))
+    else:
+        for report in reports:
+            print_report(report)
+    # The target is SQLite's (issue 14); PostgreSQL's figures are printed for comparison.
+    return 0 if all(row["pass"] for row in reports[0]["timings"]) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
