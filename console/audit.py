@@ -69,6 +69,8 @@ AUDIT_WORDS: dict[str, str] = {
     "phone_set_by_admin": N_("Phone set from the shell, without a code"),
     "legal_hold_set": N_("Set a legal hold"),
     "legal_hold_released": N_("Released a legal hold"),
+    "dashboard_exported": N_("Exported the dashboard's figures or case list"),
+    "case_printed": N_("Opened the case's print view"),
 }
 # Why a reveal was refused (detail "why"), and what a refused page was (detail "what").
 DETAIL_WORDS: dict[str, str] = {
@@ -81,6 +83,9 @@ DETAIL_WORDS: dict[str, str] = {
     "proposal": N_("a forwarding proposal"),
     "audit_case": N_("a case's audit trail"),
     "audit_user": N_("a person's audit trail"),
+    # What a dashboard export held (detail "what"); "of" is its file type.
+    "figures": N_("the figures"),
+    "cases": N_("the case list"),
     # What a retention tombstone says went ("recording" is above): console.i18n.RETENTION_WORDS.
     "caller_number": N_("the reporter's number"),
     "call_events": N_("the caller's path through the menu"),

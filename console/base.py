@@ -30,7 +30,7 @@ field_cipher: Shared[FieldCipher] = Shared("hotline.cipher")
 # Tests install another to move time forward (idle and absolute session timeouts, case ages).
 console_clock: Shared[Clock] = Shared("hotline.clock", default=utcnow)
 CONSOLE_BLUEPRINTS = frozenset(
-    {"auth", "console", "offices", "notifications", "calls", "profile", "worker", "audit"}
+    {"auth", "console", "offices", "notifications", "calls", "profile", "worker", "audit", "dashboard"}
 )
 # Requests that change nothing: their views read through the read-only session only (see db()).
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

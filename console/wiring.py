@@ -11,7 +11,7 @@ from flask_wtf.csrf import CSRFError
 from cases import phones, workflow
 from cases.callbacks import dialing
 from cases.staff import Role
-from console import audit, auth, base, calls, cases, i18n, notifications, offices, profile, worker
+from console import audit, auth, base, calls, cases, dashboard, i18n, notifications, offices, profile, worker
 from console.base import CONSOLE_BLUEPRINTS, reader, who
 from console.i18n import _
 from infra.crypto import FieldCipher
@@ -66,6 +66,7 @@ def init_app(
     auth.init_app(app)
     app.register_blueprint(cases.bp)
     app.register_blueprint(offices.bp)
+    app.register_blueprint(dashboard.bp)
     profile.init_app(app, staff_phones)
     notifications.init_app(app)
     worker.init_app(app)
