@@ -238,24 +238,21 @@ def _callbacks(
 
 
 def _medians(session: Session, conditions: Sequence[ColumnElement[bool]]) -> list[tuple[str, Median]]:
-    firsts = (
-        select(
-            CaseEvent.case_id.label("case_id"),
-            *(
-                func.min(case((CaseEvent.action == action, CaseEvent.at))).label(step)
-                for step, action in STEPS
-            ),
-        )
-        .join(Case, Case.id == CaseEvent.case_id)
+    # Grouped by the case (its primary key: PostgreSQL then allows its created_at beside the aggregates),
+    # reading the events through their (case_id, action, at) index.
+    firsts = [
+        seconds_between(func.min(case((CaseEvent.action == action, CaseEvent.at))), Case.created_at)
+        for _step, action in STEPS
+    ]
+    stmt = (
+        select(*firsts)
+        .select_from(Case)
+        .join(CaseEvent, CaseEvent.case_id == Case.id)
         .where(*conditions, CaseEvent.action.in_([a for _s, a in STEPS]))
-        .group_by(CaseEvent.case_id)
-        .subquery()
-    )
-    durations = select(*(seconds_between(firsts.c[step], Case.created_at) for step, _a in STEPS)).select_from(
-        firsts.join(Case, Case.id == firsts.c.case_id)
+        .group_by(Case.id)
     )
     columns: list[list[float]] = [[] for _ in STEPS]
-    for row in session.execute(durations):
+    for row in session.execute(stmt):
         for i, value in enumerate(row):
             if value is not None:
                 columns[i].append(round(float(value)))  # whole seconds: julianday carries float noise

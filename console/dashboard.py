@@ -53,6 +53,8 @@ MIME = {
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
 }
 SHORT_SHOWN = 40  # offices short of SC-Operators listed on the page (all of them in the export)
+OFFICES_SHOWN = 20  # rows of the cases-by-office chart: the centre has a thousand offices
+OFFICE_TABLE = 3  # its place in figure_tables
 
 
 def _tz() -> ZoneInfo:
@@ -119,10 +121,21 @@ class Panel:
     chart: Markup
 
 
+def _top(rows: list[list[Any]]) -> list[list[Any]]:
+    """The offices with most cases, and the rest summed in one row (the export lists every office)."""
+    if len(rows) <= OFFICES_SHOWN:
+        return rows
+    rest = rows[OFFICES_SHOWN - 1 :]
+    other = _("Other offices (%(n)d)", n=len(rest))
+    return [*rows[: OFFICES_SHOWN - 1], [other, sum(r[1] for r in rest)]]
+
+
 def _panels(tables: list[Table]) -> list[Panel]:
     out = []
-    for table in tables:
+    for i, table in enumerate(tables):
         rows = [list(r) for r in table.rows]
+        if i == OFFICE_TABLE:
+            rows = _top(rows)
         points = [(str(r[0]), float(r[1] or 0)) for r in rows]
         out.append(Panel(table, rows, bar_chart(table.name, points)))
     return out
