@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from app import get_database
 from cases.staff import AuditEvent
+from console import dashboard
 from console.base import console_clock
 from infra.config import Config
 from infra.crypto import FieldCipher
@@ -176,3 +177,12 @@ def test_libreoffice_opens_the_exports_with_thai_intact(
     rows = [list(r) for r in sheet.iter_rows(values_only=True)]
     assert rows[0][:4] == ["เลขที่เรื่อง", "รับแจ้งเมื่อ", "สถานะ", "กลุ่มภัย"]
     assert len(rows) == 7 and "10 มิ.ย. 2569 10:00" in [r[1] for r in rows]
+
+
+def test_the_office_chart_shows_the_top_offices_and_sums_the_rest(app: Flask) -> None:
+    rows = [[f"office {i}", 100 - i] for i in range(25)]
+    with app.test_request_context("/console/dashboard"):
+        shown = dashboard._top(rows)
+    assert len(shown) == dashboard.OFFICES_SHOWN
+    assert shown[:19] == rows[:19]
+    assert shown[-1] == ["สำนักงานอื่น (6 แห่ง)", sum(100 - i for i in range(19, 25))]
