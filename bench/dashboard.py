@@ -34,6 +34,7 @@ import random
 import re
 import secrets
 import shutil
+import sqlite3
 import sys
 import tempfile
 import time
@@ -268,6 +269,8 @@ def main() -> int:
         app = create_app(make_config(work / "instance", url))
         seconds = 0.0 if reused else seed(app, args.cases)
         if args.reuse and not reused and not args.database_url:
+            with sqlite3.connect(work / "hotline.db") as conn:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # everything in the file that is copied
             shutil.copyfile(work / "hotline.db", args.reuse)
         log(f"seeded {args.cases:,} cases in {seconds:.0f} s" if not reused else f"reused {args.reuse}")
         load = os.getloadavg()

@@ -238,8 +238,7 @@ def _callbacks(
 
 
 def _medians(session: Session, conditions: Sequence[ColumnElement[bool]]) -> list[tuple[str, Median]]:
-    # Grouped by the case (its primary key: PostgreSQL then allows its created_at beside the aggregates),
-    # reading the events through their (case_id, action, at) index.
+    # Grouped by the case, reading its events through their (case_id, action, at) index.
     firsts = [
         seconds_between(func.min(case((CaseEvent.action == action, CaseEvent.at))), Case.created_at)
         for _step, action in STEPS
@@ -248,8 +247,12 @@ def _medians(session: Session, conditions: Sequence[ColumnElement[bool]]) -> lis
         select(*firsts)
         .select_from(Case)
         .join(CaseEvent, CaseEvent.case_id == Case.id)
-        .where(*conditions, CaseEvent.action.in_([a for _s, a in STEPS]))
-        .group_by(Case.id)
+        # No filter on the action: one seek per case into the (case_id, action, at) index reads its few
+        # events, where `action IN (...)` made four.
+        .where(*conditions)
+        # created_at first: SQLite then walks the period in an index on (created_at, ...) instead of
+        # scanning the whole table in id order to group by id.
+        .group_by(Case.created_at, Case.id)
     )
     columns: list[list[float]] = [[] for _ in STEPS]
     for row in session.execute(stmt):
