@@ -165,6 +165,7 @@ class Case(Base):
         Index("ix_cases_queue", "created_at", "id", "status"),
         # The dashboard counts a period's cases by state, group, province and office from this index alone.
         Index("ix_cases_figures", "created_at", "status", "category", "province_code", "office_id"),
+        Index("ix_cases_office_figures", "office_id", "created_at", "status", "category", "province_code"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
