@@ -186,3 +186,16 @@ def test_the_office_chart_shows_the_top_offices_and_sums_the_rest(app: Flask) ->
     assert len(shown) == dashboard.OFFICES_SHOWN
     assert shown[:19] == rows[:19]
     assert shown[-1] == ["สำนักงานอื่น (6 แห่ง)", sum(100 - i for i in range(19, 25))]
+
+
+def test_the_page_and_the_case_list_in_english(app: Flask, world: FiguresWorld) -> None:
+    client = signed_in(app, "op50")
+    page = client.get("/console/dashboard").get_data(as_text=True)
+    token = re.search(r'name="csrf-token" content="([^"]+)"', page)
+    assert token
+    client.post("/console/locale", data={"locale": "en", "next": "/console/", "csrf_token": token.group(1)})
+    html = client.get("/console/dashboard", query_string=JUNE).get_data(as_text=True)
+    assert "Cases opened from 1 Jun 2026 to 15 Jun 2026: 4" in html and "Violence" in html
+    rows = _csv_rows(client.get("/console/dashboard/cases.csv", query_string=JUNE).data)
+    assert rows[0][:3] == ["Reference", "Opened", "State"]
+    assert "10 Jun 2026 10:00" in [r[1] for r in rows]
