@@ -254,15 +254,14 @@ def _medians(session: Session, conditions: Sequence[ColumnElement[bool]]) -> lis
         # scanning the whole table in id order to group by id.
         .group_by(Case.created_at, Case.id)
     )
-    columns: list[list[float]] = [[] for _ in STEPS]
-    for row in session.execute(stmt):
-        for i, value in enumerate(row):
-            if value is not None:
-                columns[i].append(round(float(value)))  # whole seconds: julianday carries float noise
-    return [
-        (step, Median(statistics.median(col) if col else None, len(col)))
-        for (step, _a), col in zip(STEPS, columns, strict=True)
-    ]
+    columns = list(zip(*session.execute(stmt).all(), strict=True)) or [() for _ in STEPS]
+    medians = []
+    for (step, _a), column in zip(STEPS, columns, strict=True):
+        reached = [float(v) for v in column if v is not None]
+        # Tenths of a second: julianday's float arithmetic leaves noise far below that.
+        middle = round(statistics.median(reached), 1) if reached else None
+        medians.append((step, Median(middle, len(reached))))
+    return medians
 
 
 def short_offices(session: Session, scope: Scope) -> list[ShortOffice]:
