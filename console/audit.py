@@ -75,6 +75,8 @@ AUDIT_WORDS: dict[str, str] = {
     "subject_exported": N_("Exported what the service holds about the case"),
     "retention_erased": N_("Erased by retention"),  # a recording no case held (cases.retention)
     "search_by_number": N_("Searched cases by a phone number's digits"),
+    "dashboard_exported": N_("Exported the dashboard's figures or case list"),
+    "case_printed": N_("Opened the case's print view"),
 }
 # Why a reveal was refused (detail "why"), and what a refused page was (detail "what").
 DETAIL_WORDS: dict[str, str] = {
@@ -87,6 +89,9 @@ DETAIL_WORDS: dict[str, str] = {
     "proposal": N_("a forwarding proposal"),
     "audit_case": N_("a case's audit trail"),
     "audit_user": N_("a person's audit trail"),
+    # What a dashboard export held (detail "what"); "of" is its file type.
+    "figures": N_("the figures"),
+    "cases": N_("the case list"),
     # What a retention tombstone says went ("recording" is above): console.i18n.RETENTION_WORDS.
     "caller_number": N_("the reporter's number"),
     "call_events": N_("the caller's path through the menu"),

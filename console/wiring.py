@@ -17,6 +17,7 @@ from console import (
     base,
     calls,
     cases,
+    dashboard,
     i18n,
     live,
     notifications,
@@ -81,6 +82,7 @@ def init_app(
     auth.init_app(app)
     app.register_blueprint(cases.bp)
     app.register_blueprint(offices.bp)
+    app.register_blueprint(dashboard.bp)
     profile.init_app(app, staff_phones)
     notifications.init_app(app)
     live.init_app(app)
