@@ -70,7 +70,7 @@ def test_the_routing_and_forwarding_forms_have_no_axe_violations(
     # The agent's case page carries the routing form (province, district, hazard group) ...
     draft = world.cases["draft_50"]
     check_pages(browser, world, size, "agent", {"case page to route": f"/console/cases/{draft}"})
-    # ... the SC-Operator's the summary form and the grouped forwarding targets.
+    # ... the SC-Operator's, the summary form and the grouped forwarding targets.
     check_pages(
         browser,
         world,
@@ -92,3 +92,19 @@ def test_an_office_admins_pages_have_no_axe_violations(browser: Browser, world: 
         "admin50",
         {"privacy": "/console/privacy", "offices": "/console/offices", "audit": "/console/audit"},
     )
+
+
+def test_the_check_fails_on_the_old_signed_in_name_colours(browser: Browser) -> None:
+    """The check is live: the console's old link blue on its navy bar (1.6:1) is reported as a violation."""
+    page = browser.new_page()
+    try:
+        page.set_content(
+            '<!doctype html><html lang="th"><head><title>t</title></head><body><main><h1>คิว</h1>'
+            '<header style="background:#123a6b"><a href="/me" style="color:#0c59a6">ประเสริฐ หัวหน้า</a>'
+            "</header></main></body></html>"
+        )
+        found = violations(page)
+        assert [v["id"] for v in found] == ["color-contrast"], describe(found)
+        assert "1.6" in describe(found)
+    finally:
+        page.close()
