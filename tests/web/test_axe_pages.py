@@ -59,6 +59,9 @@ def test_a_heads_pages_have_no_axe_violations(browser: Browser, world: World, si
             "search": "/console/search/",
             "search results": f"/console/search/?q={WORDS}",
             "approvals": "/console/approvals",
+            "print view": f"/console/cases/{world.cases['assigned_50']}/print",
+            "own phone": "/console/me",
+            "failed deliveries": "/console/notifications/failed",
         },
     )
 
