@@ -3,6 +3,8 @@ out and signed in, on a wide screen (1366×900) and on a phone (390×844)."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
@@ -111,3 +113,39 @@ def test_the_check_fails_on_the_old_signed_in_name_colours(browser: Browser) -> 
         assert "1.6" in describe(found)
     finally:
         page.close()
+
+
+def test_the_district_chosen_by_name_in_the_browser_with_the_refusals_checked_too(
+    browser: Browser, world: World
+) -> None:
+    """The agent picks the district by its name; the refusal and the offer of the office above, and the
+    routed page, are checked by axe-core as well (error and warning colours)."""
+    context = browser.new_context(viewport=SIZES["wide"], locale="th-TH")
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    case_id = world.cases["draft_50"]
+    route = f"form[action$='/cases/{case_id}/route']:not(.offer) button"
+    try:
+        sign_in(page, world, "agent")
+        page.goto(f"{world.base}/console/cases/{case_id}")
+        mueang = page.locator("#route-district option[value='5001']").inner_text().strip()
+        assert "เมืองเชียงใหม่" in mueang and "5001" not in mueang  # a name, not a code
+        # Bangkok with a Chiang Mai district: refused.
+        page.select_option("#route-province", "10")
+        page.select_option("#route-district", label=mueang)
+        page.locator(route).click()
+        expect(page.locator(".flash-error")).to_be_visible()
+        assert_accessible(page, "the refused routing")
+        # Chom Thong has no SC-Operator: the province is offered instead.
+        page.select_option("#route-province", "50")
+        page.select_option("#route-district", "5002")
+        page.locator(route).click()
+        expect(page.locator("#route-offer")).to_be_visible()
+        assert_accessible(page, "the offer of the office above")
+        page.select_option("#route-district", label=mueang)
+        page.locator(route).click()
+        expect(page.locator(".flash-ok")).to_be_visible()
+        expect(page.locator("h1 .state")).to_have_class(re.compile(r"\bstate-routed\b"))
+        assert_accessible(page, "the routed case")
+    finally:
+        context.close()
