@@ -7,6 +7,7 @@ import pytest
 from playwright.sync_api import Browser, expect
 
 from console import live
+from tests.web.axe import assert_accessible
 from tests.web.conftest import World
 from tests.web.test_console_browser import signed_in, submit
 
@@ -36,6 +37,7 @@ def test_a_routed_case_shows_on_the_operators_open_page_without_a_reload(
         expect(badge).to_have_attribute("aria-label", "ยังไม่ได้อ่าน 1 รายการ")
         expect(notice).to_be_visible()
         expect(notice).to_have_text("มีเรื่องใหม่ – โหลดใหม่")
+        assert_accessible(operator, "the page with the live notice and badge")
         assert operator.evaluate("window.hotlineSamePage === true")
 
         notice.locator("a").click()  # the notice's link loads the page afresh: the case is in the queue

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from playwright.sync_api import Browser, Page, expect
 
+from tests.web.axe import assert_accessible
 from tests.web.conftest import World
 
 SHOTS = Path("/tmp/browser-shots")  # noqa: S108 - a fixed place to look at the screenshots by hand
@@ -41,6 +42,7 @@ def signed_in(browser: Browser, world: World, username: str) -> Iterator[Page]:
         page.click("form[action$='/console/login'] button")
         expect(page).to_have_url(world.base + "/console/")
         expect(page.locator(".who")).to_have_text(world.member_names[username])
+        assert_accessible(page, f"{username}'s queue")
         yield page
         assert errors == [], f"script errors on {username}'s pages: {errors}"
     finally:
@@ -50,6 +52,7 @@ def signed_in(browser: Browser, world: World, username: str) -> Iterator[Page]:
 def open_case(page: Page, world: World, case_id: int) -> None:
     page.goto(f"{world.base}/console/cases/{case_id}")
     expect(page.locator("h1 .ref")).to_be_visible()
+    assert_accessible(page, f"case {case_id}")
 
 
 def submit(page: Page, form: str) -> None:
@@ -57,6 +60,7 @@ def submit(page: Page, form: str) -> None:
     page.locator(form).locator("button").first.click()
     expect(page.locator(".flash-ok")).to_be_visible()
     expect(page.locator(".flash-error")).to_have_count(0)
+    assert_accessible(page, f"the page after {form}")  # the success message's colours too
 
 
 def state(page: Page) -> str:
@@ -210,6 +214,7 @@ def screenshots(page: Page, world: World, case_id: int, lang: str, folder: Path)
     expect(page.locator("html")).to_have_attribute("lang", lang)
     expect(page.locator(f"a.ref[href='/console/cases/{case_id}']")).to_be_visible()
     check_years(page.locator("table.cases td.nowrap").all_inner_texts(), lang)
+    assert_accessible(page, f"the queue in {lang}")
     page.screenshot(path=str(folder / f"queue-{lang}.png"), full_page=True)
     open_case(page, world, case_id)
     check_years(page.locator("#timeline .when").all_inner_texts(), lang)

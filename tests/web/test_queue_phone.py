@@ -18,6 +18,7 @@ from app import get_database
 from cases.callbacks import callback_settings, open_callback
 from cases.models import Case
 from infra.clock import utcnow
+from tests.web.axe import assert_accessible
 from tests.web.conftest import World
 
 SHOTS = Path("/tmp/browser-shots")  # noqa: S108 - a fixed place to look at the screenshots by hand
@@ -62,6 +63,7 @@ def test_the_queue_is_cards_on_a_390px_phone_with_state_and_due_in_view(
         sign_in(page, world, "op50")
         rows = page.locator("tr.case-row")
         assert rows.count() >= 3
+        assert_accessible(page, "the queue's cards at 390 px")
         shot = tmp_path / "queue-390-th.png"
         page.screenshot(path=str(shot), full_page=True)
         SHOTS.mkdir(exist_ok=True)
@@ -98,6 +100,7 @@ def test_on_a_wide_screen_the_queue_stays_a_table(browser: Browser, world: World
     try:
         sign_in(page, world, "op50")
         expect(page.locator("table.cases thead th").first).to_be_in_viewport()
+        assert_accessible(page, "the queue's table at 1366 px")
         ref = page.locator("tr.case-row >> nth=0").locator("td.cell-ref").bounding_box()
         due = page.locator("tr.case-row >> nth=0").locator("td.callback-cell").bounding_box()
         assert ref is not None and due is not None
