@@ -99,11 +99,8 @@ def _require_head(session: Session, user: User, case: Case) -> None:
         )
 
 
-def _reason(reason: str | None, missing: str) -> str:
-    reason = (reason or "").strip()[:REASON_LIMIT]
-    if not reason:
-        raise InvalidInput(missing)
-    return reason
+def _reason(reason: str | None) -> str:
+    return (reason or "").strip()[:REASON_LIMIT]
 
 
 def may_reassign(session: Session, user: User, case: Case) -> bool:
@@ -132,7 +129,9 @@ def reassign(
     _require_head(session, actor, case)
     if (to_user is None) == (to_committee is None):
         raise InvalidInput(N_("Choose exactly one: a person or a committee."))
-    reason = _reason(reason, N_("Give a reason for reassigning the case."))
+    reason = _reason(reason)
+    if not reason:
+        raise InvalidInput(N_("Give a reason for reassigning the case."))
     if to_user is not None and Role.ACTION not in roles_in(session, to_user, case.office_id):
         raise InvalidInput(N_("That person is not SC-Action of this office."))
     if to_committee is not None and to_committee.office_id != case.office_id:
@@ -187,7 +186,9 @@ def reopen(session: Session, case: Case, actor: User, reason: str | None, *, clo
     the page does not show a result for work that goes on. The call back is left as it is."""
     _allowed(case, Move.REOPEN)
     _require_head(session, actor, case)
-    reason = _reason(reason, N_("Give a reason for reopening the case."))
+    reason = _reason(reason)
+    if not reason:
+        raise InvalidInput(N_("Give a reason for reopening the case."))
     detail: dict[str, Any] = {"reason": reason, "outcome": (case.outcome or "")[:REASON_LIMIT]}
     case.outcome = None
     event = _move(session, case, actor, Move.REOPEN, detail=detail, clock=clock)
