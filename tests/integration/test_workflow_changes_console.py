@@ -164,3 +164,7 @@ def test_a_head_reopens_a_resolved_case_and_its_operators_are_alerted(app: Flask
     assert 'id="resolve-form"' in shown
     post(action50, f"{page}/actions", text="เยี่ยมบ้านนักเรียน")
     assert events(app, case_id)[-2:] == ["reopen", "record_action"]
+    # The office's admin reads the reopening in the case's audit trail in Thai (the trail shows no free
+    # text but a reveal's reason: the reason is on the case's timeline, asserted above).
+    trail = text(as_user(app, world, "admin50").get(f"/console/audit/cases/{case_id}"))
+    assert "เปิดเรื่องที่ปิดแล้วใหม่" in trail and "ผู้ปกครองแจ้งว่ายังเกิดเหตุอยู่" not in trail
