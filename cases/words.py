@@ -41,4 +41,7 @@ MOVE_WORDS: dict[str, str] = {
     "acknowledge": N_("acknowledge"),
     "record_action": N_("record an action"),
     "resolve": N_("resolve"),
+    "withdraw": N_("withdraw the proposal"),
+    "reassign": N_("reassign"),
+    "reopen": N_("reopen"),
 }

@@ -52,6 +52,10 @@ class Move(enum.StrEnum):
     ACKNOWLEDGE = "acknowledge"
     RECORD_ACTION = "record_action"
     RESOLVE = "resolve"
+    # Corrections by the people who made or oversee a move (cases.workflow_changes).
+    WITHDRAW = "withdraw"
+    REASSIGN = "reassign"
+    REOPEN = "reopen"
 
 
 S = CaseStatus
@@ -67,6 +71,13 @@ TRANSITIONS: dict[tuple[CaseStatus, Move], CaseStatus] = {
     (S.IN_ACTION, Move.ACKNOWLEDGE): S.IN_ACTION,
     (S.IN_ACTION, Move.RECORD_ACTION): S.IN_ACTION,
     (S.IN_ACTION, Move.RESOLVE): S.RESOLVED,
+    # The proposer takes back a pending proposal: the case is at its office again, as after a rejection.
+    (S.PROPOSED, Move.WITHDRAW): S.ROUTED,
+    # A head gives the case to other SC-Action staff: they acknowledge it before working on it.
+    (S.ASSIGNED, Move.REASSIGN): S.ASSIGNED,
+    (S.IN_ACTION, Move.REASSIGN): S.ASSIGNED,
+    # A head reopens a resolved case: its SC-Action staff (who acknowledged it) work on it again.
+    (S.RESOLVED, Move.REOPEN): S.IN_ACTION,
 }
 # States in which the case's content (summary, hazard group, transcript) may still be edited.
 EDITABLE = {S.DRAFT, S.ROUTED}

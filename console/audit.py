@@ -77,6 +77,10 @@ AUDIT_WORDS: dict[str, str] = {
     "search_by_number": N_("Searched cases by a phone number's digits"),
     "dashboard_exported": N_("Exported the dashboard's figures or case list"),
     "case_printed": N_("Opened the case's print view"),
+    # cases.workflow_changes: second thoughts on the workflow, with the reason beside them.
+    "proposal_withdrawn": N_("Withdrew a forwarding proposal"),
+    "case_reassigned": N_("Reassigned the case to other SC-Action staff"),
+    "case_reopened": N_("Reopened the resolved case"),
 }
 # Why a reveal was refused (detail "why"), and what a refused page was (detail "what").
 DETAIL_WORDS: dict[str, str] = {

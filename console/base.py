@@ -32,7 +32,7 @@ console_clock: Shared[Clock] = Shared("hotline.clock", default=utcnow)
 CONSOLE_BLUEPRINTS = frozenset(
     {
         *("auth", "console", "offices", "notifications", "calls", "profile", "worker", "audit"),
-        *("subject", "privacy", "live", "search", "dashboard"),
+        *("subject", "privacy", "live", "search", "dashboard", "changes"),
     }
 )
 # Requests that change nothing: their views read through the read-only session only (see db()).

@@ -33,7 +33,7 @@ from cases.models import ForwardingProposal, HazardGroup, Office, OfficeKind
 from cases.retention import hold as retention_hold
 from cases.staff import Committee, User
 from cases.workflow import WorkflowError
-from console import i18n, playback, queries, queue_order
+from console import case_changes, i18n, playback, queries, queue_order
 from console.audit import CaseHistory, note_read
 from console.base import (
     apply,
@@ -119,6 +119,7 @@ def case(case_id: int) -> str:
         hazards=list(HazardGroup),
         now=clock(),
         offered=_offered_office(),
+        changes=case_changes.controls(db(), me(), found),
     )
 
 
@@ -131,7 +132,12 @@ def _offered_office() -> Office | None:
 
 @bp.get("/approvals")
 def approvals() -> str:
-    return render_template("console/approvals.html", nav="approvals", rows=queries.approvals(db(), me()))
+    return render_template(
+        "console/approvals.html",
+        nav="approvals",
+        rows=queries.approvals(db(), me()),
+        mine=case_changes.my_pending(db(), me()),
+    )
 
 
 @bp.get("/assignments")

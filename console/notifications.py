@@ -38,6 +38,7 @@ KIND_WORDS: dict[str, str] = {
     "proposal_rejected": N_("Your proposal was rejected"),
     "case_assigned": N_("You were assigned a case"),
     "committee_assigned": N_("Your committee was assigned a case"),
+    "case_reopened": N_("A case was reopened"),
 }
 CHANNEL_WORDS: dict[str, str] = {
     Channel.CONSOLE: N_("Console"),

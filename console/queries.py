@@ -531,8 +531,12 @@ class ProposalRow:
 
 def approvals(session: Session, user: User) -> list[ProposalRow]:
     """The forwarding proposals waiting for this head's decision."""
+    return proposal_rows(session, workflow.proposals_awaiting(session, user))
+
+
+def proposal_rows(session: Session, proposals: list[ForwardingProposal]) -> list[ProposalRow]:
     rows = []
-    for p in workflow.proposals_awaiting(session, user):
+    for p in proposals:
         case = session.get(Case, p.case_id)
         office = session.get(Office, p.office_id)
         proposer = session.get(User, p.proposed_by)

@@ -16,6 +16,7 @@ from console import (
     auth,
     base,
     calls,
+    case_changes,
     cases,
     dashboard,
     i18n,
@@ -83,6 +84,7 @@ def init_app(
     app.register_blueprint(cases.bp)
     app.register_blueprint(offices.bp)
     app.register_blueprint(dashboard.bp)
+    app.register_blueprint(case_changes.bp)
     profile.init_app(app, staff_phones)
     notifications.init_app(app)
     live.init_app(app)

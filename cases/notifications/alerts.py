@@ -26,6 +26,7 @@ PROPOSAL_REJECTED = "proposal_rejected"
 CASE_ASSIGNED = "case_assigned"
 COMMITTEE_ASSIGNED = "committee_assigned"
 FOLLOW_UP_MESSAGE = "follow_up_message"
+CASE_REOPENED = "case_reopened"
 ALERT_KINDS = (
     CASE_ROUTED,
     PROPOSAL_WAITING,
@@ -34,6 +35,7 @@ ALERT_KINDS = (
     CASE_ASSIGNED,
     COMMITTEE_ASSIGNED,
     FOLLOW_UP_MESSAGE,
+    CASE_REOPENED,
 )
 
 
@@ -115,12 +117,33 @@ def case_assigned(
     session: Session, event: CaseEvent, case: Case, proposal: ForwardingProposal, actor: User
 ) -> None:
     """An approved forwarding assigned the case: the SC-Action person, or every member of the committee."""
+    assigned_to(session, event, case, proposal.to_user_id, proposal.to_committee_id, actor)
+
+
+def assigned_to(
+    session: Session,
+    event: CaseEvent,
+    case: Case,
+    user_id: int | None,
+    committee_id: int | None,
+    actor: User,
+) -> None:
+    """The case was given (by approval or by a head's reassignment) to a person or a committee."""
     office = session.get(Office, case.office_id)
-    if proposal.to_user_id is not None:
-        _alert(session, CASE_ASSIGNED, event, case, _people(session, [proposal.to_user_id]), office, actor)
-    elif proposal.to_committee_id is not None:
-        members = select(CommitteeMember.user_id).where(
-            CommitteeMember.committee_id == proposal.to_committee_id
-        )
+    if user_id is not None:
+        _alert(session, CASE_ASSIGNED, event, case, _people(session, [user_id]), office, actor)
+    elif committee_id is not None:
+        members = select(CommitteeMember.user_id).where(CommitteeMember.committee_id == committee_id)
         users = _people(session, session.scalars(members))
         _alert(session, COMMITTEE_ASSIGNED, event, case, users, office, actor)
+
+
+def case_reopened(
+    session: Session, event: CaseEvent, case: Case, assignee_ids: Iterable[int], actor: User
+) -> None:
+    """A head reopened a resolved case: the office's SC-Operators and heads, and the SC-Action staff on it."""
+    office = session.get(Office, case.office_id)
+    assert office is not None
+    users = {u.id: u for u in office_people(session, office.id, (Role.OPERATOR, Role.HEAD))}
+    users.update({u.id: u for u in _people(session, assignee_ids)})
+    _alert(session, CASE_REOPENED, event, case, [users[k] for k in sorted(users)], office, actor)

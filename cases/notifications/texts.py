@@ -184,6 +184,17 @@ TEMPLATES: dict[str, dict[str, tuple[str, str]]] = {
             "You were assigned case {reference} to act on.\nPlease acknowledge it and act in the console.",
         ),
     },
+    "case_reopened": {
+        "th": (
+            "เรื่อง {reference} ถูกเปิดใหม่",
+            "หัวหน้า SC-Operator เปิดเรื่อง {reference} ของ{office}ใหม่อีกครั้ง\nกรุณาดูเหตุผลและดำเนินการต่อในระบบ",
+        ),
+        "en": (
+            "Case {reference} was reopened",
+            "A head SC-Operator reopened case {reference} of {office}.\n"
+            "Please read the reason and continue the work in the console.",
+        ),
+    },
     "committee_assigned": {
         "th": (
             "คณะทำงานของท่านได้รับมอบหมายเรื่อง {reference}",

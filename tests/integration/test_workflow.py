@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from app import get_database
 from cases import access, office_staff
 from cases import workflow as wf
+from cases import workflow_changes as changes
 from cases.models import (
     CENTRAL_OFFICE_CODE,
     Acknowledgement,
@@ -269,9 +270,14 @@ def test_the_table_allows_exactly_the_documented_moves() -> None:
         (S.IN_ACTION, Move.ACKNOWLEDGE): S.IN_ACTION,
         (S.IN_ACTION, Move.RECORD_ACTION): S.IN_ACTION,
         (S.IN_ACTION, Move.RESOLVE): S.RESOLVED,
+        (S.PROPOSED, Move.WITHDRAW): S.ROUTED,
+        (S.ASSIGNED, Move.REASSIGN): S.ASSIGNED,
+        (S.IN_ACTION, Move.REASSIGN): S.ASSIGNED,
+        (S.RESOLVED, Move.REOPEN): S.IN_ACTION,
     }
     assert len(ILLEGAL) == len(CaseStatus) * len(Move) - len(TRANSITIONS)
-    assert not any(status == S.RESOLVED for status, _ in TRANSITIONS)  # resolved is final
+    # Resolved is final but for a head's reopening (cases.workflow_changes).
+    assert [move for status, move in TRANSITIONS if status == S.RESOLVED] == [Move.REOPEN]
     assert set(STATE_WORDS) == set(CaseStatus)
 
 
@@ -312,6 +318,9 @@ def test_a_move_not_in_the_table_is_refused_in_words_and_changes_nothing(
         Move.ACKNOWLEDGE: lambda: wf.acknowledge(w.s, case, cast.act50),
         Move.RECORD_ACTION: lambda: wf.record_action(w.s, case, cast.act50, "Visited the school."),
         Move.RESOLVE: lambda: wf.resolve(w.s, case, cast.act50, "The teacher was moved."),
+        Move.WITHDRAW: lambda: changes.withdraw_proposal(w.s, proposal, cast.op50),
+        Move.REASSIGN: lambda: changes.reassign(w.s, case, cast.head50, "away", to_user=cast.op50),
+        Move.REOPEN: lambda: changes.reopen(w.s, case, cast.head50, "not done"),
     }
 
     with pytest.raises(IllegalMove) as refused:
