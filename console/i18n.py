@@ -6,6 +6,7 @@ The catalogues are `console/translations/{th,en}/LC_MESSAGES/messages.po`, compi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -206,6 +207,7 @@ CALL_DETAIL_VALUE_WORDS: dict[str, str] = {
 }
 
 
+LANGUAGE_WORDS: dict[str, str] = {"th": N_("Thai"), "en": N_("English")}
 ASKED_TWILIO = " (asked Twilio)"
 
 
@@ -220,7 +222,9 @@ def call_detail(key: str, value: Any) -> str:
         shown = _("%(status)s (as Twilio told when asked)", status=shown)
     if key == "to":
         shown = words(IVR_NODE_WORDS, value)
-    if key in {"via", "opened_by", "reason"}:
+    if key == "language":
+        shown = words(LANGUAGE_WORDS, value)
+    if key in {"via", "opened_by", "reason", "language"}:
         return shown
     message = CALL_DETAIL_WORDS.get(key)
     return _(message, value=shown) if message is not None else f"{key}: {shown}"
@@ -280,7 +284,7 @@ def digits(value: Any) -> str:
     return text.translate(THAI_DIGITS) if thai else text
 
 
-def words(table: dict[Any, str], key: Any) -> str:
+def words(table: Mapping[Any, str], key: Any) -> str:
     """The words for a state, group, role or event; an unknown value is shown as it is."""
     message = table.get(str(key))
     return _(message) if message is not None else str(key)

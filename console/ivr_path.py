@@ -11,26 +11,24 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import geothai
 from flask import Flask
-from sqlalchemy import select
 
-from cases.models import Office, OfficeKind
-from console.base import db
 from console.i18n import (
     CALL_EVENT_WORDS,
     CALLBACK_WORDS,
     HAZARD_WORDS,
     IVR_NODE_WORDS,
+    LANGUAGE_WORDS,
     N_,
     _,
     call_detail,
-    office_name,
+    current_locale,
     words,
 )
 
 # What a choice on a menu set (CallEvent "set", its variable), in words.
-CHOICE_TABLES: dict[str, dict[str, str]] = {"category": HAZARD_WORDS, "callback": CALLBACK_WORDS}
-LANGUAGE_WORDS: dict[str, str] = {"th": N_("Thai"), "en": N_("English")}
+CHOICE_TABLES: dict[str, Mapping[Any, str]] = {"category": HAZARD_WORDS, "callback": CALLBACK_WORDS}
 # Nodes whose answer is named in its own sentence; a sensitive answer (a phone number) is never shown.
 ENTERED_WORDS: dict[str, dict[str, str]] = {
     "ask_province": {
@@ -42,6 +40,10 @@ ENTERED_NO_VALUE: dict[str, str] = {
     "ask_callback_number": N_("Keyed a call back number"),
     "ask_reference": N_("Keyed a case reference"),
 }
+
+
+# Not for staff: the recording's SID, how an answer came (said in the sentence), the engine's input type.
+HIDDEN_DETAILS = frozenset({"sid", "via", "kind"})
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ def _choice(detail: Mapping[str, Any]) -> str | None:
 
 
 def _details(detail: Mapping[str, Any]) -> list[str]:
-    return [call_detail(k, v) for k, v in detail.items() if v and k not in {"sid", "via"}]
+    return [call_detail(k, v) for k, v in detail.items() if v and k not in HIDDEN_DETAILS]
 
 
 def _entered(node: str, detail: Mapping[str, Any], province: Callable[[str], str]) -> str:
@@ -83,7 +85,8 @@ def _sentence(kind: str, node: str, detail: Mapping[str, Any], province: Callabl
         return _("Language: %(language)s", language=words(LANGUAGE_WORDS, detail["language"]))
     if kind == "recorded" and detail.get("duration_s"):
         return _("Left a message of %(n)s seconds", n=detail["duration_s"])
-    text = f"{words(CALL_EVENT_WORDS, kind)} ({words(IVR_NODE_WORDS, node)})"
+    event, where = words(CALL_EVENT_WORDS, kind), words(IVR_NODE_WORDS, node)
+    text = event if where == event else f"{event} ({where})"
     shown = _details({k: v for k, v in detail.items() if k != "duration_s"})
     return f"{text}: {', '.join(shown)}" if shown else text
 
@@ -113,12 +116,13 @@ def ivr_steps(events: Sequence[Any], province: Callable[[str], str]) -> list[Ste
     return steps
 
 
-def _province_namer() -> Callable[[str], str]:
-    """Code -> the province office's name in the reader's language; an unknown code shows as it is."""
-    offices = db().scalars(select(Office).where(Office.kind == OfficeKind.PROVINCE))
-    names = {o.province_code: office_name(o) for o in offices if o.province_code}
-    return lambda code: names.get(code, code)
+def province_name(code: str) -> str:
+    """A province by its 2-digit code in the reader's language ("เชียงใหม่"); an unknown code as it is."""
+    province = geothai.province(code)
+    if province is None:
+        return code
+    return str(province.name_th if current_locale() == "th" else province.name_en)
 
 
 def init_app(app: Flask) -> None:
-    app.jinja_env.globals["ivr_path"] = lambda events: ivr_steps(events, _province_namer())
+    app.jinja_env.globals["ivr_path"] = lambda events: ivr_steps(events, province_name)
