@@ -14,6 +14,7 @@ from typing import Any
 import flask_babel
 from flask import Flask, current_app, session
 from flask_login import current_user
+from markupsafe import Markup, escape
 
 from cases.accounts import LOCALES
 from cases.coverage import NoOperatorThere
@@ -239,13 +240,24 @@ ATTEMPT_NOTES: dict[str, str] = {
 }
 
 
-def attempt_note(note: str) -> str:
+def quoting(message: str, **quoted: str) -> Markup:
+    """A message in the reader's language quoting a provider's own words (in English, as they came), each
+    marked translate="no": the reader sees it is a quotation, and the page check knows it is one."""
+    marks = {name: f"\x00{i}\x00" for i, name in enumerate(quoted)}
+    text = escape(_(message, **marks))
+    for name, mark in marks.items():
+        text = text.replace(mark, Markup('<span translate="no">%s</span>') % quoted[name])
+    return text
+
+
+def attempt_note(note: str) -> Markup | str:
     """A call-back attempt's note: the service's own in words, "not started: <reason>" and the operator's
     leg status named; what staff typed as it is."""
     if note in ATTEMPT_NOTES:
         return _(ATTEMPT_NOTES[note])
     if note.startswith("not started: "):
-        return _("Not started: %(reason)s", reason=note.removeprefix("not started: "))
+        # The provider's own words (telephony.rest), quoted as they came: marked so, as on the worker page.
+        return quoting(N_("Not started: %(reason)s"), reason=note.removeprefix("not started: "))
     if note.startswith("operator leg "):
         status = note.removeprefix("operator leg ")
         return _("The operator's phone: %(status)s", status=words(CALL_DETAIL_VALUE_WORDS, status))

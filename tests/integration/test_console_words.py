@@ -60,7 +60,7 @@ REAL_STEPS: list[tuple[str, str, dict[str, str]]] = [
 ]
 SYSTEM_NOTES = (
     "no word from Twilio about this call",
-    "not started: ไม่มีสัญญาณ",
+    "not started: Twilio error 21210: the From number is not verified",  # the provider's words, quoted
     "operator leg busy",
     "the case has no number to call",
 )
@@ -196,9 +196,10 @@ def test_a_recording_given_up_says_so_and_where_twilio_keeps_it(app: Flask, full
 
 
 def test_the_services_call_back_notes_read_in_thai(app: Flask, full: World) -> None:
-    text = visible_text(
-        signed_in(app, full, "op50").get(f"/console/cases/{full.cases['routed_50']}").get_data(True)
-    )
-    for said in ("ไม่ได้รับแจ้งจาก Twilio เกี่ยวกับสายนี้", "ไม่ได้เริ่มโทร: ไม่มีสัญญาณ", "โทรศัพท์ของเจ้าหน้าที่: สายไม่ว่าง"):
+    html = signed_in(app, full, "op50").get(f"/console/cases/{full.cases['routed_50']}").get_data(True)
+    text = visible_text(html)
+    for said in ("ไม่ได้รับแจ้งจาก Twilio เกี่ยวกับสายนี้", "โทรศัพท์ของเจ้าหน้าที่: สายไม่ว่าง"):
         assert said in text
     assert "จำนวนครั้งที่โทรกลับไปแล้ว" in text
+    # The provider's reason is quoted as it came, marked translate="no" inside the Thai words.
+    assert 'ไม่ได้เริ่มโทร: <span translate="no">Twilio error 21210: the From number' in html
