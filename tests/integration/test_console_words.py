@@ -33,6 +33,8 @@ from transcription.models import Recording, StorageStatus
 # A code as the engine or the database writes it: `no_model`, `ask_province`, `duration_s`.
 # The telephone provider is named as it is, as SMS and LINE are (test_console_thai's ALLOWED).
 PROVIDER = "Twilio"
+SEEDED_SUMMARY = "นักเรียนชั้น ม.2 ถูกรุ่นพี่รังแกทุกวันหลังเลิกเรียน ผู้แจ้งขอให้ติดต่อกลับ"
+MASKED = re.compile(r"\+\d[\dx ]*\d")
 SNAKE = re.compile(r"\b[A-Za-z0-9]+(?:_[A-Za-z0-9]+)+\b")
 THAI_DIGIT = re.compile(r"[๐-๙]")
 ARABIC_TO_THAI = str.maketrans("0123456789", "๐๑๒๓๔๕๖๗๘๙")
@@ -181,6 +183,18 @@ def test_thai_digits_when_chosen_arabic_by_default(app: Flask, full: World) -> N
         browser["locale"] = "en"
     english = visible_text(client.get(f"/console/cases/{case_id}").get_data(True))
     assert reference in english and not THAI_DIGIT.search(english)
+
+
+def test_thai_digits_on_every_main_page(app: Flask, full: World) -> None:
+    """With Thai digits chosen, no Arabic digit is left on the main pages but in what people typed (the
+    seeded summary) and the masked number (+66 8x xxx x678), which is dialled as written."""
+    app.config["HOTLINE"] = replace(app.config["HOTLINE"], console_digits="thai")
+    client = signed_in(app, full, "head50")
+    found = []
+    for page in pages(full):
+        text = MASKED.sub(" ", visible_text(client.get(page).get_data(True)).replace(SEEDED_SUMMARY, " "))
+        found += [f"{page}: {m.group(0)!r}" for m in re.finditer(r".{0,20}[0-9]+", text)]
+    assert found == [], "Arabic digits left:\n" + "\n".join(sorted(set(found)))
 
 
 def test_a_recording_given_up_says_so_and_where_twilio_keeps_it(app: Flask, full: World) -> None:
