@@ -37,7 +37,7 @@ def counts() -> Response:
     # The user Flask-Login loaded (one query by primary key), and the one count query: nothing more.
     found = notifications.live_counts(reader(), current_user.user)
     # The badge's spoken label comes along, in the user's language, as base.html writes it.
-    label = _("%(n)d unread", n=found.unread)
+    label = digits(_("%(n)d unread", n=found.unread))
     # The badge's text in the console's digits (HOTLINE_CONSOLE_DIGITS), as the page drew it.
     text = digits(found.unread)
     return jsonify(unread=found.unread, latest=found.latest, unread_label=label, unread_text=text)
