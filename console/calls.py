@@ -20,7 +20,7 @@ from cases.models import AttemptOutcome, CallbackAttempt, Case
 from cases.staff import User
 from cases.workflow import WorkflowError
 from console.base import case_or_404, cipher, clock, db, end_writes, me, require_login
-from console.i18n import N_, _, error_text, words
+from console.i18n import N_, _, error_text, quoting, words
 from console.profile import phone_setup
 from infra.extensions import Shared
 
@@ -141,14 +141,12 @@ def call_back(case_id: int) -> Response:
         return _back(case_id)
     dialing.dial_failed(db(), attempt_id, reason, _settings(), clock())
     db().commit()
-    flash(
-        _(
-            "The call could not be started (%(reason)s). Nothing was counted against the reporter: "
-            "try again in a moment.",
-            reason=reason,
-        ),
-        "error",
+    # The provider's reason is in its own words (English): quoted, marked so, in the Thai message.
+    message = N_(
+        "The call could not be started (%(reason)s). Nothing was counted against the reporter: "
+        "try again in a moment."
     )
+    flash(quoting(message, reason=reason), "error")
     return _back(case_id)
 
 

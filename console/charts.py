@@ -12,6 +12,8 @@ from xml.sax.saxutils import escape
 
 from markupsafe import Markup
 
+from console.i18n import digits
+
 BAR = "#1f4e79"  # 8.9:1 on white
 TEXT = "#1a1a1a"  # 17:1 on white
 LABEL_W = 230  # room for a Thai office name, cut with an ellipsis past LABEL_CHARS
@@ -40,7 +42,7 @@ def bar_chart(title: str, rows: Sequence[tuple[str, float]], *, unit: str = "") 
     for i, (label, value) in enumerate(rows):
         y = 4 + i * ROW_H
         bar = round(BAR_W * value / peak, 1) if value > 0 else 0
-        shown = f"{value:g}{unit}"
+        shown = digits(f"{value:g}{unit}")  # the console's digits (HOTLINE_CONSOLE_DIGITS), as the table
         parts += [
             f'<text x="{LABEL_W - 8}" y="{y + 17}" text-anchor="end" fill="{TEXT}" font-size="13">'
             f"{escape(_cut(label))}</text>",

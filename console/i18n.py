@@ -6,6 +6,7 @@ The catalogues are `console/translations/{th,en}/LC_MESSAGES/messages.po`, compi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import flask_babel
 from flask import Flask, current_app, session
 from flask_login import current_user
+from markupsafe import Markup, escape
 
 from cases.accounts import LOCALES
 from cases.coverage import NoOperatorThere
@@ -127,6 +129,23 @@ CALL_EVENT_WORDS: dict[str, str] = {
     "not_found": N_("Follow-up: no report with that reference"),
     "message_attached": N_("Follow-up message added to the report"),
     "follow_up_case_missing": N_("Follow-up message opened a case of its own: its report was gone"),
+    "unexpected_input": N_("An answer the menu did not expect"),
+    "language": N_("Language chosen"),
+    "transfer_unavailable": N_("No staff to transfer to"),
+    "transfer_dial": N_("Transferring to staff"),
+    "dial_result": N_("Transfer ended"),
+    "no_input": N_("No answer heard"),
+    "invalid": N_("An answer that could not be used"),
+    "tries_exhausted": N_("No more tries: went on without an answer"),
+    "tries_locked": N_("Too many look-ups from this number: went on"),
+    "skipped": N_("Skipped"),
+    "enter_again": N_("Chose to enter it again"),
+    "confirm_invalid": N_("Confirmation: a key that is not on the menu"),
+    "confirm_no_input": N_("Confirmation: no key pressed"),
+    "confirmed_by_default": N_("Taken as confirmed"),
+    "record_again": N_("Chose to record again"),
+    "sent_by_default": N_("Message sent without the caller pressing send"),
+    "caller_hung_up": N_("The caller hung up"),
 }
 
 # Why a recording has no transcript (transcription.models.TranscriptStatus).
@@ -167,6 +186,7 @@ CALL_DETAIL_WORDS: dict[str, str] = {
     "reference": N_("reference %(value)s"),
     "try": N_("try %(value)s"),
     "status": N_("ending %(value)s"),
+    "standing": N_("told: %(value)s"),
     "language": N_("language %(value)s"),
 }
 CALL_DETAIL_VALUE_WORDS: dict[str, str] = {
@@ -176,18 +196,75 @@ CALL_DETAIL_VALUE_WORDS: dict[str, str] = {
     "no_number": N_("no staff number set"),
     "hangup": N_("the caller hung up"),
     "send": N_("the caller pressed send"),
+    "no status callback": N_("no word from Twilio about this call"),
+    "ended-unreported": N_("ended without word from Twilio"),
+    # Twilio's call and dial statuses, and what a follow-up caller was told of their report.
+    "completed": N_("completed"),
+    "answered": N_("answered"),
+    "busy": N_("busy"),
+    "no-answer": N_("no answer"),
+    "failed": N_("failed"),
+    "canceled": N_("cancelled"),
+    "received": N_("received"),
+    "being_worked": N_("being worked on"),
+    "resolved": N_("resolved"),
 }
+
+
+LANGUAGE_WORDS: dict[str, str] = {"th": N_("Thai"), "en": N_("English")}
+ASKED_TWILIO = " (asked Twilio)"
 
 
 def call_detail(key: str, value: Any) -> str:
     """One thing a step of the call noted, in words: `via: keys` reads "by the keypad"."""
-    shown = _(CALL_DETAIL_VALUE_WORDS[str(value)]) if str(value) in CALL_DETAIL_VALUE_WORDS else str(value)
+    text = str(value)
+    # The reconcile sweep's ending (telephony.service.close_unfinished_call): "<status> (asked Twilio)".
+    asked = text.endswith(ASKED_TWILIO)
+    text = text.removesuffix(ASKED_TWILIO)
+    shown = _(CALL_DETAIL_VALUE_WORDS[text]) if text in CALL_DETAIL_VALUE_WORDS else text
+    if asked:
+        shown = _("%(status)s (as Twilio told when asked)", status=shown)
     if key == "to":
         shown = words(IVR_NODE_WORDS, value)
-    if key in {"via", "opened_by", "reason"}:
+    if key == "language":
+        shown = words(LANGUAGE_WORDS, value)
+    if key in {"via", "opened_by", "reason", "language"}:
         return shown
     message = CALL_DETAIL_WORDS.get(key)
     return _(message, value=shown) if message is not None else f"{key}: {shown}"
+
+
+# The notes the service itself writes on a call-back attempt (cases.callbacks, telephony.bridge); a note
+# staff typed is shown as typed.
+ATTEMPT_NOTES: dict[str, str] = {
+    "no word from Twilio about this call": N_("no word from Twilio about this call"),
+    "the call-back was closed before the bridge": N_("the call back was closed before the call was joined"),
+    "the case has no number to call": N_("the case has no number to call"),
+}
+
+
+def quoting(message: str, **quoted: str) -> Markup:
+    """A message in the reader's language quoting a provider's own words (in English, as they came), each
+    marked translate="no": the reader sees it is a quotation, and the page check knows it is one."""
+    marks = {name: f"\x00{i}\x00" for i, name in enumerate(quoted)}
+    text = escape(_(message, **marks))
+    for name, mark in marks.items():
+        text = text.replace(mark, Markup('<span translate="no">%s</span>') % quoted[name])
+    return text
+
+
+def attempt_note(note: str) -> Markup | str:
+    """A call-back attempt's note: the service's own in words, "not started: <reason>" and the operator's
+    leg status named; what staff typed as it is."""
+    if note in ATTEMPT_NOTES:
+        return _(ATTEMPT_NOTES[note])
+    if note.startswith("not started: "):
+        # The provider's own words (telephony.rest), quoted as they came: marked so, as on the worker page.
+        return quoting(N_("Not started: %(reason)s"), reason=note.removeprefix("not started: "))
+    if note.startswith("operator leg "):
+        status = note.removeprefix("operator leg ")
+        return _("The operator's phone: %(status)s", status=words(CALL_DETAIL_VALUE_WORDS, status))
+    return note
 
 
 def translate(text: Text) -> str:
@@ -209,7 +286,20 @@ def error_text(exc: Exception) -> str:
     return _(str(exc))
 
 
-def words(table: dict[Any, str], key: Any) -> str:
+THAI_DIGITS = str.maketrans("0123456789", "๐๑๒๓๔๕๖๗๘๙")
+
+
+def digits(value: Any) -> str:
+    """Numbers in the digits chosen (HOTLINE_CONSOLE_DIGITS) for the Thai console; Arabic in English.
+
+    The one place dates, ages, counts and references pass through, so that a page never mixes the two.
+    """
+    text = "" if value is None else str(value)
+    thai = current_app.config["HOTLINE"].console_digits == "thai" and current_locale() == "th"
+    return text.translate(THAI_DIGITS) if thai else text
+
+
+def words(table: Mapping[Any, str], key: Any) -> str:
     """The words for a state, group, role or event; an unknown value is shown as it is."""
     message = table.get(str(key))
     return _(message) if message is not None else str(key)
@@ -231,10 +321,11 @@ def init_app(app: Flask) -> None:
     def when(value: datetime | None, time: bool = True) -> str:
         if value is None:
             return ""
-        return format_datetime(value, current_app.config["HOTLINE"].timezone, current_locale(), time=time)
+        tz = current_app.config["HOTLINE"].timezone
+        return digits(format_datetime(value, tz, current_locale(), time=time))
 
     def age(value: datetime | None, now: datetime) -> str:
-        return "" if value is None else format_age(now - value, current_locale())
+        return "" if value is None else digits(format_age(now - value, current_locale()))
 
     app.jinja_env.filters.update(
         when=when,
@@ -250,6 +341,8 @@ def init_app(app: Flask) -> None:
         callback_state_words=lambda c: words(CALLBACK_STATE_WORDS, str(c)),
         retention_words=lambda w: words(RETENTION_WORDS, str(w)),
         office_name=office_name,
-        ref=display_reference,
+        ref=lambda r: digits(display_reference(r)),
+        num=digits,
+        attempt_note=attempt_note,
     )
     app.jinja_env.globals.update(current_locale=current_locale, LOCALES=LOCALES, call_detail=call_detail)

@@ -15,7 +15,7 @@ from werkzeug.wrappers import Response
 
 from cases import notifications
 from console.base import reader
-from console.i18n import _
+from console.i18n import _, digits
 
 # How often an open console page asks (seconds). Short enough that a routed case shows within the
 # minute, long enough that a hundred open tabs cost a few queries a second.
@@ -37,8 +37,10 @@ def counts() -> Response:
     # The user Flask-Login loaded (one query by primary key), and the one count query: nothing more.
     found = notifications.live_counts(reader(), current_user.user)
     # The badge's spoken label comes along, in the user's language, as base.html writes it.
-    label = _("%(n)d unread", n=found.unread)
-    return jsonify(unread=found.unread, latest=found.latest, unread_label=label)
+    label = digits(_("%(n)d unread", n=found.unread))
+    # The badge's text in the console's digits (HOTLINE_CONSOLE_DIGITS), as the page drew it.
+    text = digits(found.unread)
+    return jsonify(unread=found.unread, latest=found.latest, unread_label=label, unread_text=text)
 
 
 def poll_settings() -> dict[str, Any]:

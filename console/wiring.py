@@ -20,6 +20,7 @@ from console import (
     cases,
     dashboard,
     i18n,
+    ivr_path,
     live,
     notifications,
     offices,
@@ -80,6 +81,7 @@ def init_app(
     at most `limits` an hour, and only phones verified through `staff_phones` (codes sent by SMS)."""
     base.init_app(app, field_cipher)
     i18n.init_app(app)
+    ivr_path.init_app(app)
     auth.init_app(app)
     app.register_blueprint(cases.bp)
     app.register_blueprint(offices.bp)

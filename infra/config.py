@@ -136,6 +136,8 @@ class Config:
     # HOTLINE_ROUTE_WITHOUT_OPERATOR: routing a case to an office without an SC-Operator is refused with
     # the nearest office above offered ("offer"), or goes to that office with a warning ("parent").
     route_without_operator: str = "offer"
+    # HOTLINE_CONSOLE_DIGITS: the console writes numbers, dates and references in Arabic or Thai digits.
+    console_digits: str = "arabic"
     # E-mail: an SMTP relay; e-mail reminders are off while smtp_host is unset.
     smtp_host: str | None = None
     smtp_port: int = 25
@@ -427,6 +429,7 @@ def _staff_settings(env: Mapping[str, str]) -> dict[str, Any]:
         "bridge_calls_per_case_hour": _number(env, "HOTLINE_BRIDGE_CALLS_PER_CASE_HOUR", 3, 1, 100, int),
         "notify_backoff_s": _number(env, "HOTLINE_NOTIFY_BACKOFF_SECONDS", 30.0, 0.0, 86400.0, float),
         "route_without_operator": _choice(env, "HOTLINE_ROUTE_WITHOUT_OPERATOR", ("offer", "parent")),
+        "console_digits": _choice(env, "HOTLINE_CONSOLE_DIGITS", ("arabic", "thai")),
     }
 
 

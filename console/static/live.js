@@ -14,7 +14,7 @@
     var unread = notice.dataset.count;
     var link = document.getElementById("nav-notifications");
 
-    function showBadge(n, label) {
+    function showBadge(n, label, text) {
       if (!link) {
         return;
       }
@@ -31,14 +31,14 @@
         link.appendChild(document.createTextNode(" "));
         link.appendChild(badge);
       }
-      badge.textContent = String(n);
+      badge.textContent = text || String(n);
       badge.setAttribute("aria-label", label);
     }
 
     function update(counts) {
       if (String(counts.unread) !== unread) {
         unread = String(counts.unread);
-        showBadge(counts.unread, counts.unread_label);
+        showBadge(counts.unread, counts.unread_label, counts.unread_text);
       }
       if (String(counts.latest) !== latest) {
         latest = String(counts.latest);

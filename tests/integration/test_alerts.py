@@ -403,7 +403,8 @@ def test_the_live_counts_are_the_users_own_and_follow_new_alerts(app: Flask, wor
         for n in alerts(world, "case_routed")
         if n.user_id == world.users["op50"] and n.channel == Channel.CONSOLE
     ]
-    assert counts == {"unread": 1, "latest": mine[0].id, "unread_label": "ยังไม่ได้อ่าน 1 รายการ"}
+    label, text = "ยังไม่ได้อ่าน 1 รายการ", "1"  # the badge's words and text, in the console's digits
+    assert counts == {"unread": 1, "latest": mine[0].id, "unread_label": label, "unread_text": text}
     assert op10.get("/console/live").get_json()["unread"] == 0  # Bangkok's operator: not theirs
     assert agent.get("/console/live").get_json()["unread"] == 0  # nor the agent's, who routed it
     assert f'data-latest="{mine[0].id}"' in op50.get("/console/").get_data(as_text=True)

@@ -69,6 +69,7 @@ BAD: dict[str, str | Callable[[Path], str]] = {
     "HOTLINE_DATA_DIR": a_file,
     "HOTLINE_INSTANCE_DIR": a_file,
     "HOTLINE_TIMEZONE": "Bangkok",
+    "HOTLINE_CONSOLE_DIGITS": "roman",
     "HOTLINE_TRANSFER_NUMBER": "1234",
     "HOTLINE_FLOW_FILE": lambda tmp: str(tmp / "missing.yaml"),
     "HOTLINE_VOICE_TH": "alice",  # a classic voice, which cannot speak Thai
