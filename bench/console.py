@@ -1,4 +1,4 @@
-"""Benchmark: the console's search at 100,000 cases, on SQLite and (with --pg URL) PostgreSQL.
+"""Benchmark: the console's search and dashboard at 100,000 cases, on SQLite and (with --pg URL) PostgreSQL.
 
 What one run does (in-process through the Flask test client; nothing listens on a port):
 
@@ -6,16 +6,24 @@ What one run does (in-process through the Flask test client; nothing listens on 
    and ``n`` bulk cases (``seed_bulk_cases``: 85 % at the centre and provinces, 10 % in Chiang Mai (50),
    5 % over the districts), then for each bulk case a callback number of its own (encrypted, with its
    search hash) and, for 40 % of them, a Thai summary of 6-14 words (written without spaces, kept in
-   the search index as its words), all by bulk statements.
+   the search index as its words); for each bulk case the events its state implies (route, approve,
+   first and second action, resolve, at random delays after the call), its milestones
+   (``cases.milestones.backfill``) and, for 70 %, a call-back promised 24 h after the call; all by bulk
+   statements.
 2. ``search_timings(app, samples)``: signed in as ``agent`` (the centre: every case) and ``op50``
    (an SC-Operator of Chiang Mai), each search timed with ``timed(label, fn, n)``: a reference (with
    the dash), the last 4 digits of a number (POST with the CSRF token), the last 7 digits, one Thai word
    and two Thai words; every answer is checked for 200 and a result.
 
-Another timing (a dashboard page) is added as a function taking the seeded app and returning
-``timed(...)`` rows, passed to ``run(..., extra=[...])``; ``seed`` and ``timed`` are the shared parts.
+3. ``dashboard_timings(app, samples)`` (passed to ``run(..., extra=[...])``; ``--no-dashboard`` leaves it
+   out): the dashboard page as agent and op50 over the last 30 days (the default) and 90 days, each
+   checked for 200 and a chart; then ``cases.figures.figures`` and its medians alone for the centre's 30
+   days. Each is timed again "before 0017": with the medians read as they were before migration 0017
+   (every case of the period joined to its events), on the same data in the same run, for comparison.
+   The pages are timed with the page's 60 s figure cache off (every request counts), then, "cached", as
+   served (the warm-up requests fill the cache).
 
-Printed: p50, p95 and max per search and user, PASS/FAIL against issue 14's 150 ms p95 (SQLite), and
+Printed: p50, p95 and max per search or page and user, PASS/FAIL against issue 14's 150 ms p95 (SQLite), and
 the load average before and after (other sessions share the CPU: a busy machine inflates the figures).
 
 Usage (from the repo root)::
@@ -29,15 +37,18 @@ Usage (from the repo root)::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
 import re
 import shutil
+import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -53,14 +64,18 @@ from console_pages import make_config, office_codes, signed_in  # noqa: E402  (b
 from figures import log, percentile  # noqa: E402
 from flask import Flask  # noqa: E402
 from flask.testing import FlaskClient  # noqa: E402
-from sqlalchemy import func, insert, select, text, update  # noqa: E402
+from sqlalchemy import case, func, insert, select, text, update  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from app import create_app, get_database, upgrade_database  # noqa: E402
-from cases.models import CENTRAL_OFFICE_CODE, Case, Office, OfficeKind, SearchText  # noqa: E402
+from cases import figures as fig  # noqa: E402
+from cases import milestones  # noqa: E402
+from cases.models import CENTRAL_OFFICE_CODE, Callback, Case, CaseEvent, Office, OfficeKind, SearchText  # noqa: E402
 from cases.offices import load_offices  # noqa: E402
 from cases.reference import display_reference  # noqa: E402
 from cases.search_index import SUMMARY, digits_hash  # noqa: E402
+from console import dashboard as dashboard_page  # noqa: E402
+from infra.clock import utcnow  # noqa: E402
 from infra.config import Config  # noqa: E402
 from infra.crypto import FieldCipher, mask_phone  # noqa: E402
 from tests.support.seed import PROVINCE, seed_bulk_cases, seed_console  # noqa: E402
@@ -140,8 +155,9 @@ VOCAB = [
 # --------------------------------------------------------------------------------------------------
 
 
-def seed(app: Flask, cases: int, *, events: int = 1) -> dict[str, Any]:
-    """The offices, the console tests' staff and cases, and `cases` bulk cases with numbers and texts."""
+def seed(app: Flask, cases: int, *, events: int = 0) -> dict[str, Any]:
+    """The offices, the console tests' staff and cases, and `cases` bulk cases with numbers, texts and
+    the events, milestones and call-backs their states imply (`events`: extra placeholder events each)."""
     cfg: Config = app.config["HOTLINE"]
     cipher = FieldCipher(cfg.data_key)
     t0 = time.perf_counter()
@@ -164,6 +180,8 @@ def seed(app: Flask, cases: int, *, events: int = 1) -> dict[str, Any]:
             )
             start += n
         log(f"  {cases:,} bulk cases ({time.perf_counter() - t0:.0f} s)")
+        histories(session, random.Random(14))
+        log(f"  events, milestones and call-backs ({time.perf_counter() - t0:.0f} s)")
         texts = numbers_and_texts(session, cipher, random.Random(7))
         log(f"  numbers and {texts:,} summaries ({time.perf_counter() - t0:.0f} s)")
     return {"seconds": round(time.perf_counter() - t0, 1), "bulk_cases": cases, "summaries": texts}
@@ -301,6 +319,158 @@ def user_timings(app: Flask, user: str, samples: int) -> list[dict[str, Any]]:
 
 
 # --------------------------------------------------------------------------------------------------
+# The dashboard (was bench/dashboard.py)
+# --------------------------------------------------------------------------------------------------
+
+# A state, the events it implies (in order) and the call-back states that fit it.
+HISTORIES: dict[str, tuple[list[str], list[str]]] = {
+    "draft": ([], ["pending", "calling"]),
+    "routed": (["route"], ["pending", "reached"]),
+    "proposed": (["route"], ["pending", "reached"]),
+    "assigned": (["route", "approve"], ["pending", "reached", "gave_up"]),
+    "in_action": (["route", "approve", "record_action", "record_action"], ["reached", "gave_up"]),
+    "resolved": (["route", "approve", "record_action", "resolve"], ["reached", "cancelled"]),
+}
+CALLBACK_SHARE = 0.7
+
+
+def histories(session: Session, rng: random.Random) -> None:
+    """For each case without events: the events its state implies at random delays after the call and,
+    for CALLBACK_SHARE of them, a call-back promised 24 h after the call; then every case's milestones."""
+    now, last = utcnow(), 0
+    while True:
+        rows = session.execute(
+            select(Case.id, Case.status, Case.created_at, Case.office_id)
+            .where(Case.id > last, ~select(CaseEvent.id).where(CaseEvent.case_id == Case.id).exists())
+            .order_by(Case.id)
+            .limit(BATCH)
+        ).all()
+        if not rows:
+            break
+        last = rows[-1].id
+        events, callbacks = [], []
+        for case_id, status, created, office_id in rows:
+            actions, callback_states = HISTORIES[str(status)]
+            at = created
+            for action in actions:
+                at += timedelta(minutes=rng.randint(5, 48 * 60))
+                events.append({"case_id": case_id, "at": min(at, now), "action": action, "detail": {}})
+            if rng.random() < CALLBACK_SHARE:
+                state = rng.choice(callback_states)
+                closed = (
+                    None if state in ("pending", "calling") else created + timedelta(hours=rng.uniform(1, 40))
+                )
+                due = created + timedelta(hours=24)
+                callbacks.append(
+                    {
+                        "case_id": case_id,
+                        "office_id": office_id,
+                        "round": 0,
+                        "attempts": 0,
+                        "state": state,
+                        "due_at": due,
+                        "first_due_at": due,
+                        "closed_at": closed,
+                    }
+                )
+        if events:
+            session.execute(insert(CaseEvent), events)
+        with_callback = set(
+            session.scalars(select(Callback.case_id).where(Callback.case_id.in_([r.id for r in rows])))
+        )
+        callbacks = [c for c in callbacks if c["case_id"] not in with_callback]
+        if callbacks:
+            session.execute(insert(Callback), callbacks)
+    milestones.backfill(session)  # as the workflow would have kept them (tests/integration/test_milestones)
+
+
+def _old_medians(session: Session, conditions: Sequence[Any]) -> list[tuple[str, fig.Median]]:
+    """The medians as cases.figures read them before migration 0017: every case joined to its events."""
+    firsts = [
+        fig.seconds_between(func.min(case((CaseEvent.action == action, CaseEvent.at))), Case.created_at)
+        for _step, action in fig.STEPS
+    ]
+    stmt = (
+        select(*firsts)
+        .select_from(Case)
+        .join(CaseEvent, CaseEvent.case_id == Case.id)
+        .where(*conditions)
+        .group_by(Case.created_at, Case.id)
+    )
+    columns = list(zip(*session.execute(stmt).all(), strict=True)) or [() for _ in fig.STEPS]
+    medians = []
+    for (step, _a), column in zip(fig.STEPS, columns, strict=True):
+        reached = [float(v) for v in column if v is not None]
+        middle = round(statistics.median(reached), 1) if reached else None
+        medians.append((step, fig.Median(middle, len(reached))))
+    return medians
+
+
+@contextlib.contextmanager
+def medians_before_0017() -> Iterator[None]:
+    """cases.figures reading its medians the old way (the same data; the indexes of 0016 are still there)."""
+    new = fig._medians
+    fig._medians = _old_medians
+    try:
+        yield
+    finally:
+        fig._medians = new
+
+
+def _before(work: Callable[[int], None]) -> Callable[[int], None]:
+    def old_way(i: int) -> None:
+        with medians_before_0017():
+            work(i)
+
+    return old_way
+
+
+def dashboard_timings(app: Flask, samples: int) -> list[dict[str, Any]]:
+    """The dashboard page as agent (the centre) and op50 (Chiang Mai) over 30 and 90 days, then the
+    figures and the medians alone (the centre, 30 days); each also with the medians read as before 0017."""
+    cfg: Config = app.config["HOTLINE"]
+    clients = {user: signed_in(app, user) for user in ("agent", "op50")}
+    today = utcnow().astimezone(cfg.timezone).date()
+    ninety = {"from": (today - timedelta(days=89)).isoformat(), "to": today.isoformat()}
+
+    def page(user: str, query: dict[str, str]) -> Callable[[int], None]:
+        def get(_i: int) -> None:
+            response = clients[user].get("/console/dashboard", query_string=query)
+            _check(f"dashboard {user}", response, "<svg")
+
+        return get
+
+    def alone(work: Callable[[Session, list[Any]], object]) -> Callable[[int], None]:
+        def run_it(_i: int) -> None:
+            period = fig.Period.chosen(None, None, utcnow(), cfg.timezone)
+            with get_database(app).session() as session:
+                work(session, fig.case_conditions(fig.Scope(None), period))
+
+        return run_it
+
+    rows = []
+    cache_seconds, dashboard_page.CACHE_SECONDS = dashboard_page.CACHE_SECONDS, 0.0  # every request counts
+    views = (("agent", 30, {}), ("agent", 90, ninety), ("op50", 30, {}), ("op50", 90, ninety))
+    for user, days, query in views:
+        rows.append(timed(f"dashboard {days} days, {user}", page(user, query), samples))
+        rows.append(timed(f"dashboard {days} days, {user}, before 0017", _before(page(user, query)), samples))
+    dashboard_page.CACHE_SECONDS = cache_seconds
+    for user in ("agent", "op50"):  # the page as served: figures kept for a minute per scope and period
+        rows.append(timed(f"dashboard 30 days, {user}, cached", page(user, {}), samples))
+    now = utcnow()
+    figures_alone = alone(
+        lambda s, _c: fig.figures(s, fig.Scope(None), fig.Period.chosen(None, None, now, cfg.timezone), now)
+    )
+    rows.append(timed("figures() centre 30 days", figures_alone, samples))
+    rows.append(timed("figures() centre 30 days, before 0017", _before(figures_alone), samples))
+    rows.append(timed("medians centre 30 days", alone(fig._medians), samples))
+    rows.append(timed("medians centre 30 days, before 0017", alone(_old_medians), samples))
+    for row in rows:
+        log(f"  {row['label']}: p50 {row['p50_ms']} ms, p95 {row['p95_ms']} ms")
+    return rows
+
+
+# --------------------------------------------------------------------------------------------------
 # A run
 # --------------------------------------------------------------------------------------------------
 
@@ -359,23 +529,25 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"\n{report['database']}: {report['seed']}")
     loads = f"load average at start {report['load_at_start']}, at end {report['load_at_end']}"
     print(f"{loads}, cpus {os.cpu_count()}")
-    print(f"{'search':36} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
+    print(f"{'search / dashboard':36} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
     for row in report["timings"]:
         verdict = "PASS" if row["pass"] else "FAIL"
         print(f"{row['label']:36} {row['p50_ms']:8.1f} {row['p95_ms']:8.1f} {row['max_ms']:8.1f}  {verdict}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="The console's search at many cases (issue 14).")
+    p = argparse.ArgumentParser(description="The console's search and dashboard at many cases (issue 14).")
     p.add_argument("--cases", type=int, default=100_000, help="bulk cases to seed [100000]")
     p.add_argument("--samples", type=int, default=100, help="timed requests per search and user [100]")
     p.add_argument("--pg", metavar="URL", help="also on this empty PostgreSQL database")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.add_argument("--reuse", type=Path, help="SQLite: copy the seeded database from/to this file")
+    p.add_argument("--no-dashboard", action="store_true", help="time the searches only")
     args = p.parse_args(argv)
-    reports = [run(None, args.cases, args.samples, reuse=args.reuse)]
+    extra = [] if args.no_dashboard else [dashboard_timings]
+    reports = [run(None, args.cases, args.samples, extra, reuse=args.reuse)]
     if args.pg:
-        reports.append(run(args.pg, args.cases, args.samples))
+        reports.append(run(args.pg, args.cases, args.samples, extra))
     if args.json:
         print(json.dumps(reports, indent=2))
     else:

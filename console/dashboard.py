@@ -8,8 +8,10 @@ reporter's number.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import date, datetime, time
+from time import monotonic
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -55,6 +57,12 @@ MIME = {
 SHORT_SHOWN = 40  # offices short of SC-Operators listed on the page (all of them in the export)
 OFFICES_SHOWN = 20  # rows of the cases-by-office chart: the centre has a thousand offices
 OFFICE_TABLE = 3  # its place in figure_tables
+# The page's figures are kept this long per scope and period (per app): at 100,000 cases the centre's
+# figures take a few hundred ms on a busy SQLite host, and a dashboard is opened and reloaded by many
+# heads for the same view. A minute's lag is harmless for a report; the exports always count afresh.
+CACHE_SECONDS = 60.0
+CACHE_ENTRIES = 256
+_cache_lock = threading.Lock()
 
 
 def _tz() -> ZoneInfo:
@@ -76,17 +84,19 @@ def _hours(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds / 3600, 2)
 
 
-def _name(th: str, en: str, code: str) -> str:
-    return (th if current_locale() == "th" else en) or code
+def _name(th: str, en: str, code: str, thai: bool) -> str:
+    return (th if thai else en) or code
 
 
-def _place(row: fig.Named) -> str:
-    return _name(row.name_th, row.name_en, row.code) if row.code else _("No province")
+def _places(rows: list[fig.Named]) -> list[list[Any]]:
+    # The locale is asked once: the centre's office table has a thousand rows.
+    thai, none = current_locale() == "th", _("No province")
+    return [[_name(r.name_th, r.name_en, r.code, thai) if r.code else none, r.count] for r in rows]
 
 
 def figure_tables(f: Figures) -> list[Table]:
     """The figures as tables in the reader's language: the page's tables and the export's sheets."""
-    count = _("Cases")
+    count, thai = _("Cases"), current_locale() == "th"
     return [
         Table(
             _("Hazard group"),
@@ -94,8 +104,8 @@ def figure_tables(f: Figures) -> list[Table]:
             [[words(HAZARD_WORDS, h), n] for h, n in f.by_hazard],
         ),
         Table(_("State"), [_("State"), count], [[words(STATE_WORDS, s), n] for s, n in f.by_state]),
-        Table(_("Province"), [_("Province"), count], [[_place(r), r.count] for r in f.by_province]),
-        Table(_("Office"), [_("Office"), count], [[_place(r), r.count] for r in f.by_office]),
+        Table(_("Province"), [_("Province"), count], _places(f.by_province)),
+        Table(_("Office"), [_("Office"), count], _places(f.by_office)),
         Table(
             _("Call backs"), [_("Call back"), count], [[words(BUCKET_WORDS, b), n] for b, n in f.callbacks]
         ),
@@ -107,7 +117,7 @@ def figure_tables(f: Figures) -> list[Table]:
         Table(
             _("Short of SC-Operators"),
             [_("Office"), _("SC-Operators")],
-            [[_name(r.name_th, r.name_en, r.code), r.operators] for r in f.short_offices],
+            [[_name(r.name_th, r.name_en, r.code, thai), r.operators] for r in f.short_offices],
         ),
     ]
 
@@ -155,10 +165,30 @@ def _args(scope: Scope, period: Period) -> dict[str, Any]:
     return args
 
 
+def _page_figures(scope: Scope, period: Period) -> Figures:
+    """The figures of a scope and period, counted at most CACHE_SECONDS ago."""
+    cache: dict[tuple[Any, ...], tuple[float, Figures]] = current_app.extensions.setdefault(
+        "dashboard_figures", {}
+    )
+    key = (scope.office_ids, scope.office_id, period.first, period.last, period.tz.key)
+    now = monotonic()
+    with _cache_lock:
+        hit = cache.get(key)
+    if hit is not None and now - hit[0] < CACHE_SECONDS:
+        return hit[1]
+    f = fig.figures(db(), scope, period, clock())
+    with _cache_lock:
+        if len(cache) >= CACHE_ENTRIES:  # the oldest go first
+            for old in sorted(cache, key=lambda k: cache[k][0])[: CACHE_ENTRIES // 2]:
+                del cache[old]
+        cache[key] = (now, f)
+    return f
+
+
 @bp.get("/dashboard")
 def dashboard() -> str:
     scope, period = _chosen()
-    f = fig.figures(db(), scope, period, clock())
+    f = _page_figures(scope, period)
     tables = figure_tables(f)
     return render_template(
         "console/dashboard.html",
@@ -206,13 +236,14 @@ def export_figures(fmt: str) -> Response:
 
 def case_table(scope: Scope, period: Period) -> Table:
     """The case list: reference, times, state, group, place, call-back; never a number or the words."""
+    tz, locale = _tz(), current_locale()
+    thai = locale == "th"
     provinces = {
-        code: _name(th, en, code)
+        code: _name(th, en, code, thai)
         for code, th, en in db().execute(
             select(Office.code, Office.name_th, Office.name_en).where(Office.kind == OfficeKind.PROVINCE)
         )
     }
-    tz, locale = _tz(), current_locale()
 
     def when(value: datetime | None) -> str:
         return format_datetime(value, tz, locale) if value is not None else ""
@@ -224,7 +255,7 @@ def case_table(scope: Scope, period: Period) -> Table:
             words(STATE_WORDS, r.status),
             words(HAZARD_WORDS, r.category),
             provinces.get(r.province_code or "", ""),
-            _name(r.office_th, r.office_en, r.office_code),
+            _name(r.office_th, r.office_en, r.office_code, thai),
             words(CALLBACK_STATE_WORDS, r.callback_state) if r.callback_state else "",
             when(r.callback_due_at),
             when(r.callback_closed_at),

@@ -6,6 +6,7 @@ import csv
 import io
 import re
 import subprocess
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -13,9 +14,10 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from openpyxl import load_workbook
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app import get_database
+from cases.models import Case
 from cases.staff import AuditEvent
 from console import dashboard
 from console.base import console_clock
@@ -80,6 +82,24 @@ def test_the_page_charts_and_tables_for_the_centre(app: Flask, world: FiguresWor
     assert "style=" not in html and re.findall(r"<script(?![^>]*\bsrc=)", html) == []
     assert "default-src 'self'" in response.headers["Content-Security-Policy"]
     assert english_words(visible_text(html)) == []
+
+
+def test_the_page_counts_again_once_its_figures_are_a_minute_old(
+    app: Flask, world: FiguresWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, started = signed_in(app, "agent"), time.monotonic()
+    monkeypatch.setattr(dashboard, "monotonic", lambda: started)
+    assert "6 เรื่อง" in client.get("/console/dashboard", query_string=JUNE).get_data(as_text=True)
+    with get_database(app).session() as session:  # case G (31 May) moves into the period
+        session.execute(update(Case).where(Case.id == world.cases["G"]).values(created_at=NOW))
+        session.commit()
+
+    monkeypatch.setattr(dashboard, "monotonic", lambda: started + dashboard.CACHE_SECONDS - 1)
+    assert "6 เรื่อง" in client.get("/console/dashboard", query_string=JUNE).get_data(as_text=True)
+    exported = _csv_rows(client.get("/console/dashboard/figures.csv", query_string=JUNE).data)
+    assert ["ความรุนแรง", "4"] in exported  # the export counts afresh: G is the fourth case of violence
+    monkeypatch.setattr(dashboard, "monotonic", lambda: started + dashboard.CACHE_SECONDS + 1)
+    assert "7 เรื่อง" in client.get("/console/dashboard", query_string=JUNE).get_data(as_text=True)
 
 
 def test_an_office_user_sees_only_their_offices(app: Flask, world: FiguresWorld) -> None:

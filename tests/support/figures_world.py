@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from cases.accounts import hash_password
 from cases.models import (
     CENTRAL_OFFICE_CODE,
+    MILESTONES,
     Callback,
     CallbackChoice,
     CallbackState,
@@ -173,6 +174,8 @@ def seed_figures_world(session: Session, cipher: FieldCipher, start: int = 500_0
             for seconds in offsets:
                 at = created + timedelta(seconds=seconds)
                 session.add(CaseEvent(case_id=case.id, at=at, action=action, detail={}))
+            if action in MILESTONES:  # what the workflow keeps (cases.milestones): the first event's time
+                setattr(case, MILESTONES[action], created + timedelta(seconds=min(offsets)))
         if callback is not None:
             cb_state, due, closed = callback
             session.add(
