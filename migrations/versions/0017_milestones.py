@@ -1,6 +1,6 @@
 """milestones: each case's first route/approve/action/resolve time, backfilled from its events; indexes
 
-Revision ID: 0017_milestones
+Revision ID: 0017
 Revises: 0016
 Create Date: 2026-12-03 19:20:00
 """
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0017_milestones"
+revision: str = "0017"
 down_revision: str | None = "0016"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
