@@ -296,10 +296,10 @@ def test_a_real_flask_process_prints_no_traceback(tmp_path: Path) -> None:
 @pytest.mark.parametrize("preload", [False, True], ids=["workers-load", "preload"])
 def test_gunicorn_stops_with_one_line_instead_of_respawning_workers(tmp_path: Path, preload: bool) -> None:
     """A worker that fails to load exits 4 (APP_LOAD_ERROR): the arbiter stops instead of respawning it."""
-    from tests.support.ports import free_port
-
     flags = ["--preload"] if preload else []
-    cmd = [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{free_port()}", "--workers", "2", *flags]
+    # Port 0: the system picks a free one at bind time. A port found free beforehand may be taken by a
+    # parallel test before gunicorn binds it, and gunicorn then exits 1 ("Connection in use").
+    cmd = [str(BIN / "gunicorn"), "--bind", "127.0.0.1:0", "--workers", "2", *flags]
     done = run([*cmd, "app:create_app()"], clean_env(tmp_path, HOTLINE_ENV="staging"), timeout=60)
     assert done.returncode == 4, done.stderr
     ours = [line for line in done.stderr.splitlines() if line.startswith("hotline: ")]
