@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, ViewportSize, expect
 
 from tests.web.axe import assert_accessible
 from tests.web.conftest import World
@@ -27,9 +27,11 @@ TIMEOUT_MS = 15_000
 
 
 @contextmanager
-def signed_in(browser: Browser, world: World, username: str) -> Iterator[Page]:
+def signed_in(
+    browser: Browser, world: World, username: str, viewport: ViewportSize | None = None
+) -> Iterator[Page]:
     """A fresh browser context (no cookies from anyone else), signed in through the login form."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="th-TH")
+    context = browser.new_context(viewport=viewport or {"width": 1280, "height": 900}, locale="th-TH")
     context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
     errors: list[str] = []

@@ -4,20 +4,30 @@ the timeline says so in Thai."""
 
 from __future__ import annotations
 
-from playwright.sync_api import Browser, expect
+import pytest
+from playwright.sync_api import Browser, ViewportSize, expect
 
 from tests.web.conftest import World
 from tests.web.test_console_browser import signed_in, state, submit
 
+SIZES: dict[str, ViewportSize] = {
+    "wide": {"width": 1366, "height": 900},
+    "phone": {"width": 390, "height": 844},
+}
 
-def test_a_proposer_withdraws_and_a_head_reassigns_and_reopens(browser: Browser, world: World) -> None:
-    with signed_in(browser, world, "op50") as operator:
+
+@pytest.mark.parametrize("size", SIZES)
+def test_a_proposer_withdraws_and_a_head_reassigns_and_reopens(
+    browser: Browser, world: World, size: str
+) -> None:
+    """Every page on the way is checked by axe-core (signed_in and submit), on a wide screen and a phone."""
+    with signed_in(browser, world, "op50", SIZES[size]) as operator:
         operator.goto(f"{world.base}/console/cases/{world.cases['proposed_50']}")
         submit(operator, "form[action$='/withdraw']")
         assert state(operator) == "routed"
         expect(operator.locator("#timeline")).to_contain_text("ถอนข้อเสนอส่งต่อ")
 
-    with signed_in(browser, world, "head50") as head:
+    with signed_in(browser, world, "head50", SIZES[size]) as head:
         head.goto(f"{world.base}/console/cases/{world.cases['in_action_50']}")
         head.locator("#reassign-target").select_option(label="วิภา ตั้งใจ")
         head.fill("#reassign-reason", "มานะลาป่วย")
