@@ -10,6 +10,7 @@ from playwright.sync_api import Browser, expect
 from tests.web.conftest import SIZES, World
 from tests.web.test_console_browser import signed_in, state, submit
 
+
 @pytest.mark.parametrize("size", SIZES)
 def test_a_proposer_withdraws_and_a_head_reassigns_and_reopens(
     browser: Browser, world: World, size: str
