@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
-from playwright.sync_api import Browser, Playwright, sync_playwright
+from playwright.sync_api import Browser, Playwright, ViewportSize, sync_playwright
 from werkzeug.serving import make_server
 
 from app import get_database
@@ -30,6 +30,11 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+# Issue 14's two screens: every role's walk runs on a wide screen and on a phone.
+SIZES: dict[str, ViewportSize] = {
+    "wide": {"width": 1366, "height": 900},
+    "phone": {"width": 390, "height": 844},
+}
 
 
 @dataclass

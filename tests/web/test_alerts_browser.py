@@ -1,5 +1,6 @@
 """Workflow alerts in a real headless Chromium: an agent routes a case in one session, and the SC-Operator's
-open queue in another shows the new notification and "new items – reload" without being reloaded."""
+open queue in another shows the new notification and "new items – reload" without being reloaded, on a wide
+screen (1366×900) and a phone (390×844)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,17 @@ from playwright.sync_api import Browser, expect
 
 from console import live
 from tests.web.axe import assert_accessible
-from tests.web.conftest import World
+from tests.web.conftest import SIZES, World
 from tests.web.test_console_browser import signed_in, submit
 
 
+@pytest.mark.parametrize("size", SIZES)
 def test_a_routed_case_shows_on_the_operators_open_page_without_a_reload(
-    browser: Browser, world: World, monkeypatch: pytest.MonkeyPatch
+    browser: Browser, world: World, monkeypatch: pytest.MonkeyPatch, size: str
 ) -> None:
     monkeypatch.setattr(live, "POLL_SECONDS", 1)  # the page asks every second here, not every 20
     case_id = world.cases["draft_50"]
-    with signed_in(browser, world, "op50") as operator:
+    with signed_in(browser, world, "op50", SIZES[size]) as operator:
         notice = operator.locator("#live")
         badge = operator.locator("#nav-notifications .badge")
         expect(notice).to_be_hidden()
@@ -25,7 +27,7 @@ def test_a_routed_case_shows_on_the_operators_open_page_without_a_reload(
         # A mark on this very document: gone if the page were loaded again.
         operator.evaluate("window.hotlineSamePage = true")
 
-        with signed_in(browser, world, "agent") as agent:
+        with signed_in(browser, world, "agent", SIZES[size]) as agent:
             agent.goto(f"{world.base}/console/cases/{case_id}")
             agent.select_option("#route-province", "50")
             submit(agent, f"form[action$='/cases/{case_id}/route']")

@@ -5,15 +5,10 @@ the timeline says so in Thai."""
 from __future__ import annotations
 
 import pytest
-from playwright.sync_api import Browser, ViewportSize, expect
+from playwright.sync_api import Browser, expect
 
-from tests.web.conftest import World
+from tests.web.conftest import SIZES, World
 from tests.web.test_console_browser import signed_in, state, submit
-
-SIZES: dict[str, ViewportSize] = {
-    "wide": {"width": 1366, "height": 900},
-    "phone": {"width": 390, "height": 844},
-}
 
 
 @pytest.mark.parametrize("size", SIZES)
