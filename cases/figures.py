@@ -249,16 +249,16 @@ def _callbacks(
         (is_open, "waiting"),
         (Callback.state == CallbackState.GAVE_UP, "gave_up"),
         else_="cancelled",
-    )
-    # The call-backs of the period's cases (a case has at most one), as conditional counts in one row.
-    # Written as case_id IN (the cases) rather than a join: SQLite then collects the period's case ids
-    # from the index once and seeks each call-back, where the join looked up each case's call-back row by
-    # row: about half the time at 100,000 cases (the centre's 30 days).
-    stmt = select(*(func.count(case((bucket == b, 1))) for b in CALLBACK_BUCKETS)).where(
-        Callback.case_id.in_(select(Case.id).where(*conditions))
-    )
-    counts = session.execute(stmt).one()
-    return [(b, int(n)) for b, n in zip(CALLBACK_BUCKETS, counts, strict=True)]
+    ).label("bucket")
+    # The call-backs of the period's cases (a case has at most one), written as case_id IN (the cases)
+    # rather than a join: SQLite then collects the period's case ids from an index once and seeks each
+    # call-back in the unique case_id index. Measured at 100,000 cases, the centre's 30 days (CPU time):
+    # about 40 ms against 65 ms for the join; one CASE per row grouped beat six conditional counts
+    # (each evaluates the CASE) and a covering (case_id, state, first_due_at, closed_at) index, which
+    # the planner then scanned whole.
+    stmt = select(bucket, func.count()).where(Callback.case_id.in_(select(Case.id).where(*conditions)))
+    counts = {str(k): int(n) for k, n in session.execute(stmt.group_by(bucket))}
+    return [(b, counts.get(b, 0)) for b in CALLBACK_BUCKETS]
 
 
 def _medians(session: Session, conditions: Sequence[ColumnElement[bool]]) -> list[tuple[str, Median]]:
