@@ -1,9 +1,11 @@
 """The dashboard's figures for a scope of offices and a period: counts, call-back timeliness, medians.
 
-Every count is one GROUP BY in the database; the medians read the cases' milestone columns (cases.milestones)
-from an index: PostgreSQL takes them with percentile_cont, SQLite sorts each step's durations and hands
-back only the middle one or two. A period is a
-range of whole days in the service's time zone; a case belongs to it by when it was opened (the call).
+Four passes over an index of the period's cases: the counts by hazard group and state (conditional
+counts in one row), by office and province (one GROUP BY of both, then one query for their names), the
+call-backs' buckets, and the medians from the cases' milestone columns (cases.milestones; PostgreSQL
+takes them with percentile_cont, SQLite hands back the durations and Python sorts them); then the offices
+short of SC-Operators. A period is a range of whole days in the service's time zone; a case belongs to
+it by when it was opened (the call).
 """
 
 from __future__ import annotations
