@@ -18,13 +18,16 @@ What one run does (in-process through the Flask test client; nothing listens on 
 3. ``dashboard_timings(app, samples)`` (passed to ``run(..., extra=[...])``; ``--no-dashboard`` leaves it
    out): the dashboard page as agent and op50 over the last 30 days (the default) and 90 days, each
    checked for 200 and a chart; then ``cases.figures.figures`` and its medians alone for the centre's 30
-   days. Each is timed again "before 0017": with the medians read as they were before migration 0017
-   (every case of the period joined to its events), on the same data in the same run, for comparison.
+   days. The pages and figures() are timed again with "old figures" (bench/figures_before.py: the 13
+   statements cases.figures counted with before its one-pass rewrite), after checking both give equal
+   figures; figures() and the medians again "before 0017": with the medians read as they were before
+   migration 0017 (every case of the period joined to its events); on the same data in the same run.
    The pages are timed with the page's 60 s figure cache off (every request counts), then, "cached", as
    served (the warm-up requests fill the cache).
 
-Printed: p50, p95 and max per search or page and user, PASS/FAIL against issue 14's 150 ms p95 (SQLite), and
-the load average before and after (other sessions share the CPU: a busy machine inflates the figures).
+Printed: p50, p95 and max per search or page and user, the median CPU time of this process, PASS/FAIL
+against issue 14's 150 ms p95 (SQLite), and the load average before and after (other sessions share the
+CPU: a busy machine inflates the wall times).
 
 Usage (from the repo root)::
 
@@ -62,6 +65,7 @@ sys.path.append(str(BENCH))
 
 from console_pages import make_config, office_codes, signed_in  # noqa: E402  (bench/console_pages.py)
 from figures import log, percentile  # noqa: E402
+from figures_before import figures_as_before  # noqa: E402  (bench/figures_before.py)
 from flask import Flask  # noqa: E402
 from flask.testing import FlaskClient  # noqa: E402
 from sqlalchemy import case, func, insert, select, text, update  # noqa: E402
@@ -74,6 +78,7 @@ from cases.models import CENTRAL_OFFICE_CODE, Callback, Case, CaseEvent, Office,
 from cases.offices import load_offices  # noqa: E402
 from cases.reference import display_reference  # noqa: E402
 from cases.search_index import SUMMARY, digits_hash  # noqa: E402
+from cases.staff import User  # noqa: E402
 from console import dashboard as dashboard_page  # noqa: E402
 from infra.clock import utcnow  # noqa: E402
 from infra.config import Config  # noqa: E402
@@ -237,11 +242,12 @@ def timed(label: str, fn: Callable[[int], None], n: int, *, warmup: int = 3) -> 
     """Run fn(i) `warmup` times untimed, then n times timed; p50, p95, max in ms and PASS/FAIL."""
     for i in range(warmup):
         fn(i)
-    times = []
+    times, cpu = [], []
     for i in range(n):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn(i)
         times.append((time.perf_counter() - t0) * 1000)
+        cpu.append((time.process_time() - c0) * 1000)  # this process's CPU: what the load does not inflate
     p95 = percentile(times, 95)
     return {
         "label": label,
@@ -249,6 +255,7 @@ def timed(label: str, fn: Callable[[int], None], n: int, *, warmup: int = 3) -> 
         "p50_ms": round(percentile(times, 50), 1),
         "p95_ms": round(p95, 1),
         "max_ms": round(max(times), 1),
+        "cpu_p50_ms": round(percentile(cpu, 50), 1),
         "pass": p95 < TARGET_P95_MS,
     }
 
@@ -425,6 +432,14 @@ def _before(work: Callable[[int], None]) -> Callable[[int], None]:
     return old_way
 
 
+def _old_figures(work: Callable[[int], None]) -> Callable[[int], None]:
+    def old_way(i: int) -> None:
+        with figures_as_before():
+            work(i)
+
+    return old_way
+
+
 def dashboard_timings(app: Flask, samples: int) -> list[dict[str, Any]]:
     """The dashboard page as agent (the centre) and op50 (Chiang Mai) over 30 and 90 days, then the
     figures and the medians alone (the centre, 30 days); each also with the medians read as before 0017."""
@@ -448,20 +463,33 @@ def dashboard_timings(app: Flask, samples: int) -> list[dict[str, Any]]:
 
         return run_it
 
+    now = utcnow()
+    for user in ("agent", "op50"):  # the same figures both ways, or the timings compare nothing
+        period = fig.Period.chosen(None, None, now, cfg.timezone)
+        with get_database(app).session() as session:
+            scope = fig.scope_for(session, session.scalars(select(User).where(User.username == user)).one())
+            assert scope is not None
+            new = fig.figures(session, scope, period, now)
+            with figures_as_before():
+                old = fig.figures(session, scope, period, now)
+        if new != old:
+            raise SystemExit(f"the one-pass figures differ from the old ones:\n{new}\n{old}")
     rows = []
     cache_seconds, dashboard_page.CACHE_SECONDS = dashboard_page.CACHE_SECONDS, 0.0  # every request counts
     views = (("agent", 30, {}), ("agent", 90, ninety), ("op50", 30, {}), ("op50", 90, ninety))
     for user, days, query in views:
         rows.append(timed(f"dashboard {days} days, {user}", page(user, query), samples))
-        rows.append(timed(f"dashboard {days} days, {user}, before 0017", _before(page(user, query)), samples))
+        rows.append(
+            timed(f"dashboard {days} days, {user}, old figures", _old_figures(page(user, query)), samples)
+        )
     dashboard_page.CACHE_SECONDS = cache_seconds
     for user in ("agent", "op50"):  # the page as served: figures kept for a minute per scope and period
         rows.append(timed(f"dashboard 30 days, {user}, cached", page(user, {}), samples))
-    now = utcnow()
-    figures_alone = alone(
+    figures_alone = alone(  # through the module: _old_figures swaps it
         lambda s, _c: fig.figures(s, fig.Scope(None), fig.Period.chosen(None, None, now, cfg.timezone), now)
     )
     rows.append(timed("figures() centre 30 days", figures_alone, samples))
+    rows.append(timed("figures() centre 30 days, old figures", _old_figures(figures_alone), samples))
     rows.append(timed("figures() centre 30 days, before 0017", _before(figures_alone), samples))
     rows.append(timed("medians centre 30 days", alone(fig._medians), samples))
     rows.append(timed("medians centre 30 days, before 0017", alone(_old_medians), samples))
@@ -483,6 +511,7 @@ def run(
     samples: int,
     extra: Sequence[Timing] = (),
     reuse: Path | None = None,
+    search: bool = True,
 ) -> dict[str, Any]:
     """Seed an empty database (a throwaway SQLite file when None) and time the searches and `extra`.
 
@@ -514,7 +543,7 @@ def run(
             if database_url is None and reuse is not None:
                 get_database(app).dispose()  # the last connection's close checkpoints the WAL into the file
                 shutil.copyfile(sqlite_file, reuse)
-        report["timings"] = search_timings(app, samples)
+        report["timings"] = search_timings(app, samples) if search else []
         for timing in extra:
             report["timings"] += timing(app, samples)
         report["load_at_end"] = os.getloadavg()
@@ -529,10 +558,11 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"\n{report['database']}: {report['seed']}")
     loads = f"load average at start {report['load_at_start']}, at end {report['load_at_end']}"
     print(f"{loads}, cpus {os.cpu_count()}")
-    print(f"{'search / dashboard':36} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
+    print(f"{'search / dashboard':36} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'cpu p50':>8}")
     for row in report["timings"]:
         verdict = "PASS" if row["pass"] else "FAIL"
-        print(f"{row['label']:36} {row['p50_ms']:8.1f} {row['p95_ms']:8.1f} {row['max_ms']:8.1f}  {verdict}")
+        times = f"{row['p50_ms']:8.1f} {row['p95_ms']:8.1f} {row['max_ms']:8.1f} {row['cpu_p50_ms']:8.1f}"
+        print(f"{row['label']:36} {times}  {verdict}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -543,11 +573,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.add_argument("--reuse", type=Path, help="SQLite: copy the seeded database from/to this file")
     p.add_argument("--no-dashboard", action="store_true", help="time the searches only")
+    p.add_argument("--no-search", action="store_true", help="time the dashboard only")
     args = p.parse_args(argv)
     extra = [] if args.no_dashboard else [dashboard_timings]
-    reports = [run(None, args.cases, args.samples, extra, reuse=args.reuse)]
+    search = not args.no_search
+    reports = [run(None, args.cases, args.samples, extra, reuse=args.reuse, search=search)]
     if args.pg:
-        reports.append(run(args.pg, args.cases, args.samples, extra))
+        reports.append(run(args.pg, args.cases, args.samples, extra, search=search))
     if args.json:
         print(json.dumps(reports, indent=2))
     else:
