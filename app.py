@@ -226,9 +226,7 @@ def _wire_console(app: Flask, cfg: Config, call_bridge: bridge.Bridge) -> None:
     limits = BridgeLimits(cfg.bridge_calls_per_user_hour, cfg.bridge_calls_per_case_hour)
     console.init_app(app, cipher, dialer, staff_phones, limits)
     # An approved erasure's recordings: files, then Twilio's copies, as the retention sweep removes them.
-    erasure_sweep.install(
-        app, lambda: RetentionSweep(get_database(app), retention_settings(app), twilio_rest(cfg))
-    )
+    erasure_sweep.install(app, lambda: _retention_sweep(app))  # finishes an approved erasure
     # Behind the README's TLS proxy every peer is the proxy: the sign-in throttle needs the real client.
     trust_proxies(app, cfg.trusted_proxies)
 
